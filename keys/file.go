@@ -1,0 +1,134 @@
+package keys
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// WriteFile writes data to path atomically: a temp file in the same
+// directory, fsync, rename over path, fsync of the directory. A crash leaves
+// either the old file or the new one, never a half-written one.
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("writing %s: setting mode: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: fsync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: rename: %w", path, err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// ErrKeyFileMode is returned when a private key file can be read by its
+// group or by other users.
+var ErrKeyFileMode = errors.New("private key file is readable by group or others")
+
+// ReadSecretFile reads a file holding secret material. It refuses a file
+// that its group or other users may read (chmod 600 fixes it), following
+// symlinks as a mounted Kubernetes Secret has them: the mode that counts is
+// the target's.
+//
+// Kubernetes mounts Secrets with defaultMode 0400 or 0600 when asked; the
+// manifests do so.
+func ReadSecretFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading secret file %s: not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("reading secret file %s: %w (mode %04o; run chmod 600 %s, or set defaultMode: 0400 on the Secret volume)",
+			path, ErrKeyFileMode, fi.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret file: %w", err)
+	}
+	return b, nil
+}
+
+// LoadPrivateKey reads a WireGuard private key file (base64, as `wg genkey`
+// writes it) with ReadSecretFile's mode check.
+func LoadPrivateKey(path string) (PrivateKey, error) {
+	b, err := ReadSecretFile(path)
+	if err != nil {
+		return PrivateKey{}, err
+	}
+	k, err := ParsePrivateKey(string(b))
+	if err != nil {
+		return PrivateKey{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// LoadPresharedKey reads a WireGuard preshared key file (base64, as `wg
+// genpsk` writes it) with ReadSecretFile's mode check.
+func LoadPresharedKey(path string) (PrivateKey, error) {
+	b, err := ReadSecretFile(path)
+	if err != nil {
+		return PrivateKey{}, err
+	}
+	raw, err := decodeKey(string(b))
+	if err != nil {
+		return PrivateKey{}, fmt.Errorf("%s: parsing preshared key: %w", path, err)
+	}
+	k := PrivateKey(raw)
+	if k.IsZero() {
+		return PrivateKey{}, fmt.Errorf("%s: parsing preshared key: %w: all zeros", path, ErrWeakKey)
+	}
+	return k, nil
+}
+
+// LoadPublicKey reads a file holding one base64 public key.
+func LoadPublicKey(path string) (PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("reading public key: %w", err)
+	}
+	k, err := ParsePublicKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return PublicKey{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
+}
+
+// GeneratePresharedKey returns 32 random bytes, as `wg genpsk` does.
+func GeneratePresharedKey() (PrivateKey, error) {
+	var k PrivateKey
+	if _, err := randRead(k[:]); err != nil {
+		return PrivateKey{}, fmt.Errorf("reading random bytes for a preshared key: %w", err)
+	}
+	return k, nil
+}
