@@ -1,0 +1,59 @@
+package config
+
+// The raw form is what the YAML file holds, every scalar as a string, so that
+// each value is parsed here with an error naming its field and line, rather
+// than by the YAML library's reflection with a message naming a Go type.
+
+type rawConfig struct {
+	Interface rawInterface `yaml:"interface"`
+	Peers     []rawPeer    `yaml:"peers"`
+	Expose    []rawExpose  `yaml:"expose"`
+	Forward   []rawForward `yaml:"forward"`
+	Limits    rawLimits    `yaml:"limits"`
+	Admin     rawAdmin     `yaml:"admin"`
+}
+
+type rawInterface struct {
+	Name           string   `yaml:"name"`
+	PrivateKeyFile string   `yaml:"privateKeyFile"`
+	ListenPort     string   `yaml:"listenPort"`
+	Addresses      []string `yaml:"addresses"`
+	MTU            string   `yaml:"mtu"`
+	UAPIDir        string   `yaml:"uapiDir"`
+}
+
+type rawPeer struct {
+	Name                string   `yaml:"name"`
+	PublicKey           string   `yaml:"publicKey"`
+	PresharedKeyFile    string   `yaml:"presharedKeyFile"`
+	Endpoint            string   `yaml:"endpoint"`
+	PersistentKeepalive string   `yaml:"persistentKeepalive"`
+	AllowedIPs          []string `yaml:"allowedIPs"`
+}
+
+type rawExpose struct {
+	Name     string   `yaml:"name"`
+	Protocol string   `yaml:"protocol"`
+	Port     string   `yaml:"port"`
+	Target   string   `yaml:"target"`
+	Peers    []string `yaml:"peers"`
+}
+
+type rawForward struct {
+	Name     string `yaml:"name"`
+	Protocol string `yaml:"protocol"`
+	Listen   string `yaml:"listen"`
+	Peer     string `yaml:"peer"`
+	To       string `yaml:"to"`
+}
+
+type rawLimits struct {
+	UDPIdleTimeout    string `yaml:"udpIdleTimeout"`
+	UDPMaxSessions    string `yaml:"udpMaxSessions"`
+	TCPDialTimeout    string `yaml:"tcpDialTimeout"`
+	TCPMaxConnections string `yaml:"tcpMaxConnections"`
+}
+
+type rawAdmin struct {
+	Listen string `yaml:"listen"`
+}
