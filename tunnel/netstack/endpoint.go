@@ -1,0 +1,114 @@
+package netstack
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// linkEndpoint is the stack's side of the TUN: packets the stack sends wait
+// in out until wireguard-go reads them; packets wireguard-go writes are
+// delivered to the dispatcher.
+type linkEndpoint struct {
+	mtu atomic.Uint32
+
+	mu         sync.RWMutex // guards dispatcher and closed
+	dispatcher stack.NetworkDispatcher
+	closed     bool
+
+	out     chan *stack.PacketBuffer
+	dropped atomic.Uint64 // outbound packets dropped because out was full
+}
+
+var _ stack.LinkEndpoint = (*linkEndpoint)(nil)
+
+func newLinkEndpoint(queueLen int, mtu uint32) *linkEndpoint {
+	e := &linkEndpoint{out: make(chan *stack.PacketBuffer, queueLen)}
+	e.mtu.Store(mtu)
+	return e
+}
+
+// WritePackets queues the stack's outbound packets. When the queue is full
+// the rest are dropped and counted; TCP recovers them, UDP loses them, as it
+// would on a real link.
+func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return 0, &tcpip.ErrClosedForSend{}
+	}
+	n := 0
+	for _, pkt := range pkts.AsSlice() {
+		select {
+		case e.out <- pkt.IncRef():
+			n++
+		default:
+			pkt.DecRef()
+			e.dropped.Add(uint64(pkts.Len() - n))
+			if n == 0 {
+				return 0, &tcpip.ErrNoBufferSpace{}
+			}
+			return n, nil
+		}
+	}
+	return n, nil
+}
+
+func (e *linkEndpoint) deliver(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) bool {
+	e.mu.RLock()
+	d := e.dispatcher
+	e.mu.RUnlock()
+	if d == nil {
+		return false
+	}
+	d.DeliverNetworkPacket(proto, pkt)
+	return true
+}
+
+func (e *linkEndpoint) close() {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	e.dispatcher = nil
+	close(e.out)
+	e.mu.Unlock()
+	for pkt := range e.out {
+		pkt.DecRef()
+	}
+}
+
+func (e *linkEndpoint) MTU() uint32                      { return e.mtu.Load() }
+func (e *linkEndpoint) SetMTU(mtu uint32)                { e.mtu.Store(mtu) }
+func (e *linkEndpoint) MaxHeaderLength() uint16          { return 0 }
+func (e *linkEndpoint) LinkAddress() tcpip.LinkAddress   { return "" }
+func (e *linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {}
+func (e *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+	return 0
+}
+
+func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.closed {
+		e.dispatcher = d
+	}
+}
+
+func (e *linkEndpoint) IsAttached() bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.dispatcher != nil
+}
+
+func (e *linkEndpoint) Wait()                                   {}
+func (e *linkEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+func (e *linkEndpoint) AddHeader(*stack.PacketBuffer)           {}
+func (e *linkEndpoint) ParseHeader(*stack.PacketBuffer) bool    { return true }
+func (e *linkEndpoint) Close()                                  {}
+func (e *linkEndpoint) SetOnCloseAction(func())                 {}

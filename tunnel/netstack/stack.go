@@ -1,0 +1,325 @@
+package netstack
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.zx2c4.com/wireguard/tun"
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+const nicID = 1
+
+// Defaults.
+const (
+	DefaultQueueLen  = 4096
+	DefaultBatchSize = 128 // wireguard-go's conn.IdealBatchSize
+	// DefaultUDPBuffer is the receive buffer of the stack's UDP sockets: a
+	// burst of QUIC packets must not overflow gVisor's 212 KiB default.
+	DefaultUDPBuffer = 4 << 20
+	// DefaultTCPBuffer bounds each TCP socket's send and receive buffers
+	// (gVisor auto-tunes within it).
+	DefaultTCPBuffer = 8 << 20
+)
+
+// Options configure a Stack.
+type Options struct {
+	// Addresses are the stack's own (tunnel) addresses.
+	Addresses []netip.Addr
+	// Routes are the only destinations the stack can send to: the peers'
+	// tunnel prefixes. A dial to anything else fails with "no route".
+	Routes []netip.Prefix
+	// MTU of the tunnel.
+	MTU int
+	// Filter, if set, is asked about every inbound packet; false drops it.
+	Filter func(packet []byte) bool
+	// QueueLen is the depth of the outbound queue, in packets.
+	QueueLen int
+	// BatchSize is how many packets Read hands wireguard-go at once.
+	BatchSize int
+	// UDPBuffer and TCPBuffer size socket buffers; zero picks the defaults.
+	UDPBuffer int
+	TCPBuffer int
+}
+
+// Stats count what crossed the stack's link.
+type Stats struct {
+	PacketsIn, PacketsOut uint64
+	BytesIn, BytesOut     uint64
+	// Filtered counts inbound packets the filter dropped.
+	Filtered uint64
+	// QueueDrops counts outbound packets dropped because WireGuard did not
+	// read them fast enough.
+	QueueDrops uint64
+}
+
+// Stack is a gVisor stack that is also the wireguard-go TUN device carrying
+// its packets. Close closes both.
+type Stack struct {
+	s      *stack.Stack
+	ep     *linkEndpoint
+	mtu    int
+	batch  int
+	filter func([]byte) bool
+	events chan tun.Event
+
+	closeOnce sync.Once
+
+	packetsIn, packetsOut atomic.Uint64
+	bytesIn, bytesOut     atomic.Uint64
+	filtered              atomic.Uint64
+}
+
+var _ tun.Device = (*Stack)(nil)
+
+// New builds a stack.
+func New(opts Options) (*Stack, error) {
+	if opts.MTU < 1280 || opts.MTU > 65535 {
+		return nil, fmt.Errorf("creating netstack: MTU %d out of range", opts.MTU)
+	}
+	if len(opts.Addresses) == 0 {
+		return nil, errors.New("creating netstack: no addresses")
+	}
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = DefaultQueueLen
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.UDPBuffer <= 0 {
+		opts.UDPBuffer = DefaultUDPBuffer
+	}
+	if opts.TCPBuffer <= 0 {
+		opts.TCPBuffer = DefaultTCPBuffer
+	}
+	s := stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
+	})
+	ns := &Stack{
+		s:      s,
+		ep:     newLinkEndpoint(opts.QueueLen, uint32(opts.MTU)),
+		mtu:    opts.MTU,
+		batch:  opts.BatchSize,
+		filter: opts.Filter,
+		events: make(chan tun.Event, 4),
+	}
+	if err := ns.tune(opts); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.CreateNIC(nicID, ns.ep); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("creating netstack NIC: %v", err)
+	}
+	for _, a := range opts.Addresses {
+		pa := tcpip.ProtocolAddress{
+			Protocol:          protoOf(a),
+			AddressWithPrefix: tcpip.AddrFromSlice(a.Unmap().AsSlice()).WithPrefix(),
+		}
+		if err := s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("adding netstack address %s: %v", a, err)
+		}
+	}
+	ns.SetRoutes(opts.Routes)
+	ns.events <- tun.EventUp
+	return ns, nil
+}
+
+func (ns *Stack) tune(opts Options) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
+		return fmt.Errorf("enabling TCP SACK: %v", err)
+	}
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: opts.TCPBuffer}
+	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); err != nil {
+		return fmt.Errorf("setting TCP receive buffer: %v", err)
+	}
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultSendBufferSize, Max: opts.TCPBuffer}
+	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd); err != nil {
+		return fmt.Errorf("setting TCP send buffer: %v", err)
+	}
+	ubuf := tcpip.ReceiveBufferSizeOption{Min: 4 << 10, Default: opts.UDPBuffer, Max: opts.UDPBuffer}
+	if err := ns.s.SetOption(ubuf); err != nil {
+		return fmt.Errorf("setting UDP receive buffer: %v", err)
+	}
+	return nil
+}
+
+// SetRoutes replaces the stack's routes: the only prefixes it can reach.
+func (ns *Stack) SetRoutes(prefixes []netip.Prefix) {
+	var rt []tcpip.Route
+	for _, p := range prefixes {
+		p = p.Masked()
+		sub, err := tcpip.NewSubnet(
+			tcpip.AddrFromSlice(p.Addr().AsSlice()),
+			tcpip.MaskFromBytes(netMask(p)),
+		)
+		if err != nil {
+			continue
+		}
+		rt = append(rt, tcpip.Route{Destination: sub, NIC: nicID})
+	}
+	ns.s.SetRouteTable(rt)
+}
+
+func netMask(p netip.Prefix) []byte {
+	n := p.Addr().BitLen() / 8
+	m := make([]byte, n)
+	bits := p.Bits()
+	for i := range m {
+		switch {
+		case bits >= 8:
+			m[i] = 0xff
+			bits -= 8
+		case bits > 0:
+			m[i] = byte(0xff << (8 - bits))
+			bits = 0
+		}
+	}
+	return m
+}
+
+func protoOf(a netip.Addr) tcpip.NetworkProtocolNumber {
+	if a.Unmap().Is4() {
+		return ipv4.ProtocolNumber
+	}
+	return ipv6.ProtocolNumber
+}
+
+// Stats returns the link counters.
+func (ns *Stack) Stats() Stats {
+	return Stats{
+		PacketsIn:  ns.packetsIn.Load(),
+		PacketsOut: ns.packetsOut.Load(),
+		BytesIn:    ns.bytesIn.Load(),
+		BytesOut:   ns.bytesOut.Load(),
+		Filtered:   ns.filtered.Load(),
+		QueueDrops: ns.ep.dropped.Load(),
+	}
+}
+
+// GVisor exposes the underlying stack for tuning and tests.
+func (ns *Stack) GVisor() *stack.Stack { return ns.s }
+
+// Read implements tun.Device: it blocks for one outbound packet, then takes
+// as many more as are queued, up to the batch size.
+func (ns *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	pkt, ok := <-ns.ep.out
+	if !ok {
+		return 0, os.ErrClosed
+	}
+	n := 0
+	for {
+		sz := copyPacket(bufs[n][offset:], pkt)
+		pkt.DecRef()
+		if sz > 0 {
+			sizes[n] = sz
+			ns.bytesOut.Add(uint64(sz))
+			n++
+		}
+		if n == len(bufs) || n == ns.batch {
+			break
+		}
+		pkt = ns.poll()
+		if pkt == nil {
+			break
+		}
+	}
+	ns.packetsOut.Add(uint64(n))
+	return n, nil
+}
+
+// poll takes a queued packet without blocking, or returns nil.
+func (ns *Stack) poll() *stack.PacketBuffer {
+	select {
+	case pkt := <-ns.ep.out:
+		return pkt
+	default:
+		return nil
+	}
+}
+
+func copyPacket(dst []byte, pkt *stack.PacketBuffer) int {
+	if pkt.Size() > len(dst) {
+		return 0
+	}
+	n := 0
+	for _, s := range pkt.AsSlices() {
+		n += copy(dst[n:], s)
+	}
+	return n
+}
+
+// Write implements tun.Device: each packet that passes the filter is
+// delivered to the stack. Packets the filter drops are counted, not errors.
+func (ns *Stack) Write(bufs [][]byte, offset int) (int, error) {
+	for _, b := range bufs {
+		pkt := b[offset:]
+		if len(pkt) == 0 {
+			continue
+		}
+		if ns.filter != nil && !ns.filter(pkt) {
+			ns.filtered.Add(1)
+			continue
+		}
+		var proto tcpip.NetworkProtocolNumber
+		switch pkt[0] >> 4 {
+		case 4:
+			proto = header.IPv4ProtocolNumber
+		case 6:
+			proto = header.IPv6ProtocolNumber
+		default:
+			ns.filtered.Add(1)
+			continue
+		}
+		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
+		ok := ns.ep.deliver(proto, pb)
+		pb.DecRef()
+		if !ok {
+			return 0, os.ErrClosed
+		}
+		ns.packetsIn.Add(1)
+		ns.bytesIn.Add(uint64(len(pkt)))
+	}
+	return len(bufs), nil
+}
+
+// MTU implements tun.Device.
+func (ns *Stack) MTU() (int, error) { return ns.mtu, nil }
+
+// Name implements tun.Device.
+func (ns *Stack) Name() (string, error) { return "netstack", nil }
+
+// File implements tun.Device; there is no file.
+func (ns *Stack) File() *os.File { return nil }
+
+// Events implements tun.Device.
+func (ns *Stack) Events() <-chan tun.Event { return ns.events }
+
+// BatchSize implements tun.Device.
+func (ns *Stack) BatchSize() int { return ns.batch }
+
+// Close implements tun.Device: it closes the stack and every socket on it.
+func (ns *Stack) Close() error {
+	ns.closeOnce.Do(func() {
+		ns.ep.close()
+		ns.s.RemoveNIC(nicID)
+		ns.s.Close()
+		ns.s.Wait()
+		close(ns.events)
+	})
+	return nil
+}

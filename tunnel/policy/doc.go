@@ -1,0 +1,13 @@
+// Package policy decides, for each packet that WireGuard has decrypted, whether
+// the gateway's netstack may see it. It is the gateway's only firewall, and
+// it is a strict one: a packet passes only if it is TCP or UDP to one of the
+// gateway's own tunnel addresses and either reaches an exposed port from a
+// source address belonging to a peer named on that port's rule, or comes
+// back from a peer address and port that the gateway itself dials. Nothing
+// else reaches the stack: no other port, no other destination (nothing is
+// routed), no ICMP, no fragments.
+//
+// WireGuard has already bound the inner source address to the peer's key
+// (cryptokey routing drops a packet whose source is outside the sending
+// peer's allowed IPs), so a source address here is as good as the key.
+package policy
