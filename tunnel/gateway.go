@@ -1,0 +1,349 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/admin"
+	"github.com/tunnel-dev/tunnel/tunnel/config"
+	"github.com/tunnel-dev/tunnel/tunnel/netstack"
+	"github.com/tunnel-dev/tunnel/tunnel/policy"
+)
+
+// Gateway is one end of the tunnel. Set its fields, then call Start. A
+// Gateway runs once: after Close, make a new one.
+type Gateway struct {
+	// Config is what to run. Required. The gateway does not modify it.
+	Config *config.Config
+	// PrivateKey, if set, is used instead of reading
+	// Config.Interface.PrivateKeyFile (for embedding and tests).
+	PrivateKey *keys.PrivateKey
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Registry receives the gateway's metrics; nil makes a registry of its
+	// own, which the admin server serves.
+	Registry *prometheus.Registry
+	// Resolver looks up peer endpoints; nil uses the system resolver.
+	Resolver *net.Resolver
+	// DrainTimeout bounds how long Shutdown lets TCP flows finish.
+	// Default 10s.
+	DrainTimeout time.Duration
+	// Bind, if set, replaces the UDP socket WireGuard uses (tests and
+	// benchmarks); nil uses wireguard-go's default bind.
+	Bind conn.Bind
+
+	mu      sync.Mutex // serialises Start and Close
+	state   atomic.Int32
+	rmu     sync.RWMutex // guards rules; never held while waiting
+	priv    keys.PrivateKey
+	pub     keys.PublicKey
+	dev     *device.Device
+	ns      *netstack.Stack
+	filter  *policy.Filter
+	peers   []peerConf
+	rules   []*rule
+	admin   *admin.Server
+	uapi    *uapiServer
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	wgc     wgCounters
+	started time.Time
+	log     *slog.Logger
+}
+
+const (
+	stateNew int32 = iota
+	stateRunning
+	stateClosed
+)
+
+// ErrNotRunning is returned by calls on a gateway that is not started or is
+// closed.
+var ErrNotRunning = errors.New("gateway is not running")
+
+// Start brings the gateway up: WireGuard on its UDP port, the netstack, the
+// rules' listeners, the UAPI socket and the admin server. It returns once
+// all of them are listening; on error nothing is left running.
+func (g *Gateway) Start(ctx context.Context) (err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state.Load() != stateNew {
+		return errors.New("starting gateway: already started")
+	}
+	if g.Config == nil {
+		return errors.New("starting gateway: no Config")
+	}
+	g.log = g.Logger
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.DrainTimeout <= 0 {
+		g.DrainTimeout = 10 * time.Second
+	}
+	if g.Registry == nil {
+		g.Registry = admin.NewRegistry()
+	}
+	c := g.Config
+	g.started = time.Now()
+
+	if g.PrivateKey != nil {
+		g.priv = *g.PrivateKey
+	} else {
+		g.priv, err = keys.LoadPrivateKey(c.Interface.PrivateKeyFile)
+		if err != nil {
+			return fmt.Errorf("starting gateway: interface.privateKeyFile: %w", err)
+		}
+	}
+	g.pub = g.priv.Public()
+	for _, p := range c.Peers {
+		if p.Key == g.pub {
+			return fmt.Errorf("starting gateway: peer %q has this gateway's own public key", p.Name)
+		}
+	}
+	g.peers, err = g.peerConfs(ctx)
+	if err != nil {
+		return fmt.Errorf("starting gateway: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.cancel = cancel
+	defer func() {
+		if err != nil {
+			g.teardown()
+		}
+	}()
+
+	g.filter = policy.New(c.Interface.Addresses, exposedPorts(c))
+	var routes []netip.Prefix
+	for _, p := range c.Peers {
+		routes = append(routes, p.AllowedIPs...)
+	}
+	g.ns, err = netstack.New(netstack.Options{
+		Addresses: c.Interface.Addresses,
+		Routes:    routes,
+		MTU:       c.Interface.MTU,
+		Filter:    func(b []byte) bool { return g.filter.Check(b) == policy.Accept },
+	})
+	if err != nil {
+		return fmt.Errorf("starting gateway: %w", err)
+	}
+	bind := g.Bind
+	if bind == nil {
+		bind = conn.NewDefaultBind()
+	}
+	g.dev = device.NewDevice(g.ns, bind, wgLogger(g.log, &g.wgc))
+	if err := g.dev.IpcSet(uapiSet(g.priv, c.Interface.ListenPort, g.peers, true)); err != nil {
+		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
+	}
+	if err := g.dev.Up(); err != nil {
+		return fmt.Errorf("starting gateway: bringing WireGuard up (is udp/%d free?): %w", c.Interface.ListenPort, err)
+	}
+
+	if err := g.startRules(runCtx); err != nil {
+		return fmt.Errorf("starting gateway: %w", err)
+	}
+	if c.Interface.UAPIDir != config.Disabled {
+		g.uapi, err = listenUAPI(c.Interface.UAPIDir, c.Interface.Name, g.dev, g.log)
+		if err != nil {
+			return fmt.Errorf("starting gateway: %w", err)
+		}
+	}
+	g.registerMetrics()
+	if c.Admin.Listen != config.Disabled {
+		g.admin, err = admin.Start(ctx, admin.Options{
+			Addr:     c.Admin.Listen,
+			Registry: g.Registry,
+			Ready:    g.Ready,
+			Handlers: map[string]http.Handler{"/status": admin.JSON(func() any { return g.Status() })},
+			Logger:   g.log,
+		})
+		if err != nil {
+			return fmt.Errorf("starting gateway: %w", err)
+		}
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.watchEndpoints(runCtx)
+	}()
+	g.state.Store(stateRunning)
+	g.log.Info("gateway up",
+		"name", c.Interface.Name,
+		"public_key", g.pub.String(),
+		"listen_port", g.ListenPort(),
+		"addresses", c.Interface.Addresses,
+		"peers", len(c.Peers), "expose", len(c.Expose), "forward", len(c.Forward),
+		"startup", time.Since(g.started).Round(time.Millisecond).String())
+	return nil
+}
+
+// peerConfs resolves endpoints and loads preshared keys. An endpoint whose
+// name does not resolve yet is left empty and retried by watchEndpoints: a
+// load balancer's name may appear after the gateway starts.
+func (g *Gateway) peerConfs(ctx context.Context) ([]peerConf, error) {
+	var out []peerConf
+	for _, p := range g.Config.Peers {
+		pc := peerConf{name: p.Name, key: p.Key, keepalive: p.PersistentKeepalive, allowed: p.AllowedIPs}
+		if p.PresharedKeyFile != "" {
+			psk, err := keys.LoadPresharedKey(p.PresharedKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("peer %q presharedKeyFile: %w", p.Name, err)
+			}
+			pc.psk = &psk
+		}
+		if p.Endpoint != "" {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ep, err := resolveEndpoint(rctx, g.Resolver, p.Endpoint)
+			cancel()
+			if err != nil {
+				g.log.Warn("peer endpoint does not resolve yet; will retry", "peer", p.Name, "endpoint", p.Endpoint, "err", err)
+			} else {
+				pc.endpoint = ep
+			}
+		}
+		out = append(out, pc)
+	}
+	return out, nil
+}
+
+func exposedPorts(c *config.Config) []policy.Port {
+	var ports []policy.Port
+	for _, e := range c.Expose {
+		var allowed []netip.Prefix
+		for _, name := range e.Peers {
+			if p := c.PeerByName(name); p != nil {
+				allowed = append(allowed, p.AllowedIPs...)
+			}
+		}
+		ports = append(ports, policy.Port{Rule: e.Name, Proto: protoNumber(e.Protocol), Port: e.Port, Allowed: allowed})
+	}
+	return ports
+}
+
+func protoNumber(p string) uint8 {
+	if p == config.TCP {
+		return policy.ProtoTCP
+	}
+	return policy.ProtoUDP
+}
+
+// PublicKey is the gateway's public key. Valid after Start.
+func (g *Gateway) PublicKey() keys.PublicKey {
+	return g.pub
+}
+
+// ListenPort is the UDP port WireGuard is bound to (an ephemeral one when
+// the configuration gives none). Zero before Start.
+func (g *Gateway) ListenPort() int {
+	if g.dev == nil {
+		return 0
+	}
+	s, err := g.dev.IpcGet()
+	if err != nil {
+		return 0
+	}
+	st, err := parseUAPIGet(s)
+	if err != nil {
+		return 0
+	}
+	return st.ListenPort
+}
+
+// AdminURL is the base URL of the admin server, or "" when it is disabled.
+func (g *Gateway) AdminURL() string {
+	return g.admin.URL()
+}
+
+// Ready reports whether the gateway is carrying its rules: nil when every
+// listener is up. It does not wait for the peer: a gateway behind a load
+// balancer must be ready before its peer can reach it.
+func (g *Gateway) Ready() error {
+	if g.state.Load() != stateRunning {
+		return ErrNotRunning
+	}
+	for _, r := range g.ruleList() {
+		if err := r.err(); err != nil {
+			return fmt.Errorf("rule %s: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops accepting new flows and lets TCP flows in flight finish,
+// until ctx is done or DrainTimeout passes; then it closes the gateway.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	if g.state.Load() != stateRunning {
+		return nil
+	}
+	rules := g.ruleList()
+	ctx, cancel := context.WithTimeout(ctx, g.DrainTimeout)
+	defer cancel()
+	for _, r := range rules {
+		r.stopAccepting()
+	}
+	for _, r := range rules {
+		r.drain(ctx)
+	}
+	return g.Close()
+}
+
+// Close stops everything at once. It is safe to call more than once.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state.Load() == stateClosed {
+		return nil
+	}
+	g.teardown()
+	g.log.Info("gateway stopped", "name", g.Config.Interface.Name)
+	return nil
+}
+
+// ruleList returns the running rules.
+func (g *Gateway) ruleList() []*rule {
+	g.rmu.RLock()
+	defer g.rmu.RUnlock()
+	return g.rules
+}
+
+// teardown releases whatever Start made. Called with g.mu held; nothing it
+// waits for takes g.mu.
+func (g *Gateway) teardown() {
+	g.state.Store(stateClosed)
+	if g.cancel != nil {
+		g.cancel()
+	}
+	rules := g.ruleList()
+	for _, r := range rules {
+		r.stopAccepting()
+	}
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	if g.uapi != nil {
+		g.uapi.Close()
+	}
+	if g.dev != nil {
+		// Closes the netstack too, which ends every flow on it.
+		g.dev.Close()
+	} else if g.ns != nil {
+		g.ns.Close()
+	}
+	g.wg.Wait()
+	for _, r := range rules {
+		r.wait()
+	}
+}

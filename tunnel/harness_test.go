@@ -1,0 +1,251 @@
+package tunnel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/config"
+)
+
+// pair is two gateways on loopback: "eks" exposes services and dials out;
+// "aks" listens for WireGuard and forwards local ports to eks's exposed
+// ones, as the default manifests deploy them.
+type pair struct {
+	eks, aks       *tunnel.Gateway
+	eksKey, aksKey keys.PrivateKey
+	tcpEcho        string // echo service addresses behind eks
+	udpEcho        string
+}
+
+func newKey(t testing.TB) keys.PrivateKey {
+	t.Helper()
+	k, err := keys.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func mustParse(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", yaml, err)
+	}
+	return c
+}
+
+func startGateway(t testing.TB, c *config.Config, key keys.PrivateKey) *tunnel.Gateway {
+	t.Helper()
+	gw := &tunnel.Gateway{Config: c, PrivateKey: &key, Logger: testLogger(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gw.Start(ctx); err != nil {
+		t.Fatalf("start gateway: %v", err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	return gw
+}
+
+// pairOpts adjust the pair's configs.
+type pairOpts struct {
+	eksPeers  string // YAML list items appended to eks's peers
+	aksLimits string // YAML flow mapping for aks's limits
+	eksLimits string
+}
+
+// startPair starts both gateways.
+func startPair(t testing.TB, o pairOpts) *pair {
+	t.Helper()
+	p := &pair{eksKey: newKey(t), aksKey: newKey(t)}
+	p.tcpEcho = tcpEchoServer(t)
+	p.udpEcho = udpEchoServer(t)
+	aksCfg := mustParse(t, fmt.Sprintf(`
+interface:
+  name: aks
+  privateKeyFile: unused
+  listenPort: 0
+  addresses: [10.99.0.2]
+  uapiDir: "-"
+peers:
+  - name: eks
+    publicKey: %s
+    allowedIPs: [10.99.0.1/32]
+forward:
+  - {name: relay-udp, protocol: udp, listen: "127.0.0.1:0", peer: eks, to: "10.99.0.1:7000"}
+  - {name: relay-tcp, protocol: tcp, listen: "127.0.0.1:0", peer: eks, to: "10.99.0.1:8000"}
+  - {name: unexposed, protocol: tcp, listen: "127.0.0.1:0", peer: eks, to: "10.99.0.1:8001"}
+limits: %s
+admin: {listen: "127.0.0.1:0"}
+`, p.eksKey.Public(), orEmpty(o.aksLimits)))
+	p.aks = startGateway(t, aksCfg, p.aksKey)
+	eksCfg := mustParse(t, fmt.Sprintf(`
+interface:
+  name: eks
+  privateKeyFile: unused
+  addresses: [10.99.0.1]
+  uapiDir: "-"
+peers:
+  - name: aks
+    publicKey: %s
+    endpoint: 127.0.0.1:%d
+    persistentKeepalive: 25s
+    allowedIPs: [10.99.0.2/32]
+%s
+expose:
+  - {name: relay-udp, protocol: udp, port: 7000, target: "%s", peers: [aks]}
+  - {name: relay-tcp, protocol: tcp, port: 8000, target: "%s", peers: [aks]}
+limits: %s
+admin: {listen: "127.0.0.1:0"}
+`, p.aksKey.Public(), p.aks.ListenPort(), o.eksPeers, p.udpEcho, p.tcpEcho, orEmpty(o.eksLimits)))
+	p.eks = startGateway(t, eksCfg, p.eksKey)
+	return p
+}
+
+func (p *pair) forward(t testing.TB, name string) string {
+	t.Helper()
+	ap, ok := p.aks.ForwardAddr(name)
+	if !ok {
+		t.Fatalf("no forward rule %q", name)
+	}
+	return ap.String()
+}
+
+// tcpEchoServer echoes every connection until EOF, then half-closes.
+func tcpEchoServer(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+				_ = c.(*net.TCPConn).CloseWrite()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// udpEchoServer echoes each datagram to its sender.
+func udpEchoServer(t testing.TB) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { pc.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// udpRoundTrip sends msg and waits for the echo, retrying a few times while
+// the first handshake completes.
+func udpRoundTrip(c net.Conn, msg []byte, tries int, wait time.Duration) ([]byte, error) {
+	buf := make([]byte, 65535)
+	var last error
+	for range tries {
+		if _, err := c.Write(msg); err != nil {
+			return nil, err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		n, err := c.Read(buf)
+		if err == nil {
+			return buf[:n], nil
+		}
+		last = err
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return nil, err
+		}
+	}
+	return nil, last
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || err != nil && strings.Contains(err.Error(), "timed out")
+}
+
+func orEmpty(s string) string {
+	if s == "" {
+		return "{}"
+	}
+	return s
+}
+
+// startStranger starts a gateway at address addr with key k that has eks
+// (at eks's WireGuard port) as its only peer, reaching eks's address and
+// also the extra prefixes given (to try routing through eks).
+func startStranger(t testing.TB, p *pair, k keys.PrivateKey, addr string, extraAllowed string) *tunnel.Gateway {
+	t.Helper()
+	c := mustParse(t, fmt.Sprintf(`
+interface:
+  name: stranger
+  privateKeyFile: unused
+  addresses: [%s]
+  uapiDir: "-"
+peers:
+  - name: eks
+    publicKey: %s
+    endpoint: 127.0.0.1:%d
+    allowedIPs: [10.99.0.1/32%s]
+limits: {tcpDialTimeout: 2s}
+admin: {listen: "-"}
+`, addr, p.eksKey.Public(), p.eks.ListenPort(), extraAllowed))
+	return startGateway(t, c, k)
+}
+
+// eventually polls cond every 20ms until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

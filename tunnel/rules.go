@@ -1,0 +1,218 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tunnel-dev/tunnel/tunnel/config"
+	"github.com/tunnel-dev/tunnel/tunnel/forward"
+	"github.com/tunnel-dev/tunnel/tunnel/policy"
+)
+
+// Rule kinds.
+const (
+	kindExpose  = "expose"
+	kindForward = "forward"
+)
+
+// rule is one running expose or forward rule: its listeners (one per tunnel
+// address for expose rules) and their forwarders, sharing one Stats.
+type rule struct {
+	name, kind, proto string
+	from, to          string // for status: where flows come in, where they go
+	stats             forward.Stats
+
+	tcps    []*forward.TCP
+	udps    []*forward.UDP
+	closers []func() // listeners and filter entries
+	wg      sync.WaitGroup
+	failed  atomic.Pointer[error]
+	stopped sync.Once
+}
+
+func (r *rule) err() error {
+	if p := r.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (r *rule) stopAccepting() {
+	r.stopped.Do(func() {
+		for _, c := range r.closers {
+			c()
+		}
+	})
+}
+
+func (r *rule) drain(ctx context.Context) {
+	for _, t := range r.tcps {
+		t.Shutdown(ctx)
+	}
+}
+
+func (r *rule) wait() { r.wg.Wait() }
+
+func (r *rule) serve(ctx context.Context, run func(context.Context) error) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := run(ctx); err != nil {
+			e := fmt.Errorf("serving: %w", err)
+			r.failed.Store(&e)
+		}
+	}()
+}
+
+// udpPayloadMax is the largest UDP payload that fits the tunnel MTU
+// unfragmented, for the address family of a.
+func udpPayloadMax(mtu int, a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return mtu - 20 - 8
+	}
+	return mtu - 40 - 8
+}
+
+func (g *Gateway) startRules(ctx context.Context) error {
+	c := g.Config
+	var rules []*rule
+	add := func(r *rule) {
+		rules = append(rules, r)
+		g.rmu.Lock()
+		g.rules = rules
+		g.rmu.Unlock()
+	}
+	for _, e := range c.Expose {
+		r := &rule{name: e.Name, kind: kindExpose, proto: e.Protocol, to: e.Target}
+		add(r)
+		if err := g.startExpose(ctx, r, e); err != nil {
+			return fmt.Errorf("expose rule %q: %w", e.Name, err)
+		}
+	}
+	for _, f := range c.Forward {
+		r := &rule{name: f.Name, kind: kindForward, proto: f.Protocol, from: f.Listen, to: f.To.String()}
+		add(r)
+		if err := g.startForward(ctx, r, f); err != nil {
+			return fmt.Errorf("forward rule %q: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// startExpose listens on every tunnel address and dials the target in the
+// gateway's own network for each flow. The target's name is resolved per
+// flow, so a Service whose address changes is followed.
+func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) error {
+	lim := g.Config.Limits
+	var d net.Dialer
+	for _, a := range g.Config.Interface.Addresses {
+		at := netip.AddrPortFrom(a, e.Port)
+		if r.from == "" {
+			r.from = fmt.Sprintf("%s/%d", e.Protocol, e.Port)
+		}
+		switch e.Protocol {
+		case config.TCP:
+			ln, err := g.ns.ListenTCP(at)
+			if err != nil {
+				return err
+			}
+			r.closers = append(r.closers, func() { ln.Close() })
+			t := &forward.TCP{
+				Name: e.Name, Listener: ln,
+				Dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.Target) },
+				DialTimeout: lim.TCPDialTimeout, MaxConns: lim.TCPMaxConnections,
+				Stats: &r.stats, Logger: g.log,
+			}
+			r.tcps = append(r.tcps, t)
+			r.serve(ctx, t.Serve)
+		case config.UDP:
+			pc, err := g.ns.ListenUDP(at)
+			if err != nil {
+				return err
+			}
+			r.closers = append(r.closers, func() { pc.Close() })
+			u := &forward.UDP{
+				Name: e.Name, Conn: pc,
+				Dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "udp", e.Target) },
+				DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
+				// Up: from the tunnel, already within its MTU. Down: replies
+				// into the tunnel must fit it unfragmented.
+				MaxUp: 65535, MaxDown: udpPayloadMax(g.Config.Interface.MTU, a),
+				Stats: &r.stats, Logger: g.log,
+			}
+			r.udps = append(r.udps, u)
+			r.serve(ctx, u.Serve)
+		}
+	}
+	return nil
+}
+
+// startForward listens in the gateway's own network and dials the peer's
+// tunnel address for each flow; replies from that address and port are let
+// in by the filter.
+func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) error {
+	lim := g.Config.Limits
+	remove := g.filter.AddRemote(policy.Remote{Proto: protoNumber(f.Protocol), Addr: f.To})
+	r.closers = append(r.closers, remove)
+	var lc net.ListenConfig
+	switch f.Protocol {
+	case config.TCP:
+		ln, err := lc.Listen(ctx, "tcp", f.Listen)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", f.Listen, err)
+		}
+		r.from = "tcp/" + ln.Addr().String()
+		r.closers = append(r.closers, func() { ln.Close() })
+		t := &forward.TCP{
+			Name: f.Name, Listener: ln,
+			Dial:        func(ctx context.Context) (net.Conn, error) { return g.ns.DialTCP(ctx, f.To) },
+			DialTimeout: lim.TCPDialTimeout, MaxConns: lim.TCPMaxConnections,
+			Stats: &r.stats, Logger: g.log,
+		}
+		r.tcps = append(r.tcps, t)
+		r.serve(ctx, t.Serve)
+	case config.UDP:
+		pc, err := lc.ListenPacket(ctx, "udp", f.Listen)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", f.Listen, err)
+		}
+		r.from = "udp/" + pc.LocalAddr().String()
+		r.closers = append(r.closers, func() { pc.Close() })
+		u := &forward.UDP{
+			Name: f.Name, Conn: pc,
+			Dial:        func(ctx context.Context) (net.Conn, error) { return g.ns.DialUDP(f.To) },
+			DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
+			MaxUp: udpPayloadMax(g.Config.Interface.MTU, f.To.Addr()), MaxDown: 65535,
+			Stats: &r.stats, Logger: g.log,
+		}
+		r.udps = append(r.udps, u)
+		r.serve(ctx, u.Serve)
+	}
+	return nil
+}
+
+// ForwardAddr returns the local address a forward rule listens on (useful
+// when the configuration asks for port 0).
+func (g *Gateway) ForwardAddr(name string) (netip.AddrPort, bool) {
+	for _, r := range g.ruleList() {
+		if r.kind == kindForward && r.name == name {
+			_, addr, _ := cutProto(r.from)
+			ap, err := netip.ParseAddrPort(addr)
+			return ap, err == nil
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
+func cutProto(s string) (proto, addr string, ok bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}

@@ -1,0 +1,113 @@
+package tunnel
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/tunnel/forward"
+	"github.com/tunnel-dev/tunnel/tunnel/policy"
+)
+
+// Status is what the gateway reports at /status and `tunnel status` shows.
+type Status struct {
+	Name       string        `json:"name"`
+	PublicKey  string        `json:"public_key"`
+	ListenPort int           `json:"listen_port"`
+	Addresses  []netip.Addr  `json:"addresses"`
+	Uptime     time.Duration `json:"uptime_ns"`
+	Peers      []PeerStatus  `json:"peers"`
+	Rules      []RuleStatus  `json:"rules"`
+	// Ingress counts packets the policy dropped at netstack ingress, by
+	// reason.
+	Ingress map[string]uint64 `json:"ingress_drops"`
+	// WireGuard counts what WireGuard itself refused.
+	WireGuard WireGuardCounts `json:"wireguard"`
+	// QueueDrops counts outbound packets dropped because WireGuard did not
+	// keep up.
+	QueueDrops uint64 `json:"netstack_queue_drops"`
+}
+
+// WireGuardCounts are refusals counted from wireguard-go.
+type WireGuardCounts struct {
+	SpoofedSource    uint64 `json:"spoofed_source"`
+	HandshakeRefused uint64 `json:"handshake_refused"`
+}
+
+// PeerStatus is one peer as WireGuard sees it.
+type PeerStatus struct {
+	Name          string         `json:"name"`
+	PublicKey     string         `json:"public_key"`
+	Endpoint      string         `json:"endpoint,omitempty"`
+	LastHandshake time.Time      `json:"last_handshake,omitzero"`
+	RxBytes       uint64         `json:"rx_bytes"`
+	TxBytes       uint64         `json:"tx_bytes"`
+	AllowedIPs    []netip.Prefix `json:"allowed_ips"`
+}
+
+// RuleStatus is one rule's flows and counters.
+type RuleStatus struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Protocol string `json:"protocol"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	forward.Snapshot
+	// Denied counts packets that reached an exposed port from a peer not
+	// named on the rule.
+	Denied uint64 `json:"denied_peer"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Status reports the gateway's state now.
+func (g *Gateway) Status() Status {
+	st := Status{
+		Name:      g.Config.Interface.Name,
+		PublicKey: g.pub.String(),
+		Addresses: g.Config.Interface.Addresses,
+		Ingress:   map[string]uint64{},
+	}
+	if g.state.Load() == stateRunning {
+		st.Uptime = time.Since(g.started)
+	}
+	if ds, err := g.deviceState(); err == nil {
+		st.ListenPort = ds.ListenPort
+		for _, p := range ds.Peers {
+			ps := PeerStatus{
+				PublicKey:     p.Key.String(),
+				Endpoint:      p.Endpoint,
+				LastHandshake: p.LastHandshake,
+				RxBytes:       p.RxBytes,
+				TxBytes:       p.TxBytes,
+				AllowedIPs:    p.AllowedIPs,
+			}
+			for _, cp := range g.Config.Peers {
+				if cp.Key == p.Key {
+					ps.Name = cp.Name
+				}
+			}
+			st.Peers = append(st.Peers, ps)
+		}
+	}
+	var denied map[string]uint64
+	if g.filter != nil {
+		denied = g.filter.Denied()
+		for _, r := range policy.Reasons() {
+			st.Ingress[r.String()] = g.filter.Count(r)
+		}
+	}
+	for _, r := range g.ruleList() {
+		rs := RuleStatus{Name: r.name, Kind: r.kind, Protocol: r.proto, From: r.from, To: r.to, Snapshot: r.stats.Snapshot()}
+		if r.kind == kindExpose {
+			rs.Denied = denied[r.name]
+		}
+		if err := r.err(); err != nil {
+			rs.Error = err.Error()
+		}
+		st.Rules = append(st.Rules, rs)
+	}
+	st.WireGuard = WireGuardCounts{SpoofedSource: g.wgc.spoofed.Load(), HandshakeRefused: g.wgc.handshakeRefused.Load()}
+	if g.ns != nil {
+		st.QueueDrops = g.ns.Stats().QueueDrops
+	}
+	return st
+}
