@@ -70,6 +70,10 @@ const (
 	stateClosed
 )
 
+// ErrBadConfig marks a Start error caused by the configuration or the files
+// it names (a missing or group-readable key file), not by the machine.
+var ErrBadConfig = errors.New("bad configuration")
+
 // ErrNotRunning is returned by calls on a gateway that is not started or is
 // closed.
 var ErrNotRunning = errors.New("gateway is not running")
@@ -104,13 +108,13 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	} else {
 		g.priv, err = keys.LoadPrivateKey(c.Interface.PrivateKeyFile)
 		if err != nil {
-			return fmt.Errorf("starting gateway: interface.privateKeyFile: %w", err)
+			return fmt.Errorf("starting gateway: %w: interface.privateKeyFile: %w", ErrBadConfig, err)
 		}
 	}
 	g.pub = g.priv.Public()
 	for _, p := range c.Peers {
 		if p.Key == g.pub {
-			return fmt.Errorf("starting gateway: peer %q has this gateway's own public key", p.Name)
+			return fmt.Errorf("starting gateway: %w: peer %q has this gateway's own public key", ErrBadConfig, p.Name)
 		}
 	}
 	g.peers, err = g.peerConfs(ctx)
@@ -200,7 +204,7 @@ func (g *Gateway) peerConfs(ctx context.Context) ([]peerConf, error) {
 		if p.PresharedKeyFile != "" {
 			psk, err := keys.LoadPresharedKey(p.PresharedKeyFile)
 			if err != nil {
-				return nil, fmt.Errorf("peer %q presharedKeyFile: %w", p.Name, err)
+				return nil, fmt.Errorf("%w: peer %q presharedKeyFile: %w", ErrBadConfig, p.Name, err)
 			}
 			pc.psk = &psk
 		}

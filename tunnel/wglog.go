@@ -36,7 +36,14 @@ func wgLogger(l *slog.Logger, c *wgCounters) *device.Logger {
 			}
 		},
 		Errorf: func(format string, args ...any) {
-			l.Warn(fmt.Sprintf(format, args...), "component", "wireguard")
+			msg := fmt.Sprintf(format, args...)
+			if strings.Contains(msg, "no known endpoint for peer") {
+				// The normal state of the listening side until its peer
+				// dials in; not worth a warning per retry.
+				l.Debug(msg, "component", "wireguard")
+				return
+			}
+			l.Warn(msg, "component", "wireguard")
 		},
 	}
 }

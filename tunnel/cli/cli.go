@@ -63,10 +63,11 @@ type Env struct {
 // Main parses args into grammar and runs the chosen command. Every flag can
 // also be set by an environment variable named envPrefix + "_" + FLAG_NAME.
 // The command's Run method may take a context.Context (cancelled on SIGINT
-// or SIGTERM) and an Env. Main returns the exit code.
-func Main(name, description, envPrefix string, grammar any, args []string, stdout, stderr io.Writer) int {
+// or SIGTERM) and an Env. Extra kong options (Vars, for a version) follow.
+// Main returns the exit code.
+func Main(name, description, envPrefix string, grammar any, args []string, stdout, stderr io.Writer, opts ...kong.Option) int {
 	exitCode := -1
-	parser, err := kong.New(grammar,
+	opts = append([]kong.Option{
 		kong.Name(name),
 		kong.Description(description),
 		kong.DefaultEnvars(envPrefix),
@@ -74,7 +75,8 @@ func Main(name, description, envPrefix string, grammar any, args []string, stdou
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, Summary: true}),
 		kong.Exit(func(code int) { exitCode = code }),
-	)
+	}, opts...)
+	parser, err := kong.New(grammar, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: internal error building the command line: %v\n", name, err)
 		return ExitFailure
@@ -97,7 +99,8 @@ func Main(name, description, envPrefix string, grammar any, args []string, stdou
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = kctx.Run(ctx, Env{Stdout: stdout, Stderr: stderr})
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err = kctx.Run(Env{Stdout: stdout, Stderr: stderr})
 	if err == nil {
 		return ExitOK
 	}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+	"github.com/tunnel-dev/tunnel/tunnel/config"
+)
+
+type configCheckCmd struct {
+	File    string `arg:"" placeholder:"FILE" help:"Gateway config file."`
+	Offline bool   `help:"Check the file alone, without reading the key files it names (as in CI, where the keys live in a cluster)."`
+}
+
+func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
+	cfg, err := config.Load(c.File)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	var self *keys.PublicKey
+	if !c.Offline {
+		k, err := keys.LoadPrivateKey(cfg.Interface.PrivateKeyFile)
+		if err != nil {
+			return cli.Usage(fmt.Errorf("%s: interface.privateKeyFile: %w (use --offline to check the file alone)", c.File, err))
+		}
+		pub := k.Public()
+		self = &pub
+		for _, p := range cfg.Peers {
+			if p.Key == pub {
+				return cli.Usage(fmt.Errorf("%s: peer %q has this gateway's own public key", c.File, p.Name))
+			}
+			if p.PresharedKeyFile != "" {
+				if _, err := keys.LoadPresharedKey(p.PresharedKeyFile); err != nil {
+					return cli.Usage(fmt.Errorf("%s: peer %q presharedKeyFile: %w", c.File, p.Name, err))
+				}
+			}
+		}
+	}
+	fmt.Fprintf(env.Stdout, "%s: valid\n\n", c.File)
+	config.Describe(env.Stdout, cfg, self)
+	return nil
+}

@@ -1,0 +1,39 @@
+// Command tunnel runs and inspects the tunnel gateway: userspace WireGuard
+// on a gVisor netstack that exposes exactly the ports its configuration
+// names, to exactly the peers it names.
+package main
+
+import (
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type commands struct {
+	Gateway gatewayCmd `cmd:"" help:"Run the gateway (the daemon a gateway pod runs)."`
+	Config  struct {
+		Check configCheckCmd `cmd:"" help:"Validate a gateway config file and print exactly what it exposes to whom."`
+	} `cmd:"" help:"Work with gateway config files."`
+	Status statusCmd `cmd:"" help:"Show a running gateway's peers (handshakes, traffic) and rules (flows, bytes, drops)."`
+	Keys   keysCmd   `cmd:"" help:"Generate and inspect WireGuard keys and QUIC worker identities."`
+	Demo   demoCmd   `cmd:"" help:"Run two gateways in this process with an echo service and prove a round trip."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var c commands
+	return cli.Main("tunnel",
+		"A WireGuard point-to-point tunnel appliance: one port, one peer key, no privileges.",
+		"TUNNEL", &c, args, stdout, stderr, kong.Vars{"version": version})
+}
