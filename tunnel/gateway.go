@@ -18,6 +18,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel/admin"
+	"github.com/tunnel-dev/tunnel/tunnel/bind"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 	"github.com/tunnel-dev/tunnel/tunnel/netstack"
 	"github.com/tunnel-dev/tunnel/tunnel/policy"
@@ -146,7 +147,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	bind := g.Bind
 	if bind == nil {
-		bind = conn.NewDefaultBind()
+		bind = g.defaultBind()
 	}
 	g.dev = device.NewDevice(g.ns, bind, wgLogger(g.log, &g.wgc))
 	if err := g.dev.IpcSet(uapiSet(g.priv, c.Interface.ListenPort, g.peers, true)); err != nil {
@@ -221,6 +222,25 @@ func (g *Gateway) peerConfs(ctx context.Context) ([]peerConf, error) {
 		out = append(out, pc)
 	}
 	return out, nil
+}
+
+// defaultBind picks the UDP socket: a side that only dials one peer gets a
+// socket connected to that peer, so nothing listens for anyone else; a side
+// with a listening port (or several peers to dial) gets wireguard-go's.
+func (g *Gateway) defaultBind() conn.Bind {
+	if g.Config.Interface.ListenPort != 0 {
+		return conn.NewDefaultBind()
+	}
+	var dialled []peerConf
+	for i, p := range g.Config.Peers {
+		if p.Endpoint != "" {
+			dialled = append(dialled, g.peers[i])
+		}
+	}
+	if len(dialled) != 1 {
+		return conn.NewDefaultBind()
+	}
+	return bind.NewConnected(dialled[0].endpoint)
 }
 
 func exposedPorts(c *config.Config) []policy.Port {

@@ -70,6 +70,9 @@ type pairOpts struct {
 	eksPeers  string // YAML list items appended to eks's peers
 	aksLimits string // YAML flow mapping for aks's limits
 	eksLimits string
+	// eksListens gives eks a listening port, so that third parties can
+	// reach it (a dial-only gateway hears only its peer).
+	eksListens bool
 }
 
 // startPair starts both gateways.
@@ -97,10 +100,15 @@ limits: %s
 admin: {listen: "127.0.0.1:0"}
 `, p.eksKey.Public(), orEmpty(o.aksLimits)))
 	p.aks = startGateway(t, aksCfg, p.aksKey)
+	listen := ""
+	if o.eksListens {
+		listen = fmt.Sprintf("listenPort: %d", freeUDPPort(t))
+	}
 	eksCfg := mustParse(t, fmt.Sprintf(`
 interface:
   name: eks
   privateKeyFile: unused
+  %s
   addresses: [10.99.0.1]
   uapiDir: "-"
 peers:
@@ -115,7 +123,7 @@ expose:
   - {name: relay-tcp, protocol: tcp, port: 8000, target: "%s", peers: [aks]}
 limits: %s
 admin: {listen: "127.0.0.1:0"}
-`, p.aksKey.Public(), p.aks.ListenPort(), o.eksPeers, p.udpEcho, p.tcpEcho, orEmpty(o.eksLimits)))
+`, listen, p.aksKey.Public(), p.aks.ListenPort(), o.eksPeers, p.udpEcho, p.tcpEcho, orEmpty(o.eksLimits)))
 	p.eks = startGateway(t, eksCfg, p.eksKey)
 	return p
 }
@@ -248,4 +256,15 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// freeUDPPort finds a UDP port nothing is using at the moment.
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().(*net.UDPAddr).Port
 }

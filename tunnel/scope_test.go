@@ -67,7 +67,7 @@ func TestUnexposedPortGetsNothing(t *testing.T) {
 
 func TestPeerNotOnRuleIsRefused(t *testing.T) {
 	mallory := newKey(t)
-	p := startPair(t, pairOpts{eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
+	p := startPair(t, pairOpts{eksListens: true, eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	m := startStranger(t, p, mallory, "10.99.0.3", "")
 	dialFails(t, "mallory → relay-tcp", func(ctx context.Context) (net.Conn, error) { return m.Dial(ctx, "tcp", "10.99.0.1:8000") })
 	st := p.eks.Status()
@@ -101,7 +101,7 @@ func TestPeerNotOnRuleIsRefused(t *testing.T) {
 }
 
 func TestWrongKeyGetsNoHandshake(t *testing.T) {
-	p := startPair(t, pairOpts{})
+	p := startPair(t, pairOpts{eksListens: true})
 	stranger := startStranger(t, p, newKey(t), "10.99.0.2", "")
 	dialFails(t, "unknown key", func(ctx context.Context) (net.Conn, error) { return stranger.Dial(ctx, "tcp", "10.99.0.1:8000") })
 	eventually(t, 5*time.Second, "eks counted the refused handshake", func() bool {
@@ -116,7 +116,7 @@ func TestWrongKeyGetsNoHandshake(t *testing.T) {
 
 func TestSpoofedInnerSourceIsDropped(t *testing.T) {
 	mallory := newKey(t)
-	p := startPair(t, pairOpts{eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
+	p := startPair(t, pairOpts{eksListens: true, eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	// mallory's key is known, but it claims aks's tunnel address, which the
 	// relay rules allow.
 	m := startStranger(t, p, mallory, "10.99.0.2", "")
@@ -128,7 +128,7 @@ func TestSpoofedInnerSourceIsDropped(t *testing.T) {
 
 func TestNothingIsRouted(t *testing.T) {
 	mallory := newKey(t)
-	p := startPair(t, pairOpts{eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
+	p := startPair(t, pairOpts{eksListens: true, eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	// mallory would send anything to eks: its own loopback services, and
 	// other tunnel addresses.
 	m := startStranger(t, p, mallory, "10.99.0.3", ", 127.0.0.0/8, 10.99.0.9/32")
@@ -148,4 +148,30 @@ func TestNothingIsRouted(t *testing.T) {
 			t.Errorf("aks dialled %s", to)
 		}
 	}
+}
+
+// A gateway that only dials has one UDP socket, connected to its peer: a
+// third party's packets never reach WireGuard at all.
+func TestDialOnlyGatewayHearsOnlyItsPeer(t *testing.T) {
+	mallory := newKey(t)
+	p := startPair(t, pairOpts{eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
+	m := startStranger(t, p, mallory, "10.99.0.3", "")
+	dialFails(t, "mallory → a dial-only gateway", func(ctx context.Context) (net.Conn, error) { return m.Dial(ctx, "tcp", "10.99.0.1:8000") })
+	st := p.eks.Status()
+	if st.WireGuard.HandshakeRefused != 0 {
+		t.Errorf("WireGuard saw %d handshakes; the kernel should have dropped them", st.WireGuard.HandshakeRefused)
+	}
+	for _, peer := range st.Peers {
+		if peer.Name == "mallory" && (!peer.LastHandshake.IsZero() || peer.RxBytes != 0) {
+			t.Errorf("mallory reached eks: %+v", peer)
+		}
+	}
+	// Its own peer still gets through.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := p.aks.Dial(ctx, "tcp", "10.99.0.1:8000")
+	if err != nil {
+		t.Fatalf("aks: %v", err)
+	}
+	c.Close()
 }

@@ -1,0 +1,160 @@
+package bind
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+func listen(t *testing.T) *net.UDPConn {
+	t.Helper()
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	return uc
+}
+
+func addrOf(uc *net.UDPConn) netip.AddrPort {
+	return uc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// recvOne runs fn once in the background and returns what it got.
+func recvOne(fn conn.ReceiveFunc) chan string {
+	out := make(chan string, 1)
+	go func() {
+		bufs := [][]byte{make([]byte, 1500)}
+		sizes := make([]int, 1)
+		eps := make([]conn.Endpoint, 1)
+		n, err := fn(bufs, sizes, eps)
+		if err != nil {
+			out <- "error: " + err.Error()
+			return
+		}
+		out <- string(bufs[0][:sizes[0]*n]) + " from " + eps[0].DstToString()
+	}()
+	return out
+}
+
+func TestConnectedTalksOnlyToItsPeer(t *testing.T) {
+	peer := listen(t)
+	b := NewConnected(addrOf(peer))
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if port == 0 || len(fns) != 1 {
+		t.Fatalf("Open = %d fns, port %d", len(fns), port)
+	}
+	ep, _ := b.ParseEndpoint(addrOf(peer).String())
+	if err := b.Send([][]byte{[]byte("hello"), []byte("again")}, ep); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "hello" || from.Port() != port {
+		t.Fatalf("peer got %q from %v (%v), want hello from port %d", buf[:n], from, err, port)
+	}
+	got := recvOne(fns[0])
+	// A stranger's datagram to our port is dropped by the kernel...
+	stranger := listen(t)
+	if _, err := stranger.WriteToUDPAddrPort([]byte("stranger"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)); err != nil {
+		t.Fatal(err)
+	}
+	// ...and the peer's arrives.
+	if _, err := peer.WriteToUDPAddrPort([]byte("reply"), from); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "reply from "+addrOf(peer).String() {
+			t.Fatalf("received %q", s)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("nothing received")
+	}
+}
+
+func TestConnectedSurvivesRefusalAndRedials(t *testing.T) {
+	// A port with nothing behind it: the kernel answers ICMP unreachable.
+	gone := listen(t)
+	goneAddr := addrOf(gone)
+	gone.Close()
+	b := NewConnected(goneAddr)
+	fns, _, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := recvOne(fns[0])
+	ep, _ := b.ParseEndpoint(goneAddr.String())
+	for range 3 {
+		if err := b.Send([][]byte{[]byte("anyone?")}, ep); err != nil {
+			t.Fatalf("send to a closed port: %v (a refusal is a lost packet, not an error)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The peer's name now resolves elsewhere: a send there re-connects, and
+	// the receive that was waiting carries on on the new socket.
+	peer := listen(t)
+	ep2, _ := b.ParseEndpoint(addrOf(peer).String())
+	if err := b.Send([][]byte{[]byte("moved")}, ep2); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "moved" {
+		t.Fatalf("peer got %q, %v", buf[:n], err)
+	}
+	if _, err := peer.WriteToUDPAddrPort([]byte("welcome"), from); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "welcome from "+addrOf(peer).String() {
+			t.Fatalf("received %q", s)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the receive did not move to the new socket")
+	}
+}
+
+func TestConnectedClose(t *testing.T) {
+	b := NewConnected(netip.AddrPort{}) // endpoint not known yet
+	fns, port, err := b.Open(0)
+	if err != nil || port != 0 {
+		t.Fatalf("Open: %v, port %d", err, port)
+	}
+	got := recvOne(fns[0])
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "error: "+net.ErrClosed.Error() {
+			t.Fatalf("after Close: %q", s)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("receive did not return after Close")
+	}
+	// Reopen works, and the old receive function stays closed.
+	if _, _, err := b.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	n, err := fns[0]([][]byte{make([]byte, 10)}, make([]int, 1), make([]conn.Endpoint, 1))
+	if n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("old receive after reopen: %d, %v", n, err)
+	}
+	if err := b.SetMark(1); err == nil {
+		t.Fatal("accepted a firewall mark")
+	}
+}
