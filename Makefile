@@ -39,9 +39,8 @@ test-short: ## the quick tests, no race detector
 demo: build ## run the whole path on loopback and print a summary
 	$(BIN)/tunnel demo
 
-bench: build ## Go benchmarks plus `tunnel bench` with baselines
+bench: ## Go benchmarks of the tunnel path (benchstat-friendly)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tunnel/...
-	$(BIN)/tunnel bench
 
 proto: ## regenerate relay/proto from relay/proto/relay.proto (needs protoc + protoc-gen-go)
 	cd relay/proto && protoc --go_out=. --go_opt=paths=source_relative relay.proto

@@ -78,8 +78,19 @@ type pairOpts struct {
 // startPair starts both gateways.
 func startPair(t testing.TB, o pairOpts) *pair {
 	t.Helper()
+	return startPairWith(t, o, tcpEchoServer(t))
+}
+
+// startPairWithTarget starts a pair whose relay-tcp rule reaches target.
+func startPairWithTarget(t testing.TB, target string) *pair {
+	t.Helper()
+	return startPairWith(t, pairOpts{}, target)
+}
+
+func startPairWith(t testing.TB, o pairOpts, tcpTarget string) *pair {
+	t.Helper()
 	p := &pair{eksKey: newKey(t), aksKey: newKey(t)}
-	p.tcpEcho = tcpEchoServer(t)
+	p.tcpEcho = tcpTarget
 	p.udpEcho = udpEchoServer(t)
 	aksCfg := mustParse(t, fmt.Sprintf(`
 interface:
