@@ -63,6 +63,10 @@ type Gateway struct {
 	wgc     wgCounters
 	started time.Time
 	log     *slog.Logger
+
+	// Endpoint re-resolution timing; zero means the defaults. Tests
+	// shorten them.
+	resolveEvery, staleHandshake time.Duration
 }
 
 const (

@@ -16,8 +16,8 @@ import (
 // minutes while traffic flows, and keepalives keep traffic flowing), and
 // applies a changed address without touching anything else.
 const (
-	staleHandshake = 3 * time.Minute
-	resolveEvery   = 15 * time.Second
+	defaultStaleHandshake = 3 * time.Minute
+	defaultResolveEvery   = 15 * time.Second
 )
 
 func resolveEndpoint(ctx context.Context, r *net.Resolver, hostport string) (netip.AddrPort, error) {
@@ -74,7 +74,11 @@ func (g *Gateway) watchEndpoints(ctx context.Context) {
 	if len(names) == 0 {
 		return
 	}
-	t := time.NewTicker(resolveEvery)
+	every := g.resolveEvery
+	if every <= 0 {
+		every = defaultResolveEvery
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -103,7 +107,11 @@ func (g *Gateway) refreshEndpoint(ctx context.Context, name, hostport string, st
 			cur = p
 		}
 	}
-	fresh := !cur.LastHandshake.IsZero() && time.Since(cur.LastHandshake) < staleHandshake
+	stale := g.staleHandshake
+	if stale <= 0 {
+		stale = defaultStaleHandshake
+	}
+	fresh := !cur.LastHandshake.IsZero() && time.Since(cur.LastHandshake) < stale
 	if cur.Endpoint != "" && fresh {
 		return
 	}
