@@ -14,9 +14,11 @@ all: build
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+CMDS = $(wildcard tunnel/cmd/tunnel relay/cmd/relay bunny/cmd/bunny)
+
 build: ## build bin/tunnel, bin/relay and bin/bunny
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./tunnel/cmd/tunnel ./relay/cmd/relay ./bunny/cmd/bunny
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ $(addprefix ./,$(CMDS))
 
 lint: fmt vet staticcheck ## gofmt, go vet and staticcheck
 

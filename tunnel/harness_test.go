@@ -279,3 +279,21 @@ func freeUDPPort(t testing.TB) int {
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
+
+// tunnelGateway starts a gateway expecting failure, without the cleanup
+// startGateway registers.
+type tunnelGateway struct {
+	cfg *config.Config
+	key keys.PrivateKey
+}
+
+func (g *tunnelGateway) start(t testing.TB) error {
+	gw := &tunnel.Gateway{Config: g.cfg, PrivateKey: &g.key, Logger: testLogger(t)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := gw.Start(ctx)
+	if err == nil {
+		gw.Close()
+	}
+	return err
+}
