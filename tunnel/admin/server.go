@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -28,7 +29,10 @@ type Options struct {
 	Ready func() error
 	// Handlers are extra paths, such as "/status".
 	Handlers map[string]http.Handler
-	Logger   *slog.Logger
+	// Profiling serves net/http/pprof under /debug/pprof/. Off by default:
+	// profiles reveal memory contents.
+	Profiling bool
+	Logger    *slog.Logger
 }
 
 // Server is a running admin HTTP server.
@@ -75,6 +79,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if opts.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	for path, h := range opts.Handlers {
 		mux.Handle(path, h)
 	}
@@ -90,7 +101,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			WriteTimeout:      2 * time.Minute, // a CPU profile takes its seconds
 			IdleTimeout:       60 * time.Second,
 			MaxHeaderBytes:    16 << 10,
 		},

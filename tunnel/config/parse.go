@@ -145,6 +145,13 @@ func (p *parser) convert(r *rawConfig) *Config {
 		}
 		c.Admin.Listen = s
 	}
+	switch strings.TrimSpace(r.Admin.Pprof) {
+	case "", "false":
+	case "true":
+		c.Admin.Pprof = true
+	default:
+		p.fail("admin.pprof", "%q is not true or false", r.Admin.Pprof)
+	}
 	p.exposes(r.Expose, c)
 	p.forwards(r.Forward, c)
 	return c

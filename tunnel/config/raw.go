@@ -56,4 +56,5 @@ type rawLimits struct {
 
 type rawAdmin struct {
 	Listen string `yaml:"listen"`
+	Pprof  string `yaml:"pprof"`
 }

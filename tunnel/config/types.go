@@ -98,6 +98,8 @@ type Limits struct {
 type Admin struct {
 	// Listen address. Default 127.0.0.1:9090; "-" disables it.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler under /debug/pprof/. Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Defaults.

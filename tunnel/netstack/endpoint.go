@@ -14,6 +14,10 @@ import (
 // delivered to the dispatcher.
 type linkEndpoint struct {
 	mtu atomic.Uint32
+	gso bool // the stack may hand us TCP segments of up to 64 KiB
+	// rxOffload tells the stack not to check inbound checksums: either
+	// WireGuard's authentication stands for them, or GRO checked them.
+	rxOffload bool
 
 	mu         sync.RWMutex // guards dispatcher and closed
 	dispatcher stack.NetworkDispatcher
@@ -23,10 +27,13 @@ type linkEndpoint struct {
 	dropped atomic.Uint64 // outbound packets dropped because out was full
 }
 
-var _ stack.LinkEndpoint = (*linkEndpoint)(nil)
+var (
+	_ stack.LinkEndpoint = (*linkEndpoint)(nil)
+	_ stack.GSOEndpoint  = (*linkEndpoint)(nil)
+)
 
-func newLinkEndpoint(queueLen int, mtu uint32) *linkEndpoint {
-	e := &linkEndpoint{out: make(chan *stack.PacketBuffer, queueLen)}
+func newLinkEndpoint(queueLen int, mtu uint32, gso, rxOffload bool) *linkEndpoint {
+	e := &linkEndpoint{out: make(chan *stack.PacketBuffer, queueLen), gso: gso, rxOffload: rxOffload}
 	e.mtu.Store(mtu)
 	return e
 }
@@ -57,15 +64,10 @@ func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-func (e *linkEndpoint) deliver(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) bool {
+func (e *linkEndpoint) dispatcherOrNil() stack.NetworkDispatcher {
 	e.mu.RLock()
-	d := e.dispatcher
-	e.mu.RUnlock()
-	if d == nil {
-		return false
-	}
-	d.DeliverNetworkPacket(proto, pkt)
-	return true
+	defer e.mu.RUnlock()
+	return e.dispatcher
 }
 
 func (e *linkEndpoint) close() {
@@ -88,8 +90,27 @@ func (e *linkEndpoint) SetMTU(mtu uint32)                { e.mtu.Store(mtu) }
 func (e *linkEndpoint) MaxHeaderLength() uint16          { return 0 }
 func (e *linkEndpoint) LinkAddress() tcpip.LinkAddress   { return "" }
 func (e *linkEndpoint) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint. The NIC overwrites each
+// inbound packet's RXChecksumValidated from these, so the offload must be
+// claimed here for GRO's merged packets (whose checksums are stale) to pass.
 func (e *linkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+	if e.rxOffload {
+		return stack.CapabilityRXChecksumOffload
+	}
 	return 0
+}
+
+// GSOMaxSize implements stack.GSOEndpoint.
+func (e *linkEndpoint) GSOMaxSize() uint32 { return gsoMaxSize }
+
+// SupportedGSO implements stack.GSOEndpoint: segments are cut by us, as a
+// NIC with TSO would.
+func (e *linkEndpoint) SupportedGSO() stack.SupportedGSO {
+	if e.gso {
+		return stack.HostGSOSupported
+	}
+	return stack.GSONotSupported
 }
 
 func (e *linkEndpoint) Attach(d stack.NetworkDispatcher) {

@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/stack/gro"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
@@ -51,6 +52,20 @@ type Options struct {
 	// UDPBuffer and TCPBuffer size socket buffers; zero picks the defaults.
 	UDPBuffer int
 	TCPBuffer int
+
+	// The levers below are on by default; benchmarks turn them off one at
+	// a time to measure each.
+
+	// NoGSO makes the stack cut TCP into MTU-sized packets itself rather
+	// than hand us 64 KiB segments to cut.
+	NoGSO bool
+	// NoGRO delivers inbound TCP packets one by one rather than
+	// coalescing a batch's consecutive segments first.
+	NoGRO bool
+	// VerifyChecksums checks inbound checksums (in GRO, or in the stack
+	// without it). WireGuard has already authenticated every byte, so by
+	// default nothing does.
+	VerifyChecksums bool
 }
 
 // Stats count what crossed the stack's link.
@@ -73,6 +88,12 @@ type Stack struct {
 	batch  int
 	filter func([]byte) bool
 	events chan tun.Event
+
+	gro     bool
+	verify  bool
+	groPool sync.Pool // *gro.GRO, one per concurrent Write
+	scratch []byte    // Read's copy of a GSO segment; Read has one caller
+	pending *stack.PacketBuffer
 
 	closeOnce sync.Once
 
@@ -109,11 +130,13 @@ func New(opts Options) (*Stack, error) {
 	})
 	ns := &Stack{
 		s:      s,
-		ep:     newLinkEndpoint(opts.QueueLen, uint32(opts.MTU)),
+		ep:     newLinkEndpoint(opts.QueueLen, uint32(opts.MTU), !opts.NoGSO, !opts.NoGRO || !opts.VerifyChecksums),
 		mtu:    opts.MTU,
 		batch:  opts.BatchSize,
 		filter: opts.Filter,
 		events: make(chan tun.Event, 4),
+		gro:    !opts.NoGRO,
+		verify: opts.VerifyChecksums,
 	}
 	if err := ns.tune(opts); err != nil {
 		s.Close()
@@ -215,31 +238,75 @@ func (ns *Stack) Stats() Stats {
 func (ns *Stack) GVisor() *stack.Stack { return ns.s }
 
 // Read implements tun.Device: it blocks for one outbound packet, then takes
-// as many more as are queued, up to the batch size.
+// as many more as are queued, up to the batch size. A GSO segment becomes
+// as many MTU-sized packets as it holds. wireguard-go calls Read from one
+// goroutine only.
 func (ns *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	pkt, ok := <-ns.ep.out
-	if !ok {
-		return 0, os.ErrClosed
+	pkt := ns.pending
+	ns.pending = nil
+	if pkt == nil {
+		var ok bool
+		pkt, ok = <-ns.ep.out
+		if !ok {
+			return 0, os.ErrClosed
+		}
 	}
+	limit := min(len(bufs), ns.batch)
 	n := 0
 	for {
-		sz := copyPacket(bufs[n][offset:], pkt)
+		wrote, keep := ns.emit(pkt, bufs[n:limit], sizes[n:limit], offset)
+		if keep {
+			// Not enough room left in this batch: first in the next.
+			ns.pending = pkt
+			break
+		}
 		pkt.DecRef()
-		if sz > 0 {
-			sizes[n] = sz
-			ns.bytesOut.Add(uint64(sz))
-			n++
-		}
-		if n == len(bufs) || n == ns.batch {
+		n += wrote
+		if n >= limit {
 			break
 		}
-		pkt = ns.poll()
-		if pkt == nil {
+		if pkt = ns.poll(); pkt == nil {
 			break
 		}
+	}
+	for _, sz := range sizes[:n] {
+		ns.bytesOut.Add(uint64(sz))
 	}
 	ns.packetsOut.Add(uint64(n))
 	return n, nil
+}
+
+// emit writes one queued packet into bufs: as it is, or cut into segments.
+// keep reports that it needs more buffers than bufs has.
+func (ns *Stack) emit(pkt *stack.PacketBuffer, bufs [][]byte, sizes []int, offset int) (n int, keep bool) {
+	if len(bufs) == 0 {
+		return 0, true
+	}
+	gso := pkt.GSOOptions
+	if gso.Type != stack.GSOTCPv4 && gso.Type != stack.GSOTCPv6 {
+		if sz := copyPacket(bufs[0][offset:], pkt); sz > 0 {
+			sizes[0] = sz
+			return 1, false
+		}
+		return 0, false // larger than a buffer: dropped
+	}
+	size := pkt.Size()
+	if cap(ns.scratch) < size {
+		ns.scratch = make([]byte, gsoMaxSize+header.IPv6MinimumSize+header.TCPHeaderMaximumSize)
+	}
+	buf := ns.scratch[:size]
+	off := 0
+	for _, s := range pkt.AsSlices() {
+		off += copy(buf[off:], s)
+	}
+	n, err := segment(buf, gso, bufs, sizes, offset)
+	if errors.Is(err, errGSOTooMany) {
+		return 0, true
+	}
+	if err != nil {
+		return 0, false // malformed: dropped, TCP will resend
+	}
+	return n, false
 }
 
 // poll takes a queued packet without blocking, or returns nil.
@@ -264,8 +331,23 @@ func copyPacket(dst []byte, pkt *stack.PacketBuffer) int {
 }
 
 // Write implements tun.Device: each packet that passes the filter is
-// delivered to the stack. Packets the filter drops are counted, not errors.
+// delivered to the stack, consecutive TCP segments of a flow coalesced
+// first (GRO). Packets the filter drops are counted, not errors.
+// wireguard-go may call Write from several goroutines at once.
 func (ns *Stack) Write(bufs [][]byte, offset int) (int, error) {
+	d := ns.ep.dispatcherOrNil()
+	if d == nil {
+		return 0, os.ErrClosed
+	}
+	var g *gro.GRO
+	if ns.gro {
+		g, _ = ns.groPool.Get().(*gro.GRO)
+		if g == nil {
+			g = new(gro.GRO)
+			g.Init(true)
+		}
+		g.Dispatcher = d
+	}
 	for _, b := range bufs {
 		pkt := b[offset:]
 		if len(pkt) == 0 {
@@ -286,13 +368,24 @@ func (ns *Stack) Write(bufs [][]byte, offset int) (int, error) {
 			continue
 		}
 		pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(pkt)})
-		ok := ns.ep.deliver(proto, pb)
-		pb.DecRef()
-		if !ok {
-			return 0, os.ErrClosed
+		pb.NetworkProtocolNumber = proto
+		// Without verification WireGuard's authentication stands for the
+		// checksums; with it, GRO checks each packet before merging, or the
+		// stack checks it when GRO is off.
+		pb.RXChecksumValidated = !ns.verify
+		if g != nil {
+			g.Enqueue(pb)
+		} else {
+			d.DeliverNetworkPacket(proto, pb)
 		}
+		pb.DecRef()
 		ns.packetsIn.Add(1)
 		ns.bytesIn.Add(uint64(len(pkt)))
+	}
+	if g != nil {
+		g.Flush()
+		g.Dispatcher = nil
+		ns.groPool.Put(g)
 	}
 	return len(bufs), nil
 }

@@ -16,7 +16,9 @@ var (
 
 // wire joins two stacks back to back, as two WireGuard devices would, and
 // records the largest batch a Read returned.
-func wire(t *testing.T, a, b *Stack) *atomic.Int64 {
+func wire(t *testing.T, a, b *Stack) *atomic.Int64 { return wireTB(t, a, b) }
+
+func wireTB(t testing.TB, a, b *Stack) *atomic.Int64 {
 	t.Helper()
 	var maxBatch atomic.Int64
 	pump := func(from, to *Stack) {
