@@ -43,8 +43,11 @@ type Gateway struct {
 	// Default 10s.
 	DrainTimeout time.Duration
 	// Bind, if set, replaces the UDP socket WireGuard uses (tests and
-	// benchmarks); nil uses wireguard-go's default bind.
+	// benchmarks); nil picks one (see defaultBind).
 	Bind conn.Bind
+	// Tuning turns performance levers off, for benchmarks that measure
+	// each. The zero value is the tuned default.
+	Tuning Tuning
 
 	mu      sync.Mutex // serialises Start and Close
 	state   atomic.Int32
@@ -64,6 +67,8 @@ type Gateway struct {
 	started time.Time
 	log     *slog.Logger
 
+	connected *bind.Connected // the dial-only socket, when in use
+
 	// Endpoint re-resolution timing; zero means the defaults. Tests
 	// shorten them.
 	resolveEvery, staleHandshake time.Duration
@@ -74,6 +79,27 @@ const (
 	stateRunning
 	stateClosed
 )
+
+// Tuning names the gateway's performance levers. Each is on unless turned
+// off here; `tunnel bench` measures what each is worth.
+type Tuning struct {
+	// NoGSO: the netstack cuts TCP into MTU-sized packets itself.
+	NoGSO bool
+	// NoGRO: inbound TCP segments reach the netstack one by one.
+	NoGRO bool
+	// VerifyChecksums: inbound checksums are checked although WireGuard
+	// has authenticated every byte.
+	VerifyChecksums bool
+	// NoUDPOffload: the connected socket sends and receives datagram by
+	// datagram, without UDP GSO/GRO.
+	NoUDPOffload bool
+	// DefaultBind: a dial-only gateway uses wireguard-go's listening
+	// socket rather than one connected to its peer.
+	DefaultBind bool
+	// QueueLen and BatchSize override the netstack's queue depth and the
+	// packets handed to WireGuard per read; zero keeps the defaults.
+	QueueLen, BatchSize int
+}
 
 // ErrBadConfig marks a Start error caused by the configuration or the files
 // it names (a missing or group-readable key file), not by the machine.
@@ -145,6 +171,12 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		Routes:    routes,
 		MTU:       c.Interface.MTU,
 		Filter:    func(b []byte) bool { return g.filter.Check(b) == policy.Accept },
+
+		NoGSO:           g.Tuning.NoGSO,
+		NoGRO:           g.Tuning.NoGRO,
+		VerifyChecksums: g.Tuning.VerifyChecksums,
+		QueueLen:        g.Tuning.QueueLen,
+		BatchSize:       g.Tuning.BatchSize,
 	})
 	if err != nil {
 		return fmt.Errorf("starting gateway: %w", err)
@@ -173,11 +205,12 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.registerMetrics()
 	if c.Admin.Listen != config.Disabled {
 		g.admin, err = admin.Start(ctx, admin.Options{
-			Addr:     c.Admin.Listen,
-			Registry: g.Registry,
-			Ready:    g.Ready,
-			Handlers: map[string]http.Handler{"/status": admin.JSON(func() any { return g.Status() })},
-			Logger:   g.log,
+			Addr:      c.Admin.Listen,
+			Registry:  g.Registry,
+			Ready:     g.Ready,
+			Profiling: c.Admin.Pprof,
+			Handlers:  map[string]http.Handler{"/status": admin.JSON(func() any { return g.Status() })},
+			Logger:    g.log,
 		})
 		if err != nil {
 			return fmt.Errorf("starting gateway: %w", err)
@@ -232,7 +265,7 @@ func (g *Gateway) peerConfs(ctx context.Context) ([]peerConf, error) {
 // socket connected to that peer, so nothing listens for anyone else; a side
 // with a listening port (or several peers to dial) gets wireguard-go's.
 func (g *Gateway) defaultBind() conn.Bind {
-	if g.Config.Interface.ListenPort != 0 {
+	if g.Config.Interface.ListenPort != 0 || g.Tuning.DefaultBind {
 		return conn.NewDefaultBind()
 	}
 	var dialled []peerConf
@@ -244,7 +277,10 @@ func (g *Gateway) defaultBind() conn.Bind {
 	if len(dialled) != 1 {
 		return conn.NewDefaultBind()
 	}
-	return bind.NewConnected(dialled[0].endpoint)
+	b := bind.NewConnected(dialled[0].endpoint)
+	b.NoOffload = g.Tuning.NoUDPOffload
+	g.connected = b
+	return b
 }
 
 func exposedPorts(c *config.Config) []policy.Port {

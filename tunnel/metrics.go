@@ -15,6 +15,7 @@ type gatewayCollector struct {
 	up, peerHandshake, peerRx, peerTx                       *prometheus.Desc
 	ruleActive, ruleFlows, ruleBytes, ruleDrops, ruleDenied *prometheus.Desc
 	ingress, wgRefused, nsPackets, nsBytes, nsQueueDrops    *prometheus.Desc
+	udpDrops                                                *prometheus.Desc
 }
 
 func (g *Gateway) registerMetrics() {
@@ -34,6 +35,7 @@ func (g *Gateway) registerMetrics() {
 		nsPackets:     prometheus.NewDesc("tunnel_netstack_packets_total", "Packets between WireGuard and the netstack.", []string{"direction"}, nil),
 		nsBytes:       prometheus.NewDesc("tunnel_netstack_bytes_total", "Bytes between WireGuard and the netstack.", []string{"direction"}, nil),
 		nsQueueDrops:  prometheus.NewDesc("tunnel_netstack_queue_dropped_packets_total", "Outbound packets dropped because WireGuard did not keep up.", nil, nil),
+		udpDrops:      prometheus.NewDesc("tunnel_udp_receive_dropped_datagrams_total", "Datagrams the kernel dropped on the gateway's UDP sockets: a receive buffer was full (raise net.core.rmem_max on the node).", nil, nil),
 	}
 	// A registry shared by two gateways (tests) keeps the first; the
 	// second's status is still on /status.
@@ -42,7 +44,7 @@ func (g *Gateway) registerMetrics() {
 
 func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.peerHandshake, c.peerRx, c.peerTx, c.ruleActive, c.ruleFlows,
-		c.ruleBytes, c.ruleDrops, c.ruleDenied, c.ingress, c.wgRefused, c.nsPackets, c.nsBytes, c.nsQueueDrops} {
+		c.ruleBytes, c.ruleDrops, c.ruleDenied, c.ingress, c.wgRefused, c.nsPackets, c.nsBytes, c.nsQueueDrops, c.udpDrops} {
 		ch <- d
 	}
 }
@@ -93,4 +95,5 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.nsBytes, prometheus.CounterValue, float64(ns.BytesOut), "out")
 		ch <- prometheus.MustNewConstMetric(c.nsQueueDrops, prometheus.CounterValue, float64(ns.QueueDrops))
 	}
+	ch <- prometheus.MustNewConstMetric(c.udpDrops, prometheus.CounterValue, float64(st.UDPReceiveDrops))
 }

@@ -25,6 +25,9 @@ type Status struct {
 	// QueueDrops counts outbound packets dropped because WireGuard did not
 	// keep up.
 	QueueDrops uint64 `json:"netstack_queue_drops"`
+	// UDPReceiveDrops counts datagrams the kernel dropped on the
+	// gateway's UDP sockets because a receive buffer was full.
+	UDPReceiveDrops uint64 `json:"udp_receive_drops"`
 }
 
 // WireGuardCounts are refusals counted from wireguard-go.
@@ -109,5 +112,6 @@ func (g *Gateway) Status() Status {
 	if g.ns != nil {
 		st.QueueDrops = g.ns.Stats().QueueDrops
 	}
+	st.UDPReceiveDrops = udpDrops()
 	return st
 }

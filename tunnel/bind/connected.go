@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -26,11 +27,15 @@ type Connected struct {
 	gen    *generation // the current Open; nil when closed
 	change chan struct{}
 	bufs   sync.Pool // *sendBufs
+	// NoOffload turns UDP GSO/GRO off (benchmarks measure each lever).
+	NoOffload bool
+	drops     atomic.Uint64 // datagrams the kernel dropped: receive buffer full
 }
 
 type sendBufs struct {
 	msgs [batchSize]ipv4.Message
 	one  [batchSize][1][]byte
+	oob  [batchSize][]byte
 }
 
 // generation is one Open..Close span: receive functions from an earlier
@@ -41,10 +46,11 @@ type generation struct {
 }
 
 type socket struct {
-	uc     *net.UDPConn
-	batch  batchConn
-	remote netip.AddrPort
-	ep     *Endpoint
+	uc      *net.UDPConn
+	batch   batchConn
+	remote  netip.AddrPort
+	ep      *Endpoint
+	offload atomic.Bool // UDP GSO/GRO in use
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
@@ -104,6 +110,12 @@ func (b *Connected) dialLocked(remote netip.AddrPort) error {
 		return fmt.Errorf("connecting UDP socket to %s: %w", remote, err)
 	}
 	s := &socket{uc: uc, remote: remote, ep: &Endpoint{AddrPort: remote}}
+	offload, err := tune(uc)
+	if err != nil {
+		uc.Close()
+		return err
+	}
+	s.offload.Store(offload && !b.NoOffload)
 	if network == "udp4" {
 		s.batch = ipv4.NewPacketConn(uc)
 	} else {
@@ -158,6 +170,7 @@ func (b *Connected) receiveFunc(g *generation) conn.ReceiveFunc {
 	msgs := make([]ipv4.Message, batchSize)
 	for i := range msgs {
 		msgs[i].Buffers = make([][]byte, 1)
+		msgs[i].OOB = make([]byte, oobSize)
 	}
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
@@ -165,18 +178,9 @@ func (b *Connected) receiveFunc(g *generation) conn.ReceiveFunc {
 			if err != nil {
 				return 0, err
 			}
-			n := min(len(packets), len(msgs))
-			for i := range n {
-				msgs[i].Buffers[0] = packets[i]
-				msgs[i].N = 0
-			}
-			got, err := s.batch.ReadBatch(msgs[:n], 0)
+			n, err := b.read(s, msgs, packets, sizes, eps)
 			if err == nil {
-				for i := range got {
-					sizes[i] = msgs[i].N
-					eps[i] = s.ep
-				}
-				return got, nil
+				return n, nil
 			}
 			b.mu.Lock()
 			replaced, live := b.sock != s, b.gen == g
@@ -195,6 +199,56 @@ func (b *Connected) receiveFunc(g *generation) conn.ReceiveFunc {
 		}
 	}
 }
+
+// read receives one batch. With GRO a message may hold up to 64
+// datagrams, so messages are read into the last few buffers and cut into
+// the buffers before them.
+func (b *Connected) read(s *socket, msgs []ipv4.Message, packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	limit := min(len(packets), len(msgs))
+	readAt, k := 0, limit
+	if s.offload.Load() {
+		k = max(1, limit/maxSegments)
+		readAt = limit - k
+	}
+	for j := range k {
+		msgs[j].Buffers[0] = packets[readAt+j]
+		msgs[j].OOB = msgs[j].OOB[:cap(msgs[j].OOB)]
+		msgs[j].N, msgs[j].NN = 0, 0
+	}
+	got, err := s.batch.ReadBatch(msgs[:k], 0)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for j := range got {
+		buf := packets[readAt+j][:msgs[j].N]
+		seg, drops, ok := parseControl(msgs[j].OOB[:msgs[j].NN])
+		if ok {
+			b.drops.Store(uint64(drops))
+		}
+		if seg <= 0 || seg >= len(buf) {
+			if n != readAt+j {
+				copy(packets[n], buf)
+			}
+			sizes[n], eps[n] = len(buf), s.ep
+			n++
+			continue
+		}
+		for start := 0; start < len(buf) && n < len(packets); start += seg {
+			end := min(start+seg, len(buf))
+			// Earlier segments of buf are consumed before a later
+			// buffer's copy could overwrite them: copy moves forward.
+			copy(packets[n], buf[start:end])
+			sizes[n], eps[n] = end-start, s.ep
+			n++
+		}
+	}
+	return n, nil
+}
+
+// Drops is how many datagrams the kernel dropped because the socket's
+// receive buffer was full.
+func (b *Connected) Drops() uint64 { return b.drops.Load() }
 
 // Close implements conn.Bind.
 func (b *Connected) Close() error {
@@ -245,24 +299,87 @@ func (b *Connected) Send(bufs [][]byte, ep conn.Endpoint) error {
 	sb, _ := b.bufs.Get().(*sendBufs)
 	if sb == nil {
 		sb = new(sendBufs)
+		for i := range sb.oob {
+			sb.oob[i] = make([]byte, oobSize)
+		}
 	}
 	defer b.bufs.Put(sb)
+	offload := s.offload.Load()
 	for len(bufs) > 0 {
-		n := min(len(bufs), batchSize)
-		for i := range n {
-			sb.one[i][0] = bufs[i]
-			sb.msgs[i].Buffers = sb.one[i][:]
+		var n, used int
+		if offload {
+			n, used = coalesce(bufs, sb)
+		} else {
+			n = min(len(bufs), batchSize)
+			for i := range n {
+				sb.one[i][0] = bufs[i]
+				sb.msgs[i].Buffers = sb.one[i][:]
+				sb.msgs[i].OOB = nil
+			}
+			used = n
 		}
-		sent, err := s.batch.WriteBatch(sb.msgs[:n], 0)
+		err := writeAll(s.batch, sb.msgs[:n])
 		if err != nil {
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				return nil // the peer is not up yet: as good as lost
 			}
+			if offload && errors.Is(err, syscall.EIO) {
+				// The kernel or device cannot segment: carry on without.
+				s.offload.Store(false)
+				return b.Send(bufs, ep)
+			}
 			return err
 		}
-		bufs = bufs[sent:]
+		bufs = bufs[used:]
 	}
 	return nil
+}
+
+// writeAll writes every message, in as many calls as it takes.
+func writeAll(c batchConn, msgs []ipv4.Message) error {
+	for len(msgs) > 0 {
+		sent, err := c.WriteBatch(msgs, 0)
+		if err != nil {
+			return err
+		}
+		msgs = msgs[sent:]
+	}
+	return nil
+}
+
+// coalesce packs runs of equal-sized packets from bufs into messages with a
+// UDP_SEGMENT size, appending each run into its first packet's spare
+// capacity (wireguard-go's buffers have room to 64 KiB). A shorter packet
+// may end a run. It returns the messages made and how many bufs they hold.
+func coalesce(bufs [][]byte, sb *sendBufs) (msgs, used int) {
+	for used < len(bufs) && msgs < batchSize {
+		first := bufs[used]
+		size := len(first)
+		run := first
+		count := 1
+		used++
+		for used < len(bufs) && count < maxSegments {
+			next := bufs[used]
+			if len(next) > size || len(run)+len(next) > maxCoalesced || len(run)+len(next) > cap(run) {
+				break
+			}
+			run = append(run, next...)
+			count++
+			used++
+			if len(next) < size {
+				break // a short datagram ends a run
+			}
+		}
+		sb.one[msgs][0] = run
+		sb.msgs[msgs].Buffers = sb.one[msgs][:]
+		if count > 1 {
+			sb.msgs[msgs].OOB = putSegmentSize(sb.oob[msgs], uint16(size))
+		} else {
+			sb.msgs[msgs].OOB = nil
+		}
+		msgs++
+	}
+	return msgs, used
 }
 
 // ParseEndpoint implements conn.Bind.

@@ -158,3 +158,74 @@ func TestConnectedClose(t *testing.T) {
 		t.Fatal("accepted a firewall mark")
 	}
 }
+
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	uc := listen(t)
+	p := addrOf(uc).Port()
+	uc.Close()
+	return p
+}
+
+// Two connected binds facing each other carry a batch of datagrams intact
+// and in order, with and without segmentation offload.
+func TestConnectedBatches(t *testing.T) {
+	for _, noOffload := range []bool{false, true} {
+		t.Run(map[bool]string{false: "offload", true: "no-offload"}[noOffload], func(t *testing.T) {
+			pa, pb := freePort(t), freePort(t)
+			lo := netip.MustParseAddr("127.0.0.1")
+			a := NewConnected(netip.AddrPortFrom(lo, pb))
+			b := NewConnected(netip.AddrPortFrom(lo, pa))
+			a.NoOffload, b.NoOffload = noOffload, noOffload
+			if _, _, err := a.Open(pa); err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			fns, _, err := b.Open(pb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			// Like wireguard-go's buffers: short slices of 64 KiB arrays.
+			var bufs [][]byte
+			for i := range 100 {
+				buf := make([]byte, 1400, 65535)
+				buf[0], buf[1399] = byte(i), byte(i)
+				bufs = append(bufs, buf)
+			}
+			bufs = append(bufs, append(make([]byte, 0, 65535), []byte("tail")...))
+			ep, _ := a.ParseEndpoint(netip.AddrPortFrom(lo, pb).String())
+			if err := a.Send(bufs, ep); err != nil {
+				t.Fatal(err)
+			}
+			packets := make([][]byte, 128)
+			for i := range packets {
+				packets[i] = make([]byte, 65535)
+			}
+			sizes := make([]int, 128)
+			eps := make([]conn.Endpoint, 128)
+			var got [][]byte
+			deadline := time.Now().Add(5 * time.Second)
+			for len(got) < len(bufs) && time.Now().Before(deadline) {
+				n, err := fns[0](packets, sizes, eps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range n {
+					got = append(got, append([]byte(nil), packets[i][:sizes[i]]...))
+				}
+			}
+			if len(got) != len(bufs) {
+				t.Fatalf("received %d datagrams, want %d", len(got), len(bufs))
+			}
+			for i := range 100 {
+				if len(got[i]) != 1400 || got[i][0] != byte(i) || got[i][1399] != byte(i) {
+					t.Fatalf("datagram %d: %d bytes, first %d", i, len(got[i]), got[i][0])
+				}
+			}
+			if string(got[100]) != "tail" {
+				t.Fatalf("last datagram %q", got[100])
+			}
+		})
+	}
+}

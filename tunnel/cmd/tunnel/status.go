@@ -149,8 +149,8 @@ func printStatus(w io.Writer, st tunnel.Status, adminErr, wgErr error) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nrefused at ingress: %s\n", dropList(st.Ingress))
-	fmt.Fprintf(w, "refused by WireGuard: spoofed_source=%d handshake_refused=%d; netstack queue drops: %d\n",
-		st.WireGuard.SpoofedSource, st.WireGuard.HandshakeRefused, st.QueueDrops)
+	fmt.Fprintf(w, "refused by WireGuard: spoofed_source=%d handshake_refused=%d\n", st.WireGuard.SpoofedSource, st.WireGuard.HandshakeRefused)
+	fmt.Fprintf(w, "lost for lack of room: netstack queue %d, UDP receive buffers %d\n", st.QueueDrops, st.UDPReceiveDrops)
 }
 
 func dropList(m map[string]uint64) string {
