@@ -41,7 +41,8 @@ test-short: ## the quick tests, no race detector
 demo: build ## run the whole path on loopback and print a summary
 	$(BIN)/tunnel demo
 
-bench: ## Go benchmarks of the tunnel path (benchstat-friendly)
+bench: build ## tunnel bench (each lever, beside raw loopback and stock tun/netstack), then the Go benchmarks
+	$(BIN)/tunnel bench --levers --svg docs/bench.svg
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tunnel/...
 
 proto: ## regenerate relay/proto from relay/proto/relay.proto (needs protoc + protoc-gen-go)

@@ -1,0 +1,158 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// tcpThroughput runs streams TCP connections to addr, each sending for d,
+// and returns the bytes per second the far side counted.
+func tcpThroughput(ctx context.Context, addr string, streams int, d time.Duration) (float64, error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var total int64
+	var firstErr error
+	start := time.Now()
+	for range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := tcpStream(ctx, addr, d)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+// tcpStream sends for d, half-closes, and returns the count the sink read.
+func tcpStream(ctx context.Context, addr string, d time.Duration) (int64, error) {
+	var dialer net.Dialer
+	c, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	end := time.Now().Add(d)
+	_ = c.SetWriteDeadline(end.Add(30 * time.Second))
+	var sent int64
+	for time.Now().Before(end) && ctx.Err() == nil {
+		n, err := c.Write(buf)
+		sent += int64(n)
+		if err != nil {
+			return 0, fmt.Errorf("sending: %w", err)
+		}
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return 0, err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	var got int64
+	if err := binary.Read(c, binary.BigEndian, &got); err != nil {
+		return 0, fmt.Errorf("reading the sink's count: %w", err)
+	}
+	if got != sent {
+		return 0, fmt.Errorf("sent %d bytes, the sink read %d", sent, got)
+	}
+	return got, nil
+}
+
+// udpRTT times count round trips of 64-byte datagrams to an echo at addr.
+func udpRTT(ctx context.Context, addr string, count int) (p50, p99 time.Duration, err error) {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	msg := make([]byte, 64)
+	buf := make([]byte, 2048)
+	// Warm up: the first datagrams may wait for a handshake.
+	for i := 0; ; i++ {
+		_, _ = c.Write(msg)
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(buf); err == nil {
+			break
+		}
+		if i == 10 || ctx.Err() != nil {
+			return 0, 0, fmt.Errorf("no echo from %s", addr)
+		}
+	}
+	rtts := make([]time.Duration, 0, count)
+	lost := 0
+	for len(rtts) < count && ctx.Err() == nil {
+		start := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return 0, 0, err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(buf); err != nil {
+			if lost++; lost > count/10+3 {
+				return 0, 0, fmt.Errorf("lost %d of %d round trips", lost, len(rtts)+lost)
+			}
+			continue
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+	return rtts[len(rtts)/2], rtts[len(rtts)*99/100], nil
+}
+
+// procCPU is the CPU time (user + system) a process has used.
+func procCPU(pid int) (time.Duration, error) {
+	if pid == os.Getpid() {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0, err
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which may hold spaces: utime and
+	// stime are the 14th and 15th fields of the line.
+	s := string(b)
+	rest := s[strings.LastIndexByte(s, ')')+2:]
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticksPerSecond, nil
+}
+
+// peakRSS is a process's peak resident set (VmHWM), in bytes.
+func peakRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM for process %d", pid)
+}

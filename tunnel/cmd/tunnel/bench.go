@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/bench"
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+type benchCmd struct {
+	Run     benchRunCmd     `cmd:"" default:"withargs" help:"Measure the tunnel beside raw loopback and stock tun/netstack (the default)."`
+	Targets benchTargetsCmd `cmd:"" help:"Serve the benchmark's TCP sink and UDP echo, to measure through a tunnel that is already running."`
+	Node    benchNodeCmd    `cmd:"" hidden:"" help:"Run one benchmark gateway (spec on standard input)."`
+}
+
+type benchRunCmd struct {
+	Duration   time.Duration `default:"5s" help:"Length of each TCP measurement."`
+	Repeats    int           `default:"3" help:"Repeats of every measurement; medians are reported."`
+	Streams    []int         `default:"1,4" help:"TCP stream counts to measure."`
+	RTTs       int           `name:"rtts" default:"2000" help:"UDP round trips to time."`
+	Levers     bool          `help:"Also measure the tunnel with each performance lever off: the before/after table."`
+	InProcess  bool          `help:"Run both gateways in this process instead of as two processes."`
+	Delay      time.Duration `help:"Emulated one-way delay between the gateways (RTT is twice it)."`
+	Loss       float64       `help:"Emulated loss, as a fraction (0.01 is 1%)."`
+	Reorder    float64       `help:"Fraction of datagrams held back to arrive out of order."`
+	ThroughTCP string        `name:"through-tcp" placeholder:"ADDR" help:"Measure through a running tunnel: its local TCP forward address (the far side runs 'tunnel bench targets')."`
+	ThroughUDP string        `name:"through-udp" placeholder:"ADDR" help:"With --through-tcp: the tunnel's local UDP forward address."`
+	JSON       bool          `help:"Print the report as JSON."`
+	SVG        string        `type:"path" placeholder:"FILE" help:"Also write a bar chart of one-stream throughput."`
+	MinRatio   float64       `name:"min-ratio" help:"Fail (exit 1) when the tunnel carries less than this many times the stock baseline: CI's regression guard."`
+	Only       string        `placeholder:"TEXT" help:"Measure only the paths whose name contains TEXT."`
+}
+
+func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
+	o := bench.Options{
+		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
+		Link: bench.Link{Delay: c.Delay, Loss: c.Loss, Reorder: c.Reorder},
+	}
+	if c.Loss < 0 || c.Loss >= 1 || c.Reorder < 0 || c.Reorder >= 1 {
+		return cli.Usage(fmt.Errorf("--loss and --reorder are fractions between 0 and 1"))
+	}
+	if c.ThroughTCP != "" {
+		if c.ThroughUDP == "" {
+			return cli.Usage(fmt.Errorf("--through-tcp needs --through-udp"))
+		}
+		o.ThroughTCP, o.ThroughUDP = c.ThroughTCP, c.ThroughUDP
+		o.Variants = []bench.Variant{bench.Raw, {Name: "running tunnel", Impl: bench.ImplThrough}}
+	} else {
+		o.Variants = []bench.Variant{bench.Raw, bench.Stock, bench.Tunnel}
+		if c.Levers {
+			o.Variants = append(o.Variants, bench.Levers()...)
+		}
+	}
+	if c.Only != "" {
+		var kept []bench.Variant
+		for _, v := range o.Variants {
+			if strings.Contains(v.Name, c.Only) {
+				kept = append(kept, v)
+			}
+		}
+		if len(kept) == 0 {
+			return cli.Usage(fmt.Errorf("--only %q matches no path", c.Only))
+		}
+		o.Variants = kept
+	}
+	if !c.InProcess {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.NodeCommand = []string{exe, "bench", "node"}
+	}
+	if !c.JSON {
+		o.Progress = func(s string) { fmt.Fprintln(env.Stderr, "measuring:", s) }
+	}
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := rep.WriteJSON(env.Stdout); err != nil {
+			return err
+		}
+	} else {
+		rep.WriteTable(env.Stdout)
+	}
+	if c.SVG != "" {
+		f, err := os.CreateTemp("", "bench-*.svg")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		if err := rep.WriteSVG(f); err != nil {
+			f.Close()
+			return err
+		}
+		f.Close()
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			return err
+		}
+		if err := keys.WriteFile(c.SVG, b, 0o644); err != nil {
+			return err
+		}
+	}
+	if c.MinRatio > 0 {
+		if err := rep.Check(c.MinRatio); err != nil {
+			return err
+		}
+		if !c.JSON {
+			fmt.Fprintf(env.Stdout, "ratio check passed (floor %.2f×)\n", c.MinRatio)
+		}
+	}
+	return nil
+}
+
+type benchTargetsCmd struct {
+	TCP string `default:"127.0.0.1:5201" help:"Address of the TCP sink."`
+	UDP string `default:"127.0.0.1:7000" help:"Address of the UDP echo."`
+}
+
+func (c *benchTargetsCmd) Run(ctx context.Context, env cli.Env) error {
+	fmt.Fprintf(env.Stderr, "TCP sink on %s, UDP echo on %s\n", c.TCP, c.UDP)
+	errc := make(chan error, 1)
+	go func() { errc <- bench.ServeTargets(c.TCP, c.UDP) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+type benchNodeCmd struct{}
+
+func (c *benchNodeCmd) Run(ctx context.Context, env cli.Env) error {
+	return bench.NodeMain(ctx, os.Stdin, env.Stdout)
+}
