@@ -37,7 +37,7 @@ func (g *Gateway) Dial(ctx context.Context, network, address string) (net.Conn, 
 	if proto == policy.ProtoTCP {
 		c, err = g.ns.DialTCP(ctx, to)
 	} else {
-		c, err = g.ns.DialUDP(to)
+		c, err = g.dialUDP(to)
 	}
 	if err != nil {
 		remove()
@@ -75,7 +75,7 @@ func (g *Gateway) ListenPacket(network, address string) (net.PacketConn, error) 
 	if err != nil {
 		return nil, fmt.Errorf("listen %s %s: %w", network, address, err)
 	}
-	pc, err := g.ns.ListenUDP(at)
+	pc, err := g.listenUDP(at)
 	if err != nil {
 		closePort()
 		return nil, err

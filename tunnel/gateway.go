@@ -96,6 +96,10 @@ type Tuning struct {
 	// DefaultBind: a dial-only gateway uses wireguard-go's listening
 	// socket rather than one connected to its peer.
 	DefaultBind bool
+	// NoFastUDP: UDP rules and sockets go through gVisor's UDP layer
+	// instead of the fast path that builds and parses IP/UDP headers on
+	// the TUN's packets directly.
+	NoFastUDP bool
 	// QueueLen and BatchSize override the netstack's queue depth and the
 	// packets handed to WireGuard per read; zero keeps the defaults.
 	QueueLen, BatchSize int

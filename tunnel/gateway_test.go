@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"github.com/tunnel-dev/tunnel/tunnel"
 	"io"
 	"net"
 	"sync"
@@ -39,7 +40,12 @@ func TestTCPEchoThroughForwardAndExpose(t *testing.T) {
 }
 
 func TestUDPEchoThroughForwardAndExpose(t *testing.T) {
-	p := startPair(t, pairOpts{})
+	t.Run("fast path", func(t *testing.T) { testUDPEcho(t, tunnel.Tuning{}) })
+	t.Run("through gVisor", func(t *testing.T) { testUDPEcho(t, tunnel.Tuning{NoFastUDP: true}) })
+}
+
+func testUDPEcho(t *testing.T, tuning tunnel.Tuning) {
+	p := startPair(t, pairOpts{tuning: tuning})
 	c, err := net.Dial("udp", p.forward(t, "relay-udp"))
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,12 @@ func mustParse(t testing.TB, yaml string) *config.Config {
 
 func startGateway(t testing.TB, c *config.Config, key keys.PrivateKey) *tunnel.Gateway {
 	t.Helper()
-	gw := &tunnel.Gateway{Config: c, PrivateKey: &key, Logger: testLogger(t)}
+	return startTuned(t, c, key, tunnel.Tuning{})
+}
+
+func startTuned(t testing.TB, c *config.Config, key keys.PrivateKey, tuning tunnel.Tuning) *tunnel.Gateway {
+	t.Helper()
+	gw := &tunnel.Gateway{Config: c, PrivateKey: &key, Logger: testLogger(t), Tuning: tuning}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := gw.Start(ctx); err != nil {
@@ -73,6 +78,8 @@ type pairOpts struct {
 	// eksListens gives eks a listening port, so that third parties can
 	// reach it (a dial-only gateway hears only its peer).
 	eksListens bool
+	// tuning applies to both gateways.
+	tuning tunnel.Tuning
 }
 
 // startPair starts both gateways.
@@ -110,7 +117,7 @@ forward:
 limits: %s
 admin: {listen: "127.0.0.1:0"}
 `, p.eksKey.Public(), orEmpty(o.aksLimits)))
-	p.aks = startGateway(t, aksCfg, p.aksKey)
+	p.aks = startTuned(t, aksCfg, p.aksKey, o.tuning)
 	listen := ""
 	if o.eksListens {
 		listen = fmt.Sprintf("listenPort: %d", freeUDPPort(t))
@@ -135,7 +142,7 @@ expose:
 limits: %s
 admin: {listen: "127.0.0.1:0"}
 `, listen, p.aksKey.Public(), p.aks.ListenPort(), o.eksPeers, p.udpEcho, p.tcpEcho, orEmpty(o.eksLimits)))
-	p.eks = startGateway(t, eksCfg, p.eksKey)
+	p.eks = startTuned(t, eksCfg, p.eksKey, o.tuning)
 	return p
 }
 

@@ -130,7 +130,7 @@ func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) err
 			r.tcps = append(r.tcps, t)
 			r.serve(ctx, t.Serve)
 		case config.UDP:
-			pc, err := g.ns.ListenUDP(at)
+			pc, err := g.listenUDP(at)
 			if err != nil {
 				return err
 			}
@@ -184,7 +184,7 @@ func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) e
 		r.closers = append(r.closers, func() { pc.Close() })
 		u := &forward.UDP{
 			Name: f.Name, Conn: pc,
-			Dial:        func(ctx context.Context) (net.Conn, error) { return g.ns.DialUDP(f.To) },
+			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(f.To) },
 			DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
 			MaxUp: udpPayloadMax(g.Config.Interface.MTU, f.To.Addr()), MaxDown: 65535,
 			Stats: &r.stats, Logger: g.log,
@@ -215,4 +215,20 @@ func cutProto(s string) (proto, addr string, ok bool) {
 		}
 	}
 	return "", s, false
+}
+
+// listenUDP and dialUDP open tunnel-side UDP sockets: on the fast path
+// unless the tuning turns it off.
+func (g *Gateway) listenUDP(at netip.AddrPort) (net.PacketConn, error) {
+	if g.Tuning.NoFastUDP {
+		return g.ns.ListenUDP(at)
+	}
+	return g.ns.ListenUDPFast(at)
+}
+
+func (g *Gateway) dialUDP(to netip.AddrPort) (net.Conn, error) {
+	if g.Tuning.NoFastUDP {
+		return g.ns.DialUDP(to)
+	}
+	return g.ns.DialUDPFast(to)
 }

@@ -89,6 +89,12 @@ type Stack struct {
 	filter func([]byte) bool
 	events chan tun.Event
 
+	addrs    []netip.Addr
+	routesMu sync.RWMutex
+	routes   []netip.Prefix
+	udp      udpMux
+	ipID     atomic.Uint32
+
 	gro     bool
 	verify  bool
 	groPool sync.Pool // *gro.GRO, one per concurrent Write
@@ -137,6 +143,10 @@ func New(opts Options) (*Stack, error) {
 		events: make(chan tun.Event, 4),
 		gro:    !opts.NoGRO,
 		verify: opts.VerifyChecksums,
+		udp:    udpMux{bound: map[netip.AddrPort]*UDPConn{}},
+	}
+	for _, a := range opts.Addresses {
+		ns.addrs = append(ns.addrs, a.Unmap())
 	}
 	if err := ns.tune(opts); err != nil {
 		s.Close()
@@ -183,6 +193,9 @@ func (ns *Stack) tune(opts Options) error {
 
 // SetRoutes replaces the stack's routes: the only prefixes it can reach.
 func (ns *Stack) SetRoutes(prefixes []netip.Prefix) {
+	ns.routesMu.Lock()
+	ns.routes = append([]netip.Prefix(nil), prefixes...)
+	ns.routesMu.Unlock()
 	var rt []tcpip.Route
 	for _, p := range prefixes {
 		p = p.Masked()
@@ -357,6 +370,11 @@ func (ns *Stack) Write(bufs [][]byte, offset int) (int, error) {
 			ns.filtered.Add(1)
 			continue
 		}
+		ns.packetsIn.Add(1)
+		ns.bytesIn.Add(uint64(len(pkt)))
+		if ns.deliverUDP(pkt) {
+			continue
+		}
 		var proto tcpip.NetworkProtocolNumber
 		switch pkt[0] >> 4 {
 		case 4:
@@ -379,8 +397,6 @@ func (ns *Stack) Write(bufs [][]byte, offset int) (int, error) {
 			d.DeliverNetworkPacket(proto, pb)
 		}
 		pb.DecRef()
-		ns.packetsIn.Add(1)
-		ns.bytesIn.Add(uint64(len(pkt)))
 	}
 	if g != nil {
 		g.Flush()
