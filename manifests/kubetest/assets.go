@@ -57,7 +57,7 @@ func findAssets() (assets, error) {
 	for _, p := range []string{a.apiserver, a.etcd} {
 		fi, err := os.Stat(p)
 		if errors.Is(err, os.ErrNotExist) {
-			return assets{}, fmt.Errorf("%w: no %s (run %s to build kube-apiserver %s and etcd %s, 11-16 min the first time)",
+			return assets{}, fmt.Errorf("%w: no %s (run %s to build kube-apiserver %s and etcd %s, 8-16 min the first time)",
 				ErrAssetsMissing, p, BuildScript, KubernetesVersion, EtcdVersion)
 		}
 		if err != nil {

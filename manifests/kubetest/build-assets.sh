@@ -15,7 +15,7 @@
 # go into a temp directory next to the cache and are moved into place only when
 # both binaries exist and report the pinned versions, so an interrupted run
 # leaves nothing half-built and re-running is always safe. A cold build takes
-# 11-16 min on 2 cores (about 3.5 GB of module and build cache); with a warm Go
+# 8-16 min on 2 cores (about 3.5 GB of module and build cache); with a warm Go
 # build cache, under 30 s; with the binaries present, nothing.
 set -euo pipefail
 
@@ -49,6 +49,8 @@ fi
 mkdir -p "$parent"
 # One build at a time per cache directory: a second run waits, then finds the
 # binaries the first one built.
+# The lock's descriptor is inherited by the go commands, so even a go build
+# orphaned by a SIGKILLed run keeps others out until it ends.
 exec 9>"${parent}/.${base}.lock"
 if ! flock -n 9; then
   say "another build holds ${parent}/.${base}.lock; waiting for it"
@@ -72,7 +74,7 @@ export CGO_ENABLED=0
 export GOFLAGS="-mod=mod -buildvcs=false"
 
 say "building kube-apiserver ${K8S_VERSION} and etcd ${ETCD_VERSION} into ${dest}"
-say "with $(go version); a cold build takes 11-16 min on 2 cores"
+say "with $(go version); a cold build takes 8-16 min on 2 cores"
 
 cd "$work/src"
 cat >go.mod <<EOF

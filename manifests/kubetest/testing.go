@@ -48,7 +48,7 @@ func skipOrFail(tb testing.TB, err error) {
 		return
 	}
 	if errors.Is(err, ErrAssetsMissing) {
-		tb.Fatalf("kubetest: CI=true and %v", err)
+		tb.Fatalf("kubetest: CI=true, so failing rather than skipping: %v", err)
 		return
 	}
 	tb.Fatalf("kubetest: starting kube-apiserver: %v", err)
