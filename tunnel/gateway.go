@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,11 +58,15 @@ type Gateway struct {
 	dev     *device.Device
 	ns      *netstack.Stack
 	filter  *policy.Filter
-	peers   []peerConf
+	cfg     atomic.Pointer[config.Config] // the running configuration
+	pmu     sync.Mutex                    // guards peers, and changes to the device's peers
+	peers   []*peer
 	rules   []*rule
 	admin   *admin.Server
 	uapi    *uapiServer
 	cancel  context.CancelFunc
+	runCtx  context.Context // lives until Close: rules started by Reload run under it
+	reload  sync.Mutex      // one Reload at a time
 	wg      sync.WaitGroup
 	wgc     wgCounters
 	started time.Time
@@ -136,6 +141,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		g.Registry = admin.NewRegistry()
 	}
 	c := g.Config
+	g.cfg.Store(c)
 	g.started = time.Now()
 
 	if g.PrivateKey != nil {
@@ -148,17 +154,21 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	g.pub = g.priv.Public()
 	for _, p := range c.Peers {
-		if p.Key == g.pub {
+		if slices.Contains(p.Keys(), g.pub) {
 			return fmt.Errorf("starting gateway: %w: peer %q has this gateway's own public key", ErrBadConfig, p.Name)
 		}
 	}
-	g.peers, err = g.peerConfs(ctx)
-	if err != nil {
-		return fmt.Errorf("starting gateway: %w", err)
+	for _, pc := range c.Peers {
+		p, err := g.newPeer(ctx, pc)
+		if err != nil {
+			return fmt.Errorf("starting gateway: %w", err)
+		}
+		g.peers = append(g.peers, p)
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
+	g.runCtx = runCtx
 	defer func() {
 		if err != nil {
 			g.teardown()
@@ -190,7 +200,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		bind = g.defaultBind()
 	}
 	g.dev = device.NewDevice(g.ns, bind, wgLogger(g.log, &g.wgc))
-	if err := g.dev.IpcSet(uapiSet(g.priv, c.Interface.ListenPort, g.peers, true)); err != nil {
+	if err := g.dev.IpcSet(uapiSet(g.priv, c.Interface.ListenPort, g.peers)); err != nil {
 		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
 	}
 	if err := g.dev.Up(); err != nil {
@@ -220,10 +230,14 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("starting gateway: %w", err)
 		}
 	}
-	g.wg.Add(1)
+	g.wg.Add(2)
 	go func() {
 		defer g.wg.Done()
 		g.watchEndpoints(runCtx)
+	}()
+	go func() {
+		defer g.wg.Done()
+		g.watchSuccessors(runCtx)
 	}()
 	g.state.Store(stateRunning)
 	g.log.Info("gateway up",
@@ -236,35 +250,6 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// peerConfs resolves endpoints and loads preshared keys. An endpoint whose
-// name does not resolve yet is left empty and retried by watchEndpoints: a
-// load balancer's name may appear after the gateway starts.
-func (g *Gateway) peerConfs(ctx context.Context) ([]peerConf, error) {
-	var out []peerConf
-	for _, p := range g.Config.Peers {
-		pc := peerConf{name: p.Name, key: p.Key, keepalive: p.PersistentKeepalive, allowed: p.AllowedIPs}
-		if p.PresharedKeyFile != "" {
-			psk, err := keys.LoadPresharedKey(p.PresharedKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("%w: peer %q presharedKeyFile: %w", ErrBadConfig, p.Name, err)
-			}
-			pc.psk = &psk
-		}
-		if p.Endpoint != "" {
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			ep, err := resolveEndpoint(rctx, g.Resolver, p.Endpoint)
-			cancel()
-			if err != nil {
-				g.log.Warn("peer endpoint does not resolve yet; will retry", "peer", p.Name, "endpoint", p.Endpoint, "err", err)
-			} else {
-				pc.endpoint = ep
-			}
-		}
-		out = append(out, pc)
-	}
-	return out, nil
-}
-
 // defaultBind picks the UDP socket: a side that only dials one peer gets a
 // socket connected to that peer, so nothing listens for anyone else; a side
 // with a listening port (or several peers to dial) gets wireguard-go's.
@@ -272,10 +257,10 @@ func (g *Gateway) defaultBind() conn.Bind {
 	if g.Config.Interface.ListenPort != 0 || g.Tuning.DefaultBind {
 		return conn.NewDefaultBind()
 	}
-	var dialled []peerConf
-	for i, p := range g.Config.Peers {
-		if p.Endpoint != "" {
-			dialled = append(dialled, g.peers[i])
+	var dialled []*peer
+	for _, p := range g.peers {
+		if p.hostport != "" {
+			dialled = append(dialled, p)
 		}
 	}
 	if len(dialled) != 1 {
@@ -376,8 +361,16 @@ func (g *Gateway) Close() error {
 		return nil
 	}
 	g.teardown()
-	g.log.Info("gateway stopped", "name", g.Config.Interface.Name)
+	g.log.Info("gateway stopped", "name", g.conf().Interface.Name)
 	return nil
+}
+
+// conf is the running configuration: Config until a Reload replaces it.
+func (g *Gateway) conf() *config.Config {
+	if c := g.cfg.Load(); c != nil {
+		return c
+	}
+	return g.Config
 }
 
 // ruleList returns the running rules.

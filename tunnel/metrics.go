@@ -55,7 +55,7 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	if g.state.Load() == stateRunning {
 		up = 1
 	}
-	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, g.Config.Interface.Name)
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, g.conf().Interface.Name)
 	st := g.Status()
 	for _, p := range st.Peers {
 		name := p.Name

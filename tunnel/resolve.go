@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -65,15 +66,6 @@ func isLiteral(hostport string) bool {
 
 // watchEndpoints re-resolves peers' endpoint names until ctx is done.
 func (g *Gateway) watchEndpoints(ctx context.Context) {
-	var names []int
-	for i, p := range g.Config.Peers {
-		if p.Endpoint != "" && !isLiteral(p.Endpoint) {
-			names = append(names, i)
-		}
-	}
-	if len(names) == 0 {
-		return
-	}
 	every := g.resolveEvery
 	if every <= 0 {
 		every = defaultResolveEvery
@@ -90,21 +82,20 @@ func (g *Gateway) watchEndpoints(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		for _, i := range names {
-			g.refreshEndpoint(ctx, g.Config.Peers[i].Name, g.Config.Peers[i].Endpoint, st)
+		for _, p := range g.peerList() {
+			if p.hostport != "" && !isLiteral(p.hostport) {
+				g.refreshEndpoint(ctx, p, st)
+			}
 		}
 	}
 }
 
-func (g *Gateway) refreshEndpoint(ctx context.Context, name, hostport string, st deviceState) {
-	pc := g.peerConfByName(name)
-	if pc == nil {
-		return
-	}
+// refreshEndpoint re-resolves one peer's endpoint name (p is a copy).
+func (g *Gateway) refreshEndpoint(ctx context.Context, p peer, st deviceState) {
 	var cur devicePeer
-	for _, p := range st.Peers {
-		if p.Key == pc.key {
-			cur = p
+	for _, dp := range st.Peers {
+		if dp.Key == p.owner {
+			cur = dp
 		}
 	}
 	stale := g.staleHandshake
@@ -116,29 +107,36 @@ func (g *Gateway) refreshEndpoint(ctx context.Context, name, hostport string, st
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	ep, err := resolveEndpoint(rctx, g.Resolver, hostport)
+	ep, err := resolveEndpoint(rctx, g.Resolver, p.hostport)
 	cancel()
 	if err != nil {
-		g.log.Debug("peer endpoint still does not resolve", "peer", name, "endpoint", hostport, "err", err)
+		g.log.Debug("peer endpoint still does not resolve", "peer", p.name, "endpoint", p.hostport, "err", err)
 		return
 	}
 	if cur.Endpoint == ep.String() {
 		return
 	}
-	if err := g.dev.IpcSet(uapiEndpoint(pc.key, ep)); err != nil {
-		g.log.Warn("updating peer endpoint", "peer", name, "err", err)
-		return
-	}
-	g.log.Info("peer endpoint re-resolved", "peer", name, "endpoint", hostport, "old", cur.Endpoint, "new", ep.String())
-}
-
-func (g *Gateway) peerConfByName(name string) *peerConf {
-	for i := range g.peers {
-		if g.peers[i].name == name {
-			return &g.peers[i]
+	g.pmu.Lock()
+	defer g.pmu.Unlock()
+	var live *peer
+	for _, q := range g.peers {
+		if q.name == p.name {
+			live = q
 		}
 	}
-	return nil
+	if live == nil || live.hostport != p.hostport {
+		return // reloaded meanwhile
+	}
+	live.endpoint = ep
+	var b strings.Builder
+	for _, k := range live.deviceKeys() {
+		b.WriteString(uapiEndpoint(k, ep))
+	}
+	if err := g.dev.IpcSet(b.String()); err != nil {
+		g.log.Warn("updating peer endpoint", "peer", p.name, "err", err)
+		return
+	}
+	g.log.Info("peer endpoint re-resolved", "peer", p.name, "endpoint", p.hostport, "old", cur.Endpoint, "new", ep.String())
 }
 
 func (g *Gateway) deviceState() (deviceState, error) {

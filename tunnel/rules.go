@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -22,6 +23,9 @@ const (
 // rule is one running expose or forward rule: its listeners (one per tunnel
 // address for expose rules) and their forwarders, sharing one Stats.
 type rule struct {
+	expose  config.Expose  // the rule's configuration, for reloads to compare
+	forward config.Forward // (one of the two)
+
 	name, kind, proto string
 	from, to          string // for status: where flows come in, where they go
 	stats             forward.Stats
@@ -78,38 +82,68 @@ func udpPayloadMax(mtu int, a netip.Addr) int {
 }
 
 func (g *Gateway) startRules(ctx context.Context) error {
-	c := g.Config
-	var rules []*rule
-	add := func(r *rule) {
-		rules = append(rules, r)
-		g.rmu.Lock()
-		g.rules = rules
-		g.rmu.Unlock()
-	}
+	c := g.conf()
 	for _, e := range c.Expose {
-		r := &rule{name: e.Name, kind: kindExpose, proto: e.Protocol, to: e.Target}
-		add(r)
-		if err := g.startExpose(ctx, r, e); err != nil {
-			return fmt.Errorf("expose rule %q: %w", e.Name, err)
+		if err := g.addExpose(ctx, e); err != nil {
+			return err
 		}
 	}
 	for _, f := range c.Forward {
-		r := &rule{name: f.Name, kind: kindForward, proto: f.Protocol, from: f.Listen, to: f.To.String()}
-		add(r)
-		if err := g.startForward(ctx, r, f); err != nil {
-			return fmt.Errorf("forward rule %q: %w", f.Name, err)
+		if err := g.addForward(ctx, f); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// addExpose starts an expose rule and adds it to the running rules.
+func (g *Gateway) addExpose(ctx context.Context, e config.Expose) error {
+	r := &rule{name: e.Name, kind: kindExpose, proto: e.Protocol, to: e.Target, expose: e}
+	if err := g.startExpose(ctx, r, e); err != nil {
+		r.stopAccepting()
+		r.wait()
+		return fmt.Errorf("expose rule %q: %w", e.Name, err)
+	}
+	g.appendRule(r) // only once started: Status reads its fields
+	return nil
+}
+
+// addForward starts a forward rule and adds it to the running rules.
+func (g *Gateway) addForward(ctx context.Context, f config.Forward) error {
+	r := &rule{name: f.Name, kind: kindForward, proto: f.Protocol, from: f.Listen, to: f.To.String(), forward: f}
+	if err := g.startForward(ctx, r, f); err != nil {
+		r.stopAccepting()
+		r.wait()
+		return fmt.Errorf("forward rule %q: %w", f.Name, err)
+	}
+	g.appendRule(r) // only once started: Status reads its fields
+	return nil
+}
+
+func (g *Gateway) appendRule(r *rule) {
+	g.rmu.Lock()
+	defer g.rmu.Unlock()
+	g.rules = append(slices.Clone(g.rules), r)
+}
+
+// removeRule stops a rule: no new flows, flows in flight get until ctx is
+// done, then it is gone.
+func (g *Gateway) removeRule(ctx context.Context, r *rule) {
+	r.stopAccepting()
+	r.drain(ctx)
+	r.wait()
+	g.rmu.Lock()
+	defer g.rmu.Unlock()
+	g.rules = slices.DeleteFunc(slices.Clone(g.rules), func(x *rule) bool { return x == r })
 }
 
 // startExpose listens on every tunnel address and dials the target in the
 // gateway's own network for each flow. The target's name is resolved per
 // flow, so a Service whose address changes is followed.
 func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) error {
-	lim := g.Config.Limits
+	lim := g.conf().Limits
 	var d net.Dialer
-	for _, a := range g.Config.Interface.Addresses {
+	for _, a := range g.conf().Interface.Addresses {
 		at := netip.AddrPortFrom(a, e.Port)
 		if r.from == "" {
 			r.from = fmt.Sprintf("%s/%d", e.Protocol, e.Port)
@@ -141,7 +175,7 @@ func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) err
 				DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
 				// Up: from the tunnel, already within its MTU. Down: replies
 				// into the tunnel must fit it unfragmented.
-				MaxUp: 65535, MaxDown: udpPayloadMax(g.Config.Interface.MTU, a),
+				MaxUp: 65535, MaxDown: udpPayloadMax(g.conf().Interface.MTU, a),
 				Stats: &r.stats, Logger: g.log,
 			}
 			r.udps = append(r.udps, u)
@@ -155,7 +189,7 @@ func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) err
 // tunnel address for each flow; replies from that address and port are let
 // in by the filter.
 func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) error {
-	lim := g.Config.Limits
+	lim := g.conf().Limits
 	remove := g.filter.AddRemote(policy.Remote{Proto: protoNumber(f.Protocol), Addr: f.To})
 	r.closers = append(r.closers, remove)
 	var lc net.ListenConfig
@@ -186,7 +220,7 @@ func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) e
 			Name: f.Name, Conn: pc,
 			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(f.To) },
 			DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
-			MaxUp: udpPayloadMax(g.Config.Interface.MTU, f.To.Addr()), MaxDown: 65535,
+			MaxUp: udpPayloadMax(g.conf().Interface.MTU, f.To.Addr()), MaxDown: 65535,
 			Stats: &r.stats, Logger: g.log,
 		}
 		r.udps = append(r.udps, u)

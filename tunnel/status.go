@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/tunnel/forward"
@@ -38,7 +39,11 @@ type WireGuardCounts struct {
 
 // PeerStatus is one peer as WireGuard sees it.
 type PeerStatus struct {
-	Name          string         `json:"name"`
+	Name string `json:"name"`
+	// Key says which of the peer's keys this is: "active", or during a
+	// rotation "successor" (staged, not yet used) or "retired" (the
+	// successor has taken over; the old key carries nothing).
+	Key           string         `json:"key,omitempty"`
 	PublicKey     string         `json:"public_key"`
 	Endpoint      string         `json:"endpoint,omitempty"`
 	LastHandshake time.Time      `json:"last_handshake,omitzero"`
@@ -64,9 +69,9 @@ type RuleStatus struct {
 // Status reports the gateway's state now.
 func (g *Gateway) Status() Status {
 	st := Status{
-		Name:      g.Config.Interface.Name,
+		Name:      g.conf().Interface.Name,
 		PublicKey: g.pub.String(),
-		Addresses: g.Config.Interface.Addresses,
+		Addresses: g.conf().Interface.Addresses,
 		Ingress:   map[string]uint64{},
 	}
 	if g.state.Load() == stateRunning {
@@ -83,9 +88,14 @@ func (g *Gateway) Status() Status {
 				TxBytes:       p.TxBytes,
 				AllowedIPs:    p.AllowedIPs,
 			}
-			for _, cp := range g.Config.Peers {
-				if cp.Key == p.Key {
-					ps.Name = cp.Name
+			for _, cp := range g.peerList() {
+				switch {
+				case p.Key == cp.owner:
+					ps.Name, ps.Key = cp.name, "active"
+				case slices.Contains(cp.deviceKeys(), p.Key) && cp.owner == cp.key:
+					ps.Name, ps.Key = cp.name, "successor"
+				case slices.Contains(cp.deviceKeys(), p.Key):
+					ps.Name, ps.Key = cp.name, "retired"
 				}
 			}
 			st.Peers = append(st.Peers, ps)

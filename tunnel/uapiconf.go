@@ -11,51 +11,53 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
-// peerConf is one peer as the device is configured with it.
-type peerConf struct {
-	name      string
-	key       keys.PublicKey
-	psk       *keys.PrivateKey
-	endpoint  netip.AddrPort // invalid: none (yet)
-	keepalive time.Duration
-	allowed   []netip.Prefix
-}
-
 // uapiSet renders a full device configuration in wireguard-go's
 // configuration protocol. The result holds key material: it goes to IpcSet
 // and nowhere else.
-func uapiSet(priv keys.PrivateKey, listenPort int, peers []peerConf, replace bool) string {
+func uapiSet(priv keys.PrivateKey, listenPort int, peers []*peer) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\n", priv.UAPIHex())
 	fmt.Fprintf(&b, "listen_port=%d\n", listenPort)
-	if replace {
-		b.WriteString("replace_peers=true\n")
-	}
+	b.WriteString("replace_peers=true\n")
 	for _, p := range peers {
-		writePeer(&b, p, false)
+		for _, k := range p.deviceKeys() {
+			writePeer(&b, p, k, false)
+		}
 	}
 	return b.String()
 }
 
-func writePeer(b *strings.Builder, p peerConf, updateOnly bool) {
-	fmt.Fprintf(b, "public_key=%s\n", p.key.UAPIHex())
+// writePeer renders one device peer: one of a configured peer's keys. Only
+// the key that owns the peer's addresses gets them; a staged successor
+// gets none until it takes over.
+func writePeer(b *strings.Builder, p *peer, key keys.PublicKey, updateOnly bool) {
+	fmt.Fprintf(b, "public_key=%s\n", key.UAPIHex())
 	if updateOnly {
 		b.WriteString("update_only=true\n")
 	}
 	if p.psk != nil {
 		fmt.Fprintf(b, "preshared_key=%s\n", p.psk.UAPIHex())
+	} else {
+		b.WriteString("preshared_key=0000000000000000000000000000000000000000000000000000000000000000\n")
 	}
 	if p.endpoint.IsValid() {
 		fmt.Fprintf(b, "endpoint=%s\n", p.endpoint)
 	}
 	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", int(p.keepalive/time.Second))
 	b.WriteString("replace_allowed_ips=true\n")
-	for _, a := range p.allowed {
-		fmt.Fprintf(b, "allowed_ip=%s\n", a)
+	if key == p.owner {
+		for _, a := range p.allowed {
+			fmt.Fprintf(b, "allowed_ip=%s\n", a)
+		}
 	}
 }
 
-// uapiEndpoint updates one peer's endpoint only.
+// uapiRemove removes one device peer.
+func uapiRemove(key keys.PublicKey) string {
+	return fmt.Sprintf("public_key=%s\nremove=true\n", key.UAPIHex())
+}
+
+// uapiEndpoint updates one device peer's endpoint only.
 func uapiEndpoint(key keys.PublicKey, ep netip.AddrPort) string {
 	return fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\n", key.UAPIHex(), ep)
 }

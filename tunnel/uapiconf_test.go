@@ -13,15 +13,23 @@ func TestUAPIRoundTrip(t *testing.T) {
 	priv, _ := keys.GeneratePrivateKey()
 	peerPriv, _ := keys.GeneratePrivateKey()
 	psk, _ := keys.GeneratePresharedKey()
-	pc := peerConf{
-		name: "bunny", key: peerPriv.Public(), psk: &psk,
+	nextPriv, _ := keys.GeneratePrivateKey()
+	next := nextPriv.Public()
+	pc := &peer{
+		name: "bunny", key: peerPriv.Public(), next: &next, psk: &psk,
 		endpoint:  netip.MustParseAddrPort("192.0.2.7:51820"),
 		keepalive: 25 * time.Second,
 		allowed:   []netip.Prefix{netip.MustParsePrefix("10.99.0.2/32")},
 	}
-	set := uapiSet(priv, 51820, []peerConf{pc}, true)
-	if !strings.Contains(set, "replace_peers=true") || !strings.Contains(set, "allowed_ip=10.99.0.2/32") {
+	pc.owner = pc.key
+	set := uapiSet(priv, 51820, []*peer{pc})
+	if !strings.Contains(set, "replace_peers=true") || strings.Count(set, "allowed_ip=10.99.0.2/32") != 1 {
 		t.Fatalf("set = %q", set)
+	}
+	// Both keys are device peers; only the owner holds the address.
+	owner := set[strings.Index(set, "public_key="+pc.key.UAPIHex()):strings.Index(set, "public_key="+next.UAPIHex())]
+	if !strings.Contains(owner, "allowed_ip=10.99.0.2/32") {
+		t.Fatalf("the active key does not own the address: %q", owner)
 	}
 	// What a device reports, with the secrets a "get" carries.
 	get := "private_key=" + priv.UAPIHex() + "\nlisten_port=51820\n" +

@@ -27,7 +27,10 @@ func Describe(w io.Writer, c *Config, self *keys.PublicKey) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "peers:")
 	for _, p := range c.Peers {
-		fmt.Fprintf(w, "  %s (key %s): tunnel address %s", p.Name, p.Key.Fingerprint(), prefixList(p.AllowedIPs))
+		fmt.Fprintf(w, "  %s (key %s): tunnel address %s", p.Name, keyOf(p), prefixList(p.AllowedIPs))
+		if p.NextKey != nil {
+			fmt.Fprintf(w, "; rotating: successor key %s staged, takes over on its first handshake", p.NextKey.Fingerprint())
+		}
 		if p.Endpoint != "" {
 			fmt.Fprintf(w, "; dialled at %s", p.Endpoint)
 		} else {
@@ -50,7 +53,7 @@ func Describe(w io.Writer, c *Config, self *keys.PublicKey) {
 		var who []string
 		for _, name := range e.Peers {
 			p := c.PeerByName(name)
-			who = append(who, fmt.Sprintf("peer %s (key %s)", p.Name, p.Key.Fingerprint()))
+			who = append(who, fmt.Sprintf("peer %s (key %s)", p.Name, keyOf(*p)))
 		}
 		fmt.Fprintf(w, "  %s may reach %s/%d → %s  [rule %s]\n", strings.Join(who, " and "), e.Protocol, e.Port, e.Target, e.Name)
 	}
@@ -63,7 +66,7 @@ func Describe(w io.Writer, c *Config, self *keys.PublicKey) {
 		p := c.PeerByName(f.Peer)
 		key := ""
 		if p != nil {
-			key = " (key " + p.Key.Fingerprint() + ")"
+			key = " (key " + keyOf(*p) + ")"
 		}
 		fmt.Fprintf(w, "  local %s/%s → peer %s%s at %s  [rule %s]\n", f.Protocol, f.Listen, f.Peer, key, f.To, f.Name)
 	}
@@ -80,4 +83,13 @@ func addrList(as []netip.Addr) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// keyOf names a peer's key: its fingerprint, or the file it comes from
+// when that was not read.
+func keyOf(p Peer) string {
+	if p.Key.IsZero() && p.PublicKeyFile != "" {
+		return "from " + p.PublicKeyFile
+	}
+	return p.Key.Fingerprint()
 }

@@ -64,8 +64,15 @@ func (es Errors) Error() string {
 	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(es), strings.Join(lines, "\n  "))
 }
 
-// Load reads and parses a configuration file.
-func Load(path string) (*Config, error) {
+// Load reads and parses a configuration file, and the peer key files it
+// names.
+func Load(path string) (*Config, error) { return load(path, true) }
+
+// LoadOffline reads and parses a configuration file alone, without the
+// key files it names (peers given by publicKeyFile keep a zero Key).
+func LoadOffline(path string) (*Config, error) { return load(path, false) }
+
+func load(path string, resolve bool) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
@@ -79,6 +86,9 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("reading configuration %s: larger than %d bytes", path, MaxFileSize)
 	}
 	c, err := Parse(data)
+	if err == nil && resolve {
+		err = ResolveFiles(c)
+	}
 	if err != nil {
 		var es Errors
 		if errors.As(err, &es) {
@@ -238,17 +248,41 @@ func (p *parser) peers(rs []rawPeer, c *Config) {
 			}
 			names[r.Name] = n
 		}
-		if r.PublicKey == "" {
-			p.fail(path+".publicKey", "required: the peer's base64 public key (`tunnel keys public` prints it)")
-		} else if k, err := keys.ParsePublicKey(r.PublicKey); err != nil {
-			p.fail(path+".publicKey", "%v", err)
-		} else {
-			if prev, dup := pubs[k]; dup {
-				p.fail(path+".publicKey", "the same key as peers[%d]", prev)
+		switch {
+		case r.PublicKey != "" && r.PublicKeyFile != "":
+			p.fail(path+".publicKeyFile", "give publicKey or publicKeyFile, not both")
+		case r.PublicKeyFile != "":
+			if r.NextPublicKey != "" {
+				p.fail(path+".nextPublicKey", "with publicKeyFile, the successor key is the file's second line")
 			}
-			pubs[k] = n
-			peer.Key = k
-			peer.PublicKey = k.String()
+			peer.PublicKeyFile = r.PublicKeyFile
+		case r.PublicKey == "":
+			p.fail(path+".publicKey", "required: the peer's base64 public key (`tunnel keys public` prints it), or publicKeyFile")
+		default:
+			if k, err := keys.ParsePublicKey(r.PublicKey); err != nil {
+				p.fail(path+".publicKey", "%v", err)
+			} else {
+				if prev, dup := pubs[k]; dup {
+					p.fail(path+".publicKey", "the same key as peers[%d]", prev)
+				}
+				pubs[k] = n
+				peer.Key = k
+				peer.PublicKey = k.String()
+			}
+			if r.NextPublicKey != "" {
+				if k, err := keys.ParsePublicKey(r.NextPublicKey); err != nil {
+					p.fail(path+".nextPublicKey", "%v", err)
+				} else if k == peer.Key {
+					p.fail(path+".nextPublicKey", "the same key as publicKey")
+				} else {
+					if prev, dup := pubs[k]; dup {
+						p.fail(path+".nextPublicKey", "the same key as peers[%d]", prev)
+					}
+					pubs[k] = n
+					peer.NextKey = &k
+					peer.NextPublicKey = k.String()
+				}
+			}
 		}
 		peer.PresharedKeyFile = r.PresharedKeyFile
 		if r.Endpoint != "" {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,5 +239,68 @@ func FuzzParse(f *testing.F) {
 		}
 		var b bytes.Buffer
 		Describe(&b, c, nil)
+	})
+}
+
+func TestPeerKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	k1, k2, k3 := "6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU=", "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "qQ4nHx1RJwUg+hI0k5tbdC6HMkiOZ3R3ceVIw0qtGnk="
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := func(keyFile string) string {
+		return fmt.Sprintf("interface: {privateKeyFile: x, addresses: [10.99.0.1]}\npeers: [{name: a, publicKeyFile: %s, allowedIPs: [10.99.0.2/32]}]\n", keyFile)
+	}
+	one := write("one.pub", k1+"\n")
+	two := write("two.pub", "# rotating\n"+k1+"\n"+k2+"\n")
+	c, err := Load(write("c1.yaml", cfg(one)))
+	if err != nil || c.Peers[0].Key.String() != k1 || c.Peers[0].NextKey != nil {
+		t.Fatalf("one key: %+v %v", c, err)
+	}
+	c, err = Load(write("c2.yaml", cfg(two)))
+	if err != nil || c.Peers[0].Key.String() != k1 || c.Peers[0].NextKey == nil || c.Peers[0].NextKey.String() != k2 {
+		t.Fatalf("two keys: %+v %v", c, err)
+	}
+	var b bytes.Buffer
+	Describe(&b, c, nil)
+	if !strings.Contains(b.String(), "successor key") {
+		t.Errorf("describe does not mention the successor:\n%s", b.String())
+	}
+	for name, body := range map[string]string{
+		"three.pub": k1 + "\n" + k2 + "\n" + k3 + "\n",
+		"dup.pub":   k1 + "\n" + k1 + "\n",
+		"empty.pub": "# nothing\n",
+		"bad.pub":   "AAAA\n",
+	} {
+		_, err := Load(write("c-"+name+".yaml", cfg(write(name, body))))
+		if err == nil || !strings.Contains(err.Error(), "peers[0].publicKeyFile") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := LoadOffline(write("c-missing.yaml", cfg(filepath.Join(dir, "missing.pub")))); err != nil {
+		t.Errorf("offline load read the key file: %v", err)
+	}
+	// Inline successor.
+	c, err = Parse([]byte(fmt.Sprintf("interface: {privateKeyFile: x, addresses: [10.99.0.1]}\npeers: [{name: a, publicKey: %s, nextPublicKey: %s, allowedIPs: [10.99.0.2/32]}]\n", k1, k2)))
+	if err != nil || c.Peers[0].NextKey == nil {
+		t.Fatalf("inline successor: %v", err)
+	}
+	if _, err := Parse([]byte(fmt.Sprintf("interface: {privateKeyFile: x, addresses: [10.99.0.1]}\npeers: [{name: a, publicKey: %s, nextPublicKey: %s, allowedIPs: [10.99.0.2/32]}]\n", k1, k1))); err == nil {
+		t.Fatal("successor equal to the key")
+	}
+}
+
+func FuzzParsePeerKeys(f *testing.F) {
+	f.Add([]byte("6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU=\n"))
+	f.Add([]byte("# x\n\nxTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU="))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, next, err := ParsePeerKeys(b)
+		if err == nil && (k.IsZero() || (next != nil && *next == k)) {
+			t.Fatal("accepted a zero or repeated key")
+		}
 	})
 }

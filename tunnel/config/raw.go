@@ -25,6 +25,8 @@ type rawInterface struct {
 type rawPeer struct {
 	Name                string   `yaml:"name"`
 	PublicKey           string   `yaml:"publicKey"`
+	NextPublicKey       string   `yaml:"nextPublicKey"`
+	PublicKeyFile       string   `yaml:"publicKeyFile"`
 	PresharedKeyFile    string   `yaml:"presharedKeyFile"`
 	Endpoint            string   `yaml:"endpoint"`
 	PersistentKeepalive string   `yaml:"persistentKeepalive"`

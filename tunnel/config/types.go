@@ -39,8 +39,17 @@ type Interface struct {
 
 // Peer is the other gateway (or a WireGuard peer of any kind).
 type Peer struct {
-	Name             string `yaml:"name"`
-	PublicKey        string `yaml:"publicKey"`
+	Name string `yaml:"name"`
+	// PublicKey is the peer's key, inline. Exactly one of PublicKey and
+	// PublicKeyFile is set.
+	PublicKey string `yaml:"publicKey"`
+	// NextPublicKey, with PublicKey, is a successor key staged during a
+	// rotation: the peer may switch to it at any moment, and takes its
+	// addresses with it when it does.
+	NextPublicKey string `yaml:"nextPublicKey"`
+	// PublicKeyFile holds the peer's key on its first line and, during a
+	// rotation, the successor on its second: the form key stores write.
+	PublicKeyFile    string `yaml:"publicKeyFile"`
 	PresharedKeyFile string `yaml:"presharedKeyFile"`
 	// Endpoint is host:port. The host may be a DNS name; it is re-resolved
 	// when handshakes go stale.
@@ -48,8 +57,10 @@ type Peer struct {
 	PersistentKeepalive time.Duration  `yaml:"persistentKeepalive"`
 	AllowedIPs          []netip.Prefix `yaml:"allowedIPs"`
 
-	// Key is PublicKey parsed; set by Parse.
-	Key keys.PublicKey `yaml:"-"`
+	// Key is the peer's key and NextKey its staged successor, if any;
+	// set by Parse (inline keys) or ResolveFiles (PublicKeyFile).
+	Key     keys.PublicKey  `yaml:"-"`
+	NextKey *keys.PublicKey `yaml:"-"`
 }
 
 // Protocols a rule can carry.

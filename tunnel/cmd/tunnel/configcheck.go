@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel/cli"
@@ -15,7 +16,11 @@ type configCheckCmd struct {
 }
 
 func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
-	cfg, err := config.Load(c.File)
+	load := config.Load
+	if c.Offline {
+		load = config.LoadOffline
+	}
+	cfg, err := load(c.File)
 	if err != nil {
 		return cli.Usage(err)
 	}
@@ -28,7 +33,7 @@ func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
 		pub := k.Public()
 		self = &pub
 		for _, p := range cfg.Peers {
-			if p.Key == pub {
+			if slices.Contains(p.Keys(), pub) {
 				return cli.Usage(fmt.Errorf("%s: peer %q has this gateway's own public key", c.File, p.Name))
 			}
 			if p.PresharedKeyFile != "" {

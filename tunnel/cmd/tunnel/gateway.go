@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/tunnel"
@@ -13,6 +16,7 @@ import (
 type gatewayCmd struct {
 	Config       string        `short:"c" required:"" placeholder:"FILE" help:"Gateway config file (YAML, see docs/gateway-config.md)."`
 	DrainTimeout time.Duration `default:"10s" help:"On SIGTERM, how long TCP flows in flight may take to finish."`
+	ReloadEvery  time.Duration `default:"1s" help:"How often to check the config and key files for changes (SIGHUP checks at once); 0 turns reloading off."`
 	cli.Logging
 }
 
@@ -28,6 +32,23 @@ func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 			return cli.Usage(err)
 		}
 		return err
+	}
+	if c.ReloadEvery > 0 {
+		w := &tunnel.Watcher{Gateway: gw, Path: c.Config, Every: c.ReloadEvery, Logger: log}
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					w.Trigger()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		go w.Run(ctx)
 	}
 	<-ctx.Done()
 	log.Info("signal received; draining", "timeout", c.DrainTimeout.String())

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/tunnel-dev/tunnel/keys"
+)
+
+// MaxPeerKeys is how many keys a peer key file may hold: the peer's key
+// and, during a rotation, its successor.
+const MaxPeerKeys = 2
+
+// ReadPeerKeyFile reads a peer key file: one base64 public key per line,
+// the active one first and an optional successor second. Blank lines and
+// lines starting with # are ignored.
+func ReadPeerKeyFile(path string) (active keys.PublicKey, next *keys.PublicKey, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return active, nil, fmt.Errorf("reading peer key file: %w", err)
+	}
+	return ParsePeerKeys(b)
+}
+
+// ParsePeerKeys parses the contents of a peer key file.
+func ParsePeerKeys(b []byte) (active keys.PublicKey, next *keys.PublicKey, err error) {
+	var ks []keys.PublicKey
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		k, err := keys.ParsePublicKey(s)
+		if err != nil {
+			return active, nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		for _, prev := range ks {
+			if prev == k {
+				return active, nil, fmt.Errorf("line %d: the same key twice", line)
+			}
+		}
+		ks = append(ks, k)
+	}
+	switch {
+	case len(ks) == 0:
+		return active, nil, fmt.Errorf("no key in the file")
+	case len(ks) > MaxPeerKeys:
+		return active, nil, fmt.Errorf("%d keys; a peer has one, and a successor during a rotation", len(ks))
+	}
+	if len(ks) == 2 {
+		next = &ks[1]
+	}
+	return ks[0], next, nil
+}
+
+// ResolveFiles reads the peer key files a configuration names, filling in
+// Key and NextKey. Errors name the field.
+func ResolveFiles(c *Config) error {
+	var errs Errors
+	seen := map[keys.PublicKey]string{}
+	for i := range c.Peers {
+		p := &c.Peers[i]
+		if p.PublicKeyFile != "" {
+			active, next, err := ReadPeerKeyFile(p.PublicKeyFile)
+			if err != nil {
+				errs = append(errs, &FieldError{Path: fmt.Sprintf("peers[%d].publicKeyFile", i), Msg: fmt.Sprintf("%s: %v", p.PublicKeyFile, err)})
+				continue
+			}
+			p.Key, p.NextKey = active, next
+			p.PublicKey = active.String()
+			p.NextPublicKey = ""
+			if next != nil {
+				p.NextPublicKey = next.String()
+			}
+		}
+		for _, k := range p.keys() {
+			if other, dup := seen[k]; dup && other != p.Name {
+				errs = append(errs, &FieldError{Path: fmt.Sprintf("peers[%d]", i), Msg: fmt.Sprintf("key %s is also peer %q's", k.Fingerprint(), other)})
+			}
+			seen[k] = p.Name
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// keys lists the keys a peer may use: its own and a staged successor.
+func (p *Peer) keys() []keys.PublicKey {
+	if p.NextKey != nil {
+		return []keys.PublicKey{p.Key, *p.NextKey}
+	}
+	return []keys.PublicKey{p.Key}
+}
+
+// Keys lists the keys a peer may use: its own and a staged successor.
+func (p *Peer) Keys() []keys.PublicKey { return p.keys() }

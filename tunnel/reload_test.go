@@ -1,0 +1,401 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/config"
+)
+
+// fileSide is a gateway configured from files, as the daemon is.
+type fileSide struct {
+	dir  string
+	cfg  string // config path
+	gw   *tunnel.Gateway
+	pub  keys.PublicKey
+	body string
+}
+
+func (s *fileSide) write(t *testing.T, body string) {
+	t.Helper()
+	s.body = body
+	if err := keys.WriteFile(s.cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *fileSide) load(t *testing.T) *config.Config {
+	t.Helper()
+	c, err := config.Load(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (s *fileSide) reload(t *testing.T) tunnel.Changes {
+	t.Helper()
+	ch, err := s.gw.Reload(context.Background(), s.load(t))
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	return ch
+}
+
+func newFileSide(t *testing.T) *fileSide {
+	t.Helper()
+	dir := t.TempDir()
+	pub, err := keys.WriteKeyPair(filepath.Join(dir, "keys"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fileSide{dir: dir, cfg: filepath.Join(dir, "gateway.yaml"), pub: pub}
+}
+
+func (s *fileSide) keyFile() string  { return filepath.Join(s.dir, "keys", keys.PrivateKeyFile) }
+func (s *fileSide) peerFile() string { return filepath.Join(s.dir, "peer.pub") }
+
+func (s *fileSide) start(t *testing.T) {
+	t.Helper()
+	s.gw = &tunnel.Gateway{Config: s.load(t), Logger: testLogger(t)}
+	if err := s.gw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.gw.Close() })
+}
+
+// filePair: aks listens and forwards; eks dials and exposes an echo. Each
+// names its peer's key by a peer key file, as key stores write them.
+func filePair(t *testing.T) (eks, aks *fileSide, echo string) {
+	t.Helper()
+	eks, aks = newFileSide(t), newFileSide(t)
+	echo = udpEchoServer(t)
+	writePeerFile(t, aks.peerFile(), eks.pub)
+	writePeerFile(t, eks.peerFile(), aks.pub)
+	aks.write(t, fmt.Sprintf(`
+interface: {name: aks, privateKeyFile: %s, listenPort: %d, addresses: [10.99.0.2], uapiDir: "-"}
+peers: [{name: eks, publicKeyFile: %s, allowedIPs: [10.99.0.1/32]}]
+forward: [{name: relay, protocol: udp, listen: "127.0.0.1:0", peer: eks, to: "10.99.0.1:7000"}]
+admin: {listen: "-"}
+`, aks.keyFile(), freeUDPPort(t), aks.peerFile()))
+	aks.start(t)
+	eks.write(t, fmt.Sprintf(`
+interface: {name: eks, privateKeyFile: %s, addresses: [10.99.0.1], uapiDir: "-"}
+peers: [{name: aks, publicKeyFile: %s, endpoint: "127.0.0.1:%d", persistentKeepalive: 1s, allowedIPs: [10.99.0.2/32]}]
+expose: [{name: relay, protocol: udp, port: 7000, target: %q, peers: [aks]}]
+admin: {listen: "-"}
+`, eks.keyFile(), eks.peerFile(), aks.gw.ListenPort(), echo))
+	eks.start(t)
+	return eks, aks, echo
+}
+
+func writePeerFile(t *testing.T, path string, ks ...keys.PublicKey) {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range ks {
+		b.WriteString(k.String() + "\n")
+	}
+	if err := keys.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pinger sends a numbered datagram through the tunnel every interval and
+// records the longest gap between answers.
+type pinger struct {
+	sent, got atomic.Int64
+	mu        sync.Mutex
+	last      time.Time
+	longest   time.Duration
+	stop      chan struct{}
+	done      sync.WaitGroup
+}
+
+func startPinger(t *testing.T, addr string, every time.Duration) *pinger {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pinger{stop: make(chan struct{}), last: time.Now()}
+	p.done.Add(2)
+	go func() {
+		defer p.done.Done()
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-tk.C:
+				_, _ = c.Write(fmt.Appendf(nil, "%d", p.sent.Add(1)))
+			}
+		}
+	}()
+	go func() {
+		defer p.done.Done()
+		buf := make([]byte, 100)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			_, err := c.Read(buf)
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			if err != nil {
+				continue
+			}
+			p.got.Add(1)
+			now := time.Now()
+			p.mu.Lock()
+			p.longest = max(p.longest, now.Sub(p.last))
+			p.last = now
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { p.halt(); c.Close() })
+	return p
+}
+
+func (p *pinger) halt() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	p.done.Wait()
+}
+
+func (p *pinger) gap() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return max(p.longest, time.Since(p.last))
+}
+
+func (p *pinger) resetGap() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.longest, p.last = 0, time.Now()
+}
+
+func forwardAddr(t *testing.T, gw *tunnel.Gateway, name string) string {
+	t.Helper()
+	ap, ok := gw.ForwardAddr(name)
+	if !ok {
+		t.Fatalf("no forward rule %q", name)
+	}
+	return ap.String()
+}
+
+// rotate replaces r's key make-before-break: o stages r's next key beside
+// the current one, r switches to it, o hands r's address to the new key on
+// its first handshake, then o revokes the old key. It returns the old key.
+func rotate(t *testing.T, r, o *fileSide) keys.PrivateKey {
+	t.Helper()
+	oldKey, err := keys.LoadPrivateKey(r.keyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := keys.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1. Stage.
+	writePeerFile(t, o.peerFile(), r.pub, next.Public())
+	if ch := o.reload(t); len(ch.PeersChanged) != 1 || ch.PrivateKey {
+		t.Fatalf("staging changed %v", ch)
+	}
+	// 2. Switch.
+	if err := keys.WriteFile(r.keyFile(), []byte(next.Base64()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ch := r.reload(t); !ch.PrivateKey || len(ch.PeersChanged) != 0 {
+		t.Fatalf("switch changed %v", ch)
+	}
+	// 3. Confirm: o sees r under the new key, which owns r's address.
+	eventually(t, 10*time.Second, "the new key to take over", func() bool {
+		for _, ps := range o.gw.Status().Peers {
+			if ps.PublicKey == next.Public().String() && ps.Key == "active" && !ps.LastHandshake.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+	// 4. Revoke.
+	writePeerFile(t, o.peerFile(), next.Public())
+	if ch := o.reload(t); len(ch.PeersChanged) != 1 {
+		t.Fatalf("revoking changed %v", ch)
+	}
+	for _, ps := range o.gw.Status().Peers {
+		if ps.PublicKey == r.pub.String() {
+			t.Fatalf("the old key is still a peer after revocation: %+v", ps)
+		}
+	}
+	r.pub = next.Public()
+	return oldKey
+}
+
+// Rotating each side in turn while datagrams flow: no stall beyond a
+// handshake, and afterwards the old key gets no handshake.
+func TestRotationWithSuccessorKey(t *testing.T) {
+	eks, aks, _ := filePair(t)
+	p := startPinger(t, forwardAddr(t, aks.gw, "relay"), 5*time.Millisecond)
+	eventually(t, 10*time.Second, "echoes through the tunnel", func() bool { return p.got.Load() > 20 })
+	p.resetGap()
+
+	rotate(t, aks, eks)
+	before := p.got.Load()
+	eventually(t, 10*time.Second, "echoes after rotating aks", func() bool { return p.got.Load() > before+20 })
+	gapAKS := p.gap()
+	p.resetGap()
+
+	oldEKS := rotate(t, eks, aks)
+	before = p.got.Load()
+	eventually(t, 10*time.Second, "echoes after rotating eks", func() bool { return p.got.Load() > before+20 })
+	gapEKS := p.gap()
+	p.halt()
+	t.Logf("rotation under traffic: %d datagrams sent every 5ms, %d echoed; longest silence rotating aks %v, eks %v",
+		p.sent.Load(), p.got.Load(), gapAKS, gapEKS)
+
+	// A gateway holding eks's old key dials aks: no handshake, and aks
+	// counts the refusal.
+	refusedBefore := aks.gw.Status().WireGuard.HandshakeRefused
+	old := startGateway(t, mustParse(t, fmt.Sprintf(`
+interface: {name: old, privateKeyFile: unused, addresses: [10.99.0.1], uapiDir: "-"}
+peers: [{name: aks, publicKey: %s, endpoint: "127.0.0.1:%d", persistentKeepalive: 1s, allowedIPs: [10.99.0.2/32]}]
+admin: {listen: "-"}
+`, aks.pub, aks.gw.ListenPort())), oldEKS)
+	eventually(t, 10*time.Second, "aks to refuse the old key's handshake", func() bool {
+		return aks.gw.Status().WireGuard.HandshakeRefused > refusedBefore
+	})
+	for _, ps := range old.Status().Peers {
+		if !ps.LastHandshake.IsZero() {
+			t.Fatalf("the revoked key completed a handshake: %+v", ps)
+		}
+	}
+}
+
+func TestReloadRulesAndPeers(t *testing.T) {
+	eks, aks, echo := filePair(t)
+	c, err := net.Dial("udp", forwardAddr(t, aks.gw, "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := udpRoundTrip(c, []byte("before"), 10, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// A second exposed port; the first rule and its session are untouched.
+	eks.write(t, strings.Replace(eks.body, "expose: [", fmt.Sprintf("expose: [{name: second, protocol: udp, port: 7001, target: %q, peers: [aks]}, ", echo), 1))
+	ch := eks.reload(t)
+	if len(ch.RulesStarted) != 1 || ch.UnchangedRules != 1 || ch.UnchangedPeers != 1 || len(ch.RulesStopped) != 0 {
+		t.Fatalf("changes: %+v", ch)
+	}
+	if got, err := udpRoundTrip(c, []byte("after"), 3, time.Second); err != nil || string(got) != "after" {
+		t.Fatalf("the unchanged rule's session after the reload: %q %v", got, err)
+	}
+	if r := rule(t, eks.gw, "relay"); r.Flows != 1 {
+		t.Fatalf("the unchanged rule restarted: %+v", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	u, err := aks.gw.Dial(ctx, "udp", "10.99.0.1:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if got, err := udpRoundTrip(u, []byte("new port"), 5, time.Second); err != nil || string(got) != "new port" {
+		t.Fatalf("new rule: %q %v", got, err)
+	}
+	// Removing it closes the port again.
+	eks.write(t, strings.Replace(eks.body, fmt.Sprintf("{name: second, protocol: udp, port: 7001, target: %q, peers: [aks]}, ", echo), "", 1))
+	if ch := eks.reload(t); len(ch.RulesStopped) != 1 {
+		t.Fatalf("changes: %+v", ch)
+	}
+	if _, err := udpRoundTrip(u, []byte("gone?"), 2, 300*time.Millisecond); err == nil {
+		t.Fatal("a removed rule still answers")
+	}
+	// A change only a restart can apply is refused whole.
+	bad := eks.load(t)
+	bad.Interface.MTU = 1300
+	bad.Expose = nil
+	if _, err := eks.gw.Reload(context.Background(), bad); !errors.Is(err, tunnel.ErrNeedsRestart) {
+		t.Fatalf("MTU change: %v", err)
+	}
+	if got, err := udpRoundTrip(c, []byte("still"), 3, time.Second); err != nil || string(got) != "still" {
+		t.Fatalf("after a refused reload: %q %v", got, err)
+	}
+}
+
+// The watcher follows a config directory updated the way kubelet updates a
+// mounted ConfigMap: a new timestamped directory and an atomic swap of the
+// ..data symlink. A bad file is refused and the running config stays.
+func TestWatcherFollowsSymlinkSwap(t *testing.T) {
+	eks, aks, echo := filePair(t)
+	mount := filepath.Join(t.TempDir(), "mount")
+	publish := func(n int, body string) {
+		ts := filepath.Join(mount, fmt.Sprintf("..2026_11_25_%d", n))
+		if err := os.MkdirAll(ts, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ts, "gateway.yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(mount, "..data_tmp")
+		_ = os.Remove(tmp)
+		if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(mount, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(mount, "gateway.yaml")
+		if _, err := os.Lstat(link); err != nil {
+			if err := os.Symlink("..data/gateway.yaml", link); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(1, eks.body)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	w := &tunnel.Watcher{Gateway: eks.gw, Path: filepath.Join(mount, "gateway.yaml"), Every: 20 * time.Millisecond,
+		Logger: newSyncLogger(&logs, &mu)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+	time.Sleep(100 * time.Millisecond)
+
+	publish(2, strings.Replace(eks.body, "expose: [", fmt.Sprintf("expose: [{name: second, protocol: udp, port: 7001, target: %q, peers: [aks]}, ", echo), 1))
+	eventually(t, 5*time.Second, "the watcher to start the new rule", func() bool {
+		for _, r := range eks.gw.Status().Rules {
+			if r.Name == "second" {
+				return true
+			}
+		}
+		return false
+	})
+	publish(3, "interface: {addresses: [oops]}\n")
+	eventually(t, 5*time.Second, "the bad file to be refused in the log", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "not valid; keeping the running one")
+	})
+	if len(eks.gw.Status().Rules) != 2 {
+		t.Fatalf("a refused file changed the rules: %+v", eks.gw.Status().Rules)
+	}
+	_ = aks
+}
