@@ -7,7 +7,7 @@ PKGS      ?= ./...
 TESTFLAGS ?=
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test test-short lint fmt vet staticcheck demo bench proto clean help
+.PHONY: all build test test-short lint fmt vet staticcheck demo bench image proto clean help
 
 all: build
 
@@ -44,6 +44,9 @@ demo: build ## run the whole path on loopback and print a summary
 bench: build ## tunnel bench (each lever, beside raw loopback and stock tun/netstack), then the Go benchmarks
 	$(BIN)/tunnel bench --levers --svg docs/bench.svg
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tunnel/...
+
+image: ## build the container image (tunnel, relay, bunny on an empty base) as bin/tunnel-image.tar, no Docker needed
+	$(GO) run ./manifests/image/build -o $(BIN)/tunnel-image.tar
 
 proto: ## regenerate relay/proto from relay/proto/relay.proto (needs protoc + protoc-gen-go)
 	cd relay/proto && protoc --go_out=. --go_opt=paths=source_relative relay.proto
