@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +125,36 @@ func TestEmulatedLink(t *testing.T) {
 	if p50 := rep.Results[0].RTTp50; p50 < 10*time.Millisecond {
 		t.Fatalf("round trip %v across a link with 5 ms each way", p50)
 	}
+}
+
+// The footprint measures a real gateway process: start to ready, idle
+// memory, and memory per idle flow.
+func TestFootprint(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "tunnel")
+	build := exec.Command("go", "build", "-o", exe, "github.com/tunnel-dev/tunnel/tunnel/cmd/tunnel")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building tunnel: %v\n%s", err, out)
+	}
+	o := short()
+	o.Variants = []Variant{Tunnel}
+	o.Streams = []int{1}
+	o.RTTs = 20
+	o.NodeCommand = []string{exe, "bench", "node"}
+	o.Executable = exe
+	o.Footprint = true
+	o.Flows = 50
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rep.Footprint
+	if f == nil || f.StartToReady <= 0 || f.IdleRSS == 0 || f.Flows != 50 {
+		t.Fatalf("footprint %+v", f)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "start to ready") {
+		t.Fatalf("table lacks the footprint:\n%s", table.String())
+	}
+	t.Logf("footprint: %+v", *f)
 }

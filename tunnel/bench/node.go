@@ -97,8 +97,8 @@ func runTunnelNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, pee
 	c := &config.Config{
 		Interface: config.Interface{Name: "bench-" + spec.Role, MTU: mtu, UAPIDir: config.Disabled},
 		Limits: config.Limits{
-			UDPIdleTimeout: time.Minute, UDPMaxSessions: 64,
-			TCPDialTimeout: 5 * time.Second, TCPMaxConnections: 64,
+			UDPIdleTimeout: time.Minute, UDPMaxSessions: 4096,
+			TCPDialTimeout: 5 * time.Second, TCPMaxConnections: 4096,
 		},
 		Admin: config.Admin{Listen: config.Disabled},
 	}
@@ -169,7 +169,7 @@ func runStockNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, peer
 	serveUDP := func(pc net.PacketConn, dial func(context.Context) (net.Conn, error)) {
 		closers = append(closers, func() { pc.Close() })
 		p := &forward.UDP{Name: "udp", Conn: pc, Dial: dial, DialTimeout: 5 * time.Second, IdleTimeout: time.Minute,
-			MaxSessions: 64, MaxUp: 65535, MaxDown: 65535, Stats: &stats, Logger: log}
+			MaxSessions: 4096, MaxUp: 65535, MaxDown: 65535, Stats: &stats, Logger: log}
 		go p.Serve(ctx)
 	}
 	r := NodeReady{PID: os.Getpid()}

@@ -52,6 +52,10 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "CPU s/GB: CPU time of both gateways per GB carried (one stream); peak RSS: the larger gateway's.")
+	if f := r.Footprint; f != nil {
+		fmt.Fprintf(w, "\nfootprint of a tunnel gateway process: start to ready %v; idle RSS %.1f MiB; per idle flow and gateway (%d flows): UDP %.1f KiB, TCP %.1f KiB\n",
+			f.StartToReady.Round(100*time.Microsecond), float64(f.IdleRSS)/(1<<20), f.Flows, float64(f.PerUDPFlow)/1024, float64(f.PerTCPFlow)/1024)
+	}
 }
 
 func (r *Report) streams() []int {

@@ -66,7 +66,14 @@ type Options struct {
 	// ThroughTCP and ThroughUDP are a running tunnel's forward addresses
 	// (whose far side runs `tunnel bench targets`), for Impl "through".
 	ThroughTCP, ThroughUDP string
-	Logger                 *slog.Logger
+	// Footprint measures start-to-ready, idle memory and memory per idle
+	// flow; it needs NodeCommand (processes) and Executable.
+	Footprint bool
+	// Executable is the tunnel binary, for the start-to-ready measurement.
+	Executable string
+	// Flows is how many idle flows the footprint opens; default 500.
+	Flows  int
+	Logger *slog.Logger
 	// Progress, if set, is told what is being measured.
 	Progress func(string)
 }
@@ -96,6 +103,8 @@ type Report struct {
 	Link     Link      `json:"link"`
 	Shape    string    `json:"shape"`
 	Results  []Result  `json:"results"`
+	// Footprint is set when asked for.
+	Footprint *Footprint `json:"footprint,omitempty"`
 }
 
 // Run measures every variant, Repeats times each, round robin so that a
@@ -165,6 +174,32 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if o.Footprint {
+		if len(o.NodeCommand) == 0 || o.Executable == "" {
+			return nil, fmt.Errorf("the footprint needs gateways as processes")
+		}
+		if o.Flows <= 0 {
+			o.Flows = 500
+		}
+		o.Progress("footprint: start to ready, idle memory, memory per idle flow")
+		fp := &Footprint{Flows: o.Flows}
+		var starts []float64
+		var rss uint64
+		for range o.Repeats {
+			d, r, err := MeasureStartup(ctx, o.Executable)
+			if err != nil {
+				return nil, fmt.Errorf("footprint: %w", err)
+			}
+			starts = append(starts, float64(d))
+			rss = max(rss, r)
+		}
+		fp.StartToReady, fp.IdleRSS = time.Duration(median(starts)), rss
+		fp.PerUDPFlow, fp.PerTCPFlow, err = measureFlows(ctx, o, tg, o.Flows)
+		if err != nil {
+			return nil, fmt.Errorf("footprint: %w", err)
+		}
+		rep.Footprint = fp
 	}
 	var stock float64
 	for i, v := range o.Variants {

@@ -10,9 +10,13 @@ import (
 
 type closeWriter interface{ CloseWrite() error }
 
-// copyBuf is the size of each direction's copy buffer: large enough to move
-// a TCP window in few calls.
-const copyBuf = 64 << 10
+// Each direction's copy buffer starts small, so that an idle flow costs
+// little, and doubles whenever a read fills it, up to a size that moves a
+// TCP window in few calls.
+const (
+	copyBufMin = 4 << 10
+	copyBufMax = 256 << 10
+)
 
 // Join copies a→b and b→a until both directions end, honouring half-close:
 // when one side finishes sending, the other side's write half is closed and
@@ -43,14 +47,16 @@ func Join(a, b net.Conn, up, down *atomic.Uint64) {
 		}
 		abort()
 	}
+	// One direction in a goroutine of its own, the other in this one: an
+	// idle flow costs two goroutines in all, counting the caller's.
 	go pipe(b, a, up)
-	go pipe(a, b, down)
+	pipe(a, b, down)
 	wg.Wait()
 	abort()
 }
 
 func copyCounting(dst io.Writer, src io.Reader, n *atomic.Uint64) error {
-	buf := make([]byte, copyBuf)
+	buf := make([]byte, copyBufMin)
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
@@ -68,6 +74,9 @@ func copyCounting(dst io.Writer, src io.Reader, n *atomic.Uint64) error {
 		}
 		if rerr != nil {
 			return rerr
+		}
+		if nr == len(buf) && len(buf) < copyBufMax {
+			buf = make([]byte, 2*len(buf)) // the flow is busy: read more at once
 		}
 	}
 }

@@ -34,6 +34,8 @@ type benchRunCmd struct {
 	SVG        string        `type:"path" placeholder:"FILE" help:"Also write a bar chart of one-stream throughput."`
 	MinRatio   float64       `name:"min-ratio" help:"Fail (exit 1) when the tunnel carries less than this many times the stock baseline: CI's regression guard."`
 	Only       string        `placeholder:"TEXT" help:"Measure only the paths whose name contains TEXT."`
+	Footprint  bool          `help:"Also measure a gateway process's start to ready, idle memory and memory per idle flow."`
+	Flows      int           `default:"500" help:"Idle flows the footprint opens."`
 }
 
 func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
@@ -74,6 +76,11 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 			return err
 		}
 		o.NodeCommand = []string{exe, "bench", "node"}
+		o.Executable = exe
+	}
+	o.Footprint, o.Flows = c.Footprint, c.Flows
+	if c.Footprint && c.InProcess {
+		return cli.Usage(fmt.Errorf("--footprint measures gateway processes; drop --in-process"))
 	}
 	if !c.JSON {
 		o.Progress = func(s string) { fmt.Fprintln(env.Stderr, "measuring:", s) }
