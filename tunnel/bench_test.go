@@ -2,43 +2,11 @@ package tunnel_test
 
 import (
 	"encoding/binary"
-	"io"
 	"net"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 )
-
-// sinkServer reads each connection to EOF, then writes back how many bytes
-// it read, so that a sender knows everything arrived.
-func sinkServer(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				_ = binary.Write(c, binary.BigEndian, n)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // BenchmarkTCPThroughput streams through forward (aks) → WireGuard over
 // loopback UDP → expose (eks) to a kernel sink: the production shape, in

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/tunnel-dev/tunnel/tunnel/internal/echo"
 	"log/slog"
 	"net"
 	"os"
@@ -157,31 +157,21 @@ func (p *pair) forward(t testing.TB, name string) string {
 }
 
 // tcpEchoServer echoes every connection until EOF, then half-closes.
-func tcpEchoServer(t testing.TB) string {
+func tcpEchoServer(t testing.TB) string { return serveTCP(t, echo.TCP) }
+
+// sinkServer reads each connection to EOF, then writes back how many bytes
+// it read.
+func sinkServer(t testing.TB) string { return serveTCP(t, echo.Sink) }
+
+func serveTCP(t testing.TB, serve func(net.Listener)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
+	done := make(chan struct{})
+	go func() { serve(ln); close(done) }()
+	t.Cleanup(func() { ln.Close(); <-done })
 	return ln.Addr().String()
 }
 
@@ -193,18 +183,8 @@ func udpEchoServer(t testing.TB) string {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
+	go func() { echo.UDP(pc); close(done) }()
 	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
 	return pc.LocalAddr().String()
 }
 

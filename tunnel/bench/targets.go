@@ -1,10 +1,10 @@
 package bench
 
 import (
-	"encoding/binary"
-	"io"
 	"net"
 	"sync"
+
+	"github.com/tunnel-dev/tunnel/tunnel/internal/echo"
 )
 
 // targets are what the tunnel reaches: a TCP sink that reads a connection
@@ -27,33 +27,8 @@ func startTargets() (*targets, error) {
 	}
 	t := &targets{tcp: ln, udp: pc}
 	t.wg.Add(2)
-	go func() {
-		defer t.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.wg.Add(1)
-			go func() {
-				defer t.wg.Done()
-				defer c.Close()
-				n, _ := io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
-				_ = binary.Write(c, binary.BigEndian, n)
-			}()
-		}
-	}()
-	go func() {
-		defer t.wg.Done()
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	go func() { defer t.wg.Done(); echo.Sink(ln) }()
+	go func() { defer t.wg.Done(); echo.UDP(pc) }()
 	return t, nil
 }
 
@@ -63,10 +38,9 @@ func (t *targets) Close() {
 	t.wg.Wait()
 }
 
-// ServeTargets runs the sink and echo on the given addresses until the
-// listener fails: `tunnel bench targets`, for measuring through a tunnel
-// that is already running (expose the two ports, then `tunnel bench
-// --through`).
+// ServeTargets runs the sink and echo on the given addresses until either
+// fails: `tunnel bench targets`, for measuring through a tunnel that is
+// already running (expose the two ports, then `tunnel bench --through-*`).
 func ServeTargets(tcpAddr, udpAddr string) error {
 	ln, err := net.Listen("tcp", tcpAddr)
 	if err != nil {
@@ -79,31 +53,9 @@ func ServeTargets(tcpAddr, udpAddr string) error {
 	}
 	t := &targets{tcp: ln, udp: pc}
 	defer t.Close()
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				errc <- err
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
-				_ = binary.Write(c, binary.BigEndian, n)
-			}()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				errc <- err
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	return <-errc
+	done := make(chan struct{}, 2)
+	go func() { echo.Sink(ln); done <- struct{}{} }()
+	go func() { echo.UDP(pc); done <- struct{}{} }()
+	<-done
+	return nil
 }

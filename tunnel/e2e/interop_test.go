@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/internal/echo"
 	"github.com/tunnel-dev/tunnel/tunnel/internal/netns"
 )
 
@@ -196,20 +197,9 @@ func listenTCPEcho(t *testing.T, ns, addr string) string {
 	if err := netns.In(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-				_ = c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
+	done := make(chan struct{})
+	go func() { echo.TCP(ln); close(done) }()
+	t.Cleanup(func() { ln.Close(); <-done })
 	return ln.Addr().String()
 }
 
@@ -220,16 +210,8 @@ func listenUDPEcho(t *testing.T, ns, addr string) string {
 	if err := netns.In(ns, func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	done := make(chan struct{})
+	go func() { echo.UDP(pc); close(done) }()
+	t.Cleanup(func() { pc.Close(); <-done })
 	return pc.LocalAddr().String()
 }
