@@ -293,8 +293,12 @@ func protoNumber(p string) uint8 {
 	return policy.ProtoUDP
 }
 
-// PublicKey is the gateway's public key. Valid after Start.
+// PublicKey is the gateway's public key. Valid after Start; a Reload
+// with a new private key changes it.
 func (g *Gateway) PublicKey() keys.PublicKey {
+	// Reload replaces the key under pmu, while Status and callers read it.
+	g.pmu.Lock()
+	defer g.pmu.Unlock()
 	return g.pub
 }
 

@@ -70,7 +70,7 @@ type RuleStatus struct {
 func (g *Gateway) Status() Status {
 	st := Status{
 		Name:      g.conf().Interface.Name,
-		PublicKey: g.pub.String(),
+		PublicKey: g.PublicKey().String(),
 		Addresses: g.conf().Interface.Addresses,
 		Ingress:   map[string]uint64{},
 	}
