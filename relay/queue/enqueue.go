@@ -1,0 +1,179 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tunnel-dev/tunnel/relay/proto"
+	"github.com/tunnel-dev/tunnel/relay/store"
+)
+
+// NewJob is what a producer asks for.
+type NewJob struct {
+	Queue   string
+	Payload []byte
+	// MaxAttempts is how many deliveries the job gets before it is dead;
+	// zero means Options.DefaultMaxAttempts.
+	MaxAttempts uint32
+	// LeaseDuration is how long a worker holds the job between
+	// heartbeats; zero means Options.DefaultLease.
+	LeaseDuration time.Duration
+	// IdempotencyKey, if set, makes a second enqueue with the same key in
+	// the same queue return the first job instead of adding one.
+	IdempotencyKey string
+	// RunAfter, if in the future, holds the job back until then.
+	RunAfter time.Time
+}
+
+// Enqueued is one job Enqueue returns.
+type Enqueued struct {
+	Job store.Job
+	// Existing is set when an idempotency key matched an earlier job,
+	// which is returned as it is now.
+	Existing bool
+}
+
+// validate checks one NewJob; field prefixes the field names in errors.
+func (q *Queue) validate(n *NewJob, field string) error {
+	if err := proto.CheckName("queue", n.Queue); err != nil {
+		return invalid(field+"queue", "%v", err)
+	}
+	if len(n.Payload) > q.opts.MaxPayload {
+		return invalid(field+"payload", "%d bytes; at most %d", len(n.Payload), q.opts.MaxPayload)
+	}
+	if n.MaxAttempts > MaxAttemptsLimit {
+		return invalid(field+"max_attempts", "%d; at most %d", n.MaxAttempts, MaxAttemptsLimit)
+	}
+	if n.LeaseDuration != 0 && (n.LeaseDuration < MinLease || n.LeaseDuration > MaxLease) {
+		return invalid(field+"lease_duration", "%s; want %s to %s", n.LeaseDuration, MinLease, MaxLease)
+	}
+	if len(n.IdempotencyKey) > MaxKeyLen {
+		return invalid(field+"idempotency_key", "%d bytes; at most %d", len(n.IdempotencyKey), MaxKeyLen)
+	}
+	if !utf8.ValidString(n.IdempotencyKey) {
+		return invalid(field+"idempotency_key", "not valid UTF-8")
+	}
+	for _, c := range []byte(n.IdempotencyKey) {
+		if c == 0 {
+			return invalid(field+"idempotency_key", "holds a zero byte")
+		}
+	}
+	return nil
+}
+
+// Enqueue adds jobs, all or none, and returns once they are durable. A job
+// whose idempotency key is already used in its queue (earlier, or earlier
+// in the same batch) is not added: the first job is returned instead.
+func (q *Queue) Enqueue(ctx context.Context, jobs []NewJob) ([]Enqueued, error) {
+	if len(jobs) == 0 {
+		return nil, invalid("jobs", "empty; give at least one job")
+	}
+	if len(jobs) > MaxBatch {
+		return nil, invalid("jobs", "%d jobs; at most %d in one batch", len(jobs), MaxBatch)
+	}
+	var bytes int64
+	for i := range jobs {
+		field := ""
+		if len(jobs) > 1 {
+			field = fmt.Sprintf("jobs[%d].", i)
+		}
+		if err := q.validate(&jobs[i], field); err != nil {
+			return nil, err
+		}
+		bytes += int64(len(jobs[i].Payload))
+	}
+
+	q.mu.Lock()
+	if err := q.usable(); err != nil {
+		q.mu.Unlock()
+		return nil, fmt.Errorf("enqueueing: %w", err)
+	}
+	if q.live+len(jobs) > q.opts.MaxLiveJobs || q.bytes+bytes > q.opts.MaxLiveBytes {
+		live, b := q.live, q.bytes
+		q.mu.Unlock()
+		return nil, fmt.Errorf("enqueueing: %w: %d unfinished jobs (%d payload bytes) held; limits %d jobs, %d bytes",
+			ErrFull, live, b, q.opts.MaxLiveJobs, q.opts.MaxLiveBytes)
+	}
+	now := time.Now()
+	out := make([]Enqueued, len(jobs))
+	var added []*entry
+	for i := range jobs {
+		n := &jobs[i]
+		if n.IdempotencyKey != "" {
+			ex, err := q.byKey(ctx, n.Queue, n.IdempotencyKey)
+			if err != nil {
+				q.mu.Unlock()
+				return nil, fmt.Errorf("enqueueing: %w", err)
+			}
+			if ex != nil {
+				out[i] = Enqueued{Job: ex.job, Existing: true}
+				continue
+			}
+		}
+		e := q.newEntry(n, now)
+		q.addLive(e)
+		q.setState(e, store.Queued, now)
+		if now.Before(e.job.RunAfter) {
+			q.pushTimer(e, e.job.RunAfter)
+		} else {
+			q.makeReady(e)
+		}
+		added = append(added, e)
+		out[i] = Enqueued{Job: e.job}
+	}
+	var c *store.Commit
+	if len(added) > 0 {
+		c = q.write(added...)
+		for _, e := range added {
+			q.m.enqueued.WithLabelValues(e.job.Queue).Inc()
+		}
+		// Waiting workers get the new jobs now; their leases are written
+		// after the jobs, so they are durable no sooner.
+		q.dispatch(now)
+	}
+	q.mu.Unlock()
+	if c != nil {
+		if err := wait(c, "enqueueing"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// byKey finds the job with an idempotency key: in memory (live, or
+// finished and not yet durable), else in the store.
+func (q *Queue) byKey(ctx context.Context, queue, key string) (*entry, error) {
+	if e := q.keys[keyRef{queue, key}]; e != nil {
+		return e, nil
+	}
+	id, ok, err := q.st.LookupKey(ctx, queue, key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return q.lookup(ctx, id)
+}
+
+func (q *Queue) newEntry(n *NewJob, now time.Time) *entry {
+	j := store.Job{
+		ID:             q.ids.next(now),
+		Queue:          n.Queue,
+		Payload:        n.Payload,
+		MaxAttempts:    n.MaxAttempts,
+		LeaseDuration:  n.LeaseDuration,
+		IdempotencyKey: n.IdempotencyKey,
+		RunAfter:       now,
+		CreatedAt:      now,
+	}
+	if j.MaxAttempts == 0 {
+		j.MaxAttempts = q.opts.DefaultMaxAttempts
+	}
+	if j.LeaseDuration == 0 {
+		j.LeaseDuration = q.opts.DefaultLease
+	}
+	if n.RunAfter.After(now) {
+		j.RunAfter = n.RunAfter
+	}
+	return &entry{job: j, heapIdx: -1}
+}

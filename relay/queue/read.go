@@ -1,0 +1,54 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tunnel-dev/tunnel/relay/store"
+)
+
+// Get returns a job as it is now.
+func (q *Queue) Get(ctx context.Context, id string) (store.Job, error) {
+	q.mu.Lock()
+	if e := q.jobs[id]; e != nil {
+		j := e.job
+		q.mu.Unlock()
+		return j, nil
+	}
+	q.mu.Unlock()
+	j, err := q.st.Get(ctx, id)
+	if err != nil {
+		return store.Job{}, err
+	}
+	// The job may have come back to life between the two looks.
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if e := q.jobs[id]; e != nil {
+		return e.job, nil
+	}
+	return j, nil
+}
+
+// List pages through jobs as the store has them (every acknowledged
+// change is there; a lease extension by heartbeat is not).
+func (q *Queue) List(ctx context.Context, f store.Filter) ([]store.Job, string, error) {
+	if f.State != "" && !f.State.Valid() {
+		return nil, "", invalid("state", "unknown state %q", f.State)
+	}
+	jobs, next, err := q.st.List(ctx, f)
+	if err != nil {
+		return nil, "", fmt.Errorf("listing jobs: %w", err)
+	}
+	return jobs, next, nil
+}
+
+// Counts is the number of jobs in each queue and state.
+func (q *Queue) Counts() map[store.QueueState]int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make(map[store.QueueState]int, len(q.counts))
+	for k, v := range q.counts {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,497 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// schemaVersion is the layout of the file; a file of another version is
+// refused rather than misread.
+const schemaVersion = "1"
+
+// maxBatchJobs bounds one transaction; more waiting records go into the
+// next one.
+const maxBatchJobs = 8192
+
+// Buckets of the file.
+const (
+	bucketMeta   = "meta"
+	bucketJobs   = "jobs"   // id → JSON record
+	bucketStates = "states" // id → state
+	bucketByQS   = "by_qs"  // queue 0 state 0 id → nil
+	bucketByQ    = "by_q"   // queue 0 id → nil
+	bucketByS    = "by_s"   // state 0 id → nil
+	bucketKeys   = "keys"   // queue 0 idempotency key → id
+	bucketCounts = "counts" // queue 0 state → uint64
+)
+
+func allBuckets() []string {
+	return []string{bucketMeta, bucketJobs, bucketStates, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts}
+}
+
+// BoltOptions configure OpenBolt.
+type BoltOptions struct {
+	// Path is the database file; it is created (mode 0600) if missing.
+	Path string
+	// LockTimeout bounds the wait for the file lock another process
+	// holds; default 5s.
+	LockTimeout time.Duration
+	Logger      *slog.Logger
+	// Registerer receives the store's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Bolt is the embedded Store: one bbolt file, group-committed.
+type Bolt struct {
+	db  *bolt.DB
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending []writeReq
+	closed  bool
+	failed  error
+	wake    chan struct{}
+	stopped chan struct{}
+
+	commitSeconds prometheus.Histogram
+	batchJobs     prometheus.Histogram
+}
+
+type writeReq struct {
+	jobs []Job
+	c    *Commit
+}
+
+// OpenBolt opens (or creates) the store at opts.Path and starts its
+// committer.
+func OpenBolt(opts BoltOptions) (*Bolt, error) {
+	if opts.Path == "" {
+		return nil, errors.New("opening store: no database path")
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
+		Timeout: opts.LockTimeout,
+		// The free list is rebuilt on open instead of written on every
+		// commit: fewer pages per fsync.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("opening store %s: another process holds its lock (is another relay running on this file?)", opts.Path)
+		}
+		return nil, fmt.Errorf("opening store %s: %w", opts.Path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets() {
+			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket([]byte(bucketMeta))
+		switch v := meta.Get([]byte("schema")); {
+		case v == nil:
+			return meta.Put([]byte("schema"), []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("the file has schema version %q; this relay reads version %s", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", opts.Path, err)
+	}
+	s := &Bolt{
+		db:      db,
+		log:     opts.Logger,
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "relay_store_commit_seconds",
+			Help:    "Time to write and fsync one group commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		batchJobs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "relay_store_commit_jobs",
+			Help:    "Job records written per group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+	}
+	if opts.Registerer != nil {
+		backlog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "relay_store_backlog",
+			Help: "Writes waiting for the next group commit.",
+		}, func() float64 { return float64(s.Backlog()) })
+		for _, c := range []prometheus.Collector{s.commitSeconds, s.batchJobs, backlog} {
+			if err := opts.Registerer.Register(c); err != nil {
+				_ = db.Close()
+				return nil, fmt.Errorf("registering store metrics: %w", err)
+			}
+		}
+	}
+	go s.run()
+	return s, nil
+}
+
+// Write implements Store.
+func (s *Bolt) Write(jobs ...Job) *Commit {
+	s.mu.Lock()
+	switch {
+	case s.failed != nil:
+		s.mu.Unlock()
+		return failedCommit(fmt.Errorf("%w: %w", ErrFailed, s.failed))
+	case s.closed:
+		s.mu.Unlock()
+		return failedCommit(ErrClosed)
+	}
+	c := newCommit()
+	s.pending = append(s.pending, writeReq{jobs: jobs, c: c})
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return c
+}
+
+// Backlog implements Store.
+func (s *Bolt) Backlog() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// Err implements Store.
+func (s *Bolt) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, s.failed)
+	}
+	return nil
+}
+
+// run is the committer: it takes every waiting write, commits them in one
+// transaction, and reports to each.
+func (s *Bolt) run() {
+	defer close(s.stopped)
+	for {
+		s.mu.Lock()
+		n, jobs := 0, 0
+		for n < len(s.pending) && (n == 0 || jobs+len(s.pending[n].jobs) <= maxBatchJobs) {
+			jobs += len(s.pending[n].jobs)
+			n++
+		}
+		batch := s.pending[:n:n]
+		s.pending = s.pending[n:]
+		if len(s.pending) == 0 {
+			s.pending = nil
+		}
+		closed := s.closed
+		s.mu.Unlock()
+
+		if len(batch) == 0 {
+			if closed {
+				return
+			}
+			<-s.wake
+			continue
+		}
+		start := time.Now()
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range batch {
+				for i := range w.jobs {
+					if err := put(tx, &w.jobs[i]); err != nil {
+						return fmt.Errorf("writing job %s: %w", w.jobs[i].ID, err)
+					}
+				}
+			}
+			return nil
+		})
+		s.commitSeconds.Observe(time.Since(start).Seconds())
+		s.batchJobs.Observe(float64(jobs))
+		if err != nil {
+			s.log.Error("store commit failed; refusing all further writes (restart relay)", "err", err)
+			s.mu.Lock()
+			s.failed = err
+			rest := s.pending
+			s.pending = nil
+			s.mu.Unlock()
+			err = fmt.Errorf("%w: %w", ErrFailed, err)
+			for _, w := range rest {
+				w.c.finish(err)
+			}
+		}
+		for _, w := range batch {
+			w.c.finish(err)
+		}
+	}
+}
+
+// Close implements Store: it commits what is waiting, then closes the
+// file.
+func (s *Bolt) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.stopped
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	<-s.stopped
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("closing store: %w", err)
+	}
+	return nil
+}
+
+// put writes one record and keeps the indexes and counts in step.
+func put(tx *bolt.Tx, j *Job) error {
+	if j.ID == "" || j.Queue == "" || !j.State.Valid() {
+		return fmt.Errorf("invalid record (id %q, queue %q, state %q)", j.ID, j.Queue, j.State)
+	}
+	rec, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	id := []byte(j.ID)
+	if err := tx.Bucket([]byte(bucketJobs)).Put(id, rec); err != nil {
+		return err
+	}
+	states := tx.Bucket([]byte(bucketStates))
+	old := State(states.Get(id))
+	if old == j.State {
+		return nil
+	}
+	if old != "" {
+		if err := tx.Bucket([]byte(bucketByQS)).Delete(key(j.Queue, string(old), j.ID)); err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte(bucketByS)).Delete(key(string(old), j.ID)); err != nil {
+			return err
+		}
+		if err := addCount(tx, j.Queue, old, -1); err != nil {
+			return err
+		}
+	} else {
+		if err := tx.Bucket([]byte(bucketByQ)).Put(key(j.Queue, j.ID), nil); err != nil {
+			return err
+		}
+		if j.IdempotencyKey != "" {
+			keys := tx.Bucket([]byte(bucketKeys))
+			k := key(j.Queue, j.IdempotencyKey)
+			if keys.Get(k) == nil {
+				if err := keys.Put(k, id); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := states.Put(id, []byte(j.State)); err != nil {
+		return err
+	}
+	if err := tx.Bucket([]byte(bucketByQS)).Put(key(j.Queue, string(j.State), j.ID), nil); err != nil {
+		return err
+	}
+	if err := tx.Bucket([]byte(bucketByS)).Put(key(string(j.State), j.ID), nil); err != nil {
+		return err
+	}
+	return addCount(tx, j.Queue, j.State, 1)
+}
+
+func addCount(tx *bolt.Tx, queue string, st State, delta int64) error {
+	b := tx.Bucket([]byte(bucketCounts))
+	k := key(queue, string(st))
+	var n int64
+	if v := b.Get(k); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	n += delta
+	if n <= 0 {
+		return b.Delete(k)
+	}
+	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
+// key joins parts with a zero byte; queue names, states and keys never
+// hold one (the queue validates them).
+func key(parts ...string) []byte {
+	n := len(parts) - 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+func decode(id, rec []byte) (Job, error) {
+	var j Job
+	if err := json.Unmarshal(rec, &j); err != nil {
+		return Job{}, fmt.Errorf("decoding job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// Get implements Store.
+func (s *Bolt) Get(ctx context.Context, id string) (Job, error) {
+	var j Job
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rec := tx.Bucket([]byte(bucketJobs)).Get([]byte(id))
+		if rec == nil {
+			return ErrNotFound
+		}
+		var err error
+		j, err = decode([]byte(id), rec)
+		return err
+	})
+	if err != nil {
+		return Job{}, fmt.Errorf("getting job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// LookupKey implements Store.
+func (s *Bolt) LookupKey(ctx context.Context, queue, idemKey string) (string, bool, error) {
+	var id string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte(bucketKeys)).Get(key(queue, idemKey)); v != nil {
+			id = string(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("looking up idempotency key: %w", err)
+	}
+	return id, id != "", nil
+}
+
+// List implements Store.
+func (s *Bolt) List(ctx context.Context, f Filter) ([]Job, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	f.Limit = min(f.Limit, 1000)
+	var bucket string
+	var prefix []byte
+	switch {
+	case f.Queue != "" && f.State != "":
+		bucket, prefix = bucketByQS, key(f.Queue, string(f.State), "")
+	case f.Queue != "":
+		bucket, prefix = bucketByQ, key(f.Queue, "")
+	case f.State != "":
+		bucket, prefix = bucketByS, key(string(f.State), "")
+	default:
+		bucket = bucketJobs
+	}
+	var jobs []Job
+	var next string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		recs := tx.Bucket([]byte(bucketJobs))
+		c := tx.Bucket([]byte(bucket)).Cursor()
+		start := append(append([]byte(nil), prefix...), f.After...)
+		k, _ := c.Seek(start)
+		if f.After != "" && string(k) == string(start) {
+			k, _ = c.Next()
+		}
+		for ; k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+			id := k[len(prefix):]
+			if len(jobs) == f.Limit {
+				next = jobs[len(jobs)-1].ID
+				return nil
+			}
+			rec := recs.Get(id)
+			if rec == nil {
+				return fmt.Errorf("index names job %s, which has no record", id)
+			}
+			j, err := decode(id, rec)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, j)
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("listing jobs: %w", err)
+	}
+	return jobs, next, nil
+}
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}
+
+// Live implements Store.
+func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		recs := tx.Bucket([]byte(bucketJobs))
+		for _, st := range []State{Queued, Leased, Retrying} {
+			prefix := key(string(st), "")
+			c := tx.Bucket([]byte(bucketByS)).Cursor()
+			for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+				id := k[len(prefix):]
+				rec := recs.Get(id)
+				if rec == nil {
+					return fmt.Errorf("loading live jobs: index names job %s, which has no record", id)
+				}
+				j, err := decode(id, rec)
+				if err != nil {
+					return fmt.Errorf("loading live jobs: %w", err)
+				}
+				if err := fn(j); err != nil {
+					return err
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Counts implements Store.
+func (s *Bolt) Counts(ctx context.Context) (map[QueueState]int, error) {
+	out := map[QueueState]int{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketCounts)).ForEach(func(k, v []byte) error {
+			for i, c := range k {
+				if c == 0 && len(v) == 8 {
+					out[QueueState{Queue: string(k[:i]), State: State(k[i+1:])}] = int(binary.BigEndian.Uint64(v))
+					return nil
+				}
+			}
+			return fmt.Errorf("malformed count key %q", k)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading counts: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// Store keeps job records. The queue is its only writer.
+type Store interface {
+	// Write hands records over for writing and returns at once. Records are
+	// written in the order Write is called; the records of one call are
+	// written atomically, each replacing the job's earlier record. The
+	// Commit says when they are durable. After a failed commit the store
+	// refuses every later Write with ErrFailed.
+	Write(jobs ...Job) *Commit
+	// Backlog is how many Writes are waiting to be committed.
+	Backlog() int
+	// Get returns one job, or ErrNotFound.
+	Get(ctx context.Context, id string) (Job, error)
+	// List returns jobs matching f in id (creation) order, and the cursor
+	// of the next page, empty on the last one.
+	List(ctx context.Context, f Filter) (jobs []Job, next string, err error)
+	// LookupKey finds the job enqueued with an idempotency key in a queue.
+	LookupKey(ctx context.Context, queue, key string) (id string, ok bool, err error)
+	// Live calls fn for every job that is queued, leased or retrying, in
+	// id order.
+	Live(ctx context.Context, fn func(Job) error) error
+	// Counts is the number of jobs in each queue and state.
+	Counts(ctx context.Context) (map[QueueState]int, error)
+	// Err is nil while the store is healthy, and the commit error once a
+	// commit has failed.
+	Err() error
+	// Close commits what is waiting and closes the store.
+	Close() error
+}
+
+// QueueState names one cell of Counts.
+type QueueState struct {
+	Queue string
+	State State
+}
+
+// Filter selects jobs for List.
+type Filter struct {
+	// Queue and State narrow the list; empty means any.
+	Queue string
+	State State
+	// After is the cursor: list jobs after this id.
+	After string
+	// Limit is the page size (default 100, at most 1000).
+	Limit int
+}
+
+// Errors.
+var (
+	ErrNotFound = errors.New("no such job")
+	ErrClosed   = errors.New("store closed")
+	// ErrFailed is returned once a commit has failed: what is in memory
+	// may be ahead of the file, so the store refuses everything after it.
+	// Restart relay; the file holds every acknowledged change.
+	ErrFailed = errors.New("store failed")
+)
+
+// Commit is a pending Write.
+type Commit struct {
+	done chan struct{}
+	err  error
+}
+
+func newCommit() *Commit { return &Commit{done: make(chan struct{})} }
+
+// failedCommit is an already finished Commit that failed with err.
+func failedCommit(err error) *Commit {
+	c := newCommit()
+	c.finish(err)
+	return c
+}
+
+func (c *Commit) finish(err error) {
+	c.err = err
+	close(c.done)
+}
+
+// Done is closed when the write is durable or has failed.
+func (c *Commit) Done() <-chan struct{} { return c.done }
+
+// Err is the commit's result once Done is closed.
+func (c *Commit) Err() error {
+	<-c.done
+	return c.err
+}
+
+// Wait waits for the commit or ctx. An error from ctx says nothing about
+// whether the write became durable.
+func (c *Commit) Wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
