@@ -1,0 +1,175 @@
+package rotate_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/keys/internal/gatewaytest"
+	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/keys/store"
+)
+
+func newKey(t testing.TB) keys.PrivateKey {
+	t.Helper()
+	k, err := keys.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// set writes items into a store as an operator (or a crash) would have.
+func set(t *testing.T, s store.Store, items map[string][]byte, del ...string) {
+	t.Helper()
+	if _, err := store.Update(context.Background(), s, func(store.Snapshot) (store.Change, error) {
+		return store.Change{Set: items, Delete: del}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lists(g *gatewaytest.Side, k keys.PublicKey) bool {
+	for _, ps := range g.Gateway.Status().Peers {
+		if ps.PublicKey == k.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// States off the happy path, each made as an interruption, a lost file or
+// an operator would leave it, and each recovered by a plain run to a
+// settled rotation, traffic flowing at the end.
+func TestRecoveries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// make puts the stores into the state; it returns the key the
+		// rotation must end with (zero: any new key).
+		make      func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey
+		wantSteps []rotate.Step
+	}{
+		{"peer stages a successor nobody holds", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+			stray := newKey(t).Public()
+			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
+			gatewaytest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			return keys.PublicKey{}
+		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}},
+
+		{"next.key replaced after staging", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+			stray, next := newKey(t).Public(), newKey(t)
+			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
+			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
+			gatewaytest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			return next.Public()
+		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}},
+
+		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+			var out bytes.Buffer
+			rot := rotation(t, p.AKS, p.EKS, &out)
+			rot.StopAfter = rotate.Stage
+			if _, err := rot.Run(context.Background()); err != nil {
+				t.Fatalf("%v\n%s", err, out.String())
+			}
+			next := load(t, p.AKS.Store()).Items[keys.NextKeyFile]
+			set(t, p.AKS.Store(), map[string][]byte{keys.PrivateKeyFile: next})
+			k, err := keys.ParsePrivateKey(string(next))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return k.Public()
+		}, []rotate.Step{rotate.Tidy, rotate.Revoke}},
+
+		{"peer accepts only the next key", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+			next := newKey(t)
+			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
+			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(next.Public())})
+			gatewaytest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
+			return next.Public()
+		}, []rotate.Step{rotate.Switch}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startPair(t)
+			ping := gatewaytest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+			ping.Flowing(t, 10*time.Second, 5, "before")
+			want := tc.make(t, p)
+			var out bytes.Buffer
+			res, err := rotation(t, p.AKS, p.EKS, &out).Run(context.Background())
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out.String())
+			}
+			t.Logf("\n%s", out.String())
+			if !slices.Equal(res.Steps, tc.wantSteps) {
+				t.Fatalf("steps %v, want %v", res.Steps, tc.wantSteps)
+			}
+			if !want.IsZero() && res.Key != want {
+				t.Fatalf("ended with %s, want %s", res.Key.Fingerprint(), want.Fingerprint())
+			}
+			settled(t, p.AKS, p.EKS, res.Key)
+			checkInvariant(t, p, "recovered")
+			ping.Flowing(t, 10*time.Second, 10, "after the recovery")
+		})
+	}
+}
+
+// A peer that accepts neither of this side's keys: rotate says so, names
+// the key to put back, and writes nothing. --resume on settled stores
+// writes nothing either.
+func TestRefusesWithoutAWorkingKey(t *testing.T) {
+	p := startPair(t)
+	var out bytes.Buffer
+	rot := rotation(t, p.AKS, p.EKS, &out)
+	rot.Resume = true
+	r, err := rot.Run(context.Background())
+	if err != nil || len(r.Steps) != 0 || !strings.Contains(out.String(), "nothing to finish") {
+		t.Fatalf("--resume when settled: %+v %v\n%s", r, err, out.String())
+	}
+
+	aks := p.AKS.PublicKey()
+	set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(newKey(t).Public())})
+	before := []store.Version{load(t, p.AKS.Store()).Version, load(t, p.EKS.Store()).Version}
+	rot = rotation(t, p.AKS, p.EKS, &out)
+	rot.PeerName = "aks"
+	_, err = rot.Run(context.Background())
+	if !errors.Is(err, rotate.ErrNoWorkingKey) || !strings.Contains(err.Error(), aks.String()) || !strings.Contains(err.Error(), "peer.aks.pub") {
+		t.Fatalf("err %v", err)
+	}
+	if after := []store.Version{load(t, p.AKS.Store()).Version, load(t, p.EKS.Store()).Version}; !slices.Equal(before, after) {
+		t.Fatal("a refused rotation wrote")
+	}
+}
+
+// Two rotations of the same side racing: every write is a compare-and-swap
+// re-checked against what it read, so neither can undo the other's step;
+// both finish, and the stores end settled with working keys.
+func TestConcurrentRotations(t *testing.T) {
+	p := startPair(t)
+	ping := gatewaytest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping.Flowing(t, 10*time.Second, 5, "before")
+	var wg sync.WaitGroup
+	var outs [2]bytes.Buffer
+	var errs [2]error
+	for i := range 2 {
+		wg.Go(func() {
+			_, errs[i] = rotation(t, p.AKS, p.EKS, &outs[i]).Run(context.Background())
+		})
+	}
+	wg.Wait()
+	for i := range 2 {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v\n%s", i, errs[i], outs[i].String())
+		}
+	}
+	t.Logf("run 0:\n%s\nrun 1:\n%s", outs[0].String(), outs[1].String())
+	settled(t, p.AKS, p.EKS, privateOf(t, load(t, p.AKS.Store()), keys.PrivateKeyFile))
+	checkInvariant(t, p, "after two racing rotations")
+	began := time.Now()
+	ping.Flowing(t, 10*time.Second, 10, "after two racing rotations")
+	t.Logf("traffic flowing %v after both returned; longest silence %v", time.Since(began), ping.Gap())
+}

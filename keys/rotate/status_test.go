@@ -1,0 +1,83 @@
+package rotate_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/tunnel"
+)
+
+func TestParseStatusURL(t *testing.T) {
+	for _, good := range []string{"http://127.0.0.1:9090", "https://gw.example:443/base/", "http://[::1]:9090"} {
+		if _, err := rotate.ParseStatusURL(good); err != nil {
+			t.Errorf("%q: %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", "127.0.0.1:9090", "ftp://x", "http://", "http://u:p@h", "http://h/?q=1", "http://h/#f", "http://%zz"} {
+		if _, err := rotate.ParseStatusURL(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// HTTPStatus reads <base>/status and refuses a status whose keys do not
+// parse.
+func TestHTTPStatus(t *testing.T) {
+	k := newKey(t).Public().String()
+	body := ""
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/base/status" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	u, err := rotate.ParseStatusURL(srv.URL + "/base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &rotate.HTTPStatus{URL: u}
+	b, _ := json.Marshal(tunnel.Status{PublicKey: k, Peers: []tunnel.PeerStatus{{Name: "aks", PublicKey: k, Key: "active"}}})
+	body = string(b)
+	sts, err := src.Statuses(context.Background())
+	if err != nil || len(sts) != 1 || sts[0].PublicKey != k || sts[0].Peers[0].Key != "active" {
+		t.Fatalf("%+v %v", sts, err)
+	}
+	body = `{"public_key": "AAAA"}`
+	if _, err := src.Statuses(context.Background()); err == nil || !strings.Contains(err.Error(), "public_key") {
+		t.Fatalf("bad key: %v", err)
+	}
+	u404, _ := rotate.ParseStatusURL(srv.URL + "/elsewhere")
+	if _, err := (&rotate.HTTPStatus{URL: u404}).Statuses(context.Background()); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("404: %v", err)
+	}
+}
+
+func FuzzDecodeStatus(f *testing.F) {
+	f.Add(`{"public_key":"` + strings.Repeat("A", 43) + `=","peers":[]}`)
+	f.Add(`{"public_key":"uC4nGzGm4sX6XrVbz5Ez4u0SXUC5EGkCbqEKkJFI3Bk=","peers":[{"public_key":"x"}]}`)
+	f.Add(`[]`)
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := rotate.DecodeStatus(strings.NewReader(s))
+		if err == nil && st.PublicKey == "" {
+			t.Fatal("accepted a status without a key")
+		}
+	})
+}
+
+func FuzzParseStatusURL(f *testing.F) {
+	f.Add("http://127.0.0.1:9090")
+	f.Add("https://h/x")
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := rotate.ParseStatusURL(s)
+		if err == nil && (u.Host == "" || u.Scheme != "http" && u.Scheme != "https") {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
