@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/keys/internal/gatewaytest"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
 )
 
@@ -21,7 +21,7 @@ import (
 // and writes nothing.
 func TestBadKeyInStore(t *testing.T) {
 	p := startPair(t)
-	ping := gatewaytest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	for _, tc := range []struct {
 		name, side, item, value, why string
@@ -49,7 +49,7 @@ func TestBadKeyInStore(t *testing.T) {
 				}
 			})
 			if tc.item != keys.NextKeyFile { // the gateway never reads next.key
-				gatewaytest.Eventually(t, 5*time.Second, "the gateway to refuse the bad key in its log", func() bool {
+				rotatetest.Eventually(t, 5*time.Second, "the gateway to refuse the bad key in its log", func() bool {
 					return side.Logs.Contains("cannot be applied; keeping the running one") && side.Logs.Contains(tc.why)
 				})
 			}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/keys/internal/gatewaytest"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
 )
 
@@ -35,7 +35,7 @@ func set(t *testing.T, s store.Store, items map[string][]byte, del ...string) {
 	}
 }
 
-func lists(g *gatewaytest.Side, k keys.PublicKey) bool {
+func lists(g *rotatetest.Side, k keys.PublicKey) bool {
 	for _, ps := range g.Gateway.Status().Peers {
 		if ps.PublicKey == k.String() {
 			return true
@@ -52,25 +52,25 @@ func TestRecoveries(t *testing.T) {
 		name string
 		// make puts the stores into the state; it returns the key the
 		// rotation must end with (zero: any new key).
-		make      func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey
+		make      func(t *testing.T, p *rotatetest.Pair) keys.PublicKey
 		wantSteps []rotate.Step
 	}{
-		{"peer stages a successor nobody holds", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+		{"peer stages a successor nobody holds", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			stray := newKey(t).Public()
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
-			gatewaytest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			rotatetest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return keys.PublicKey{}
 		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}},
 
-		{"next.key replaced after staging", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+		{"next.key replaced after staging", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			stray, next := newKey(t).Public(), newKey(t)
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
-			gatewaytest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			rotatetest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return next.Public()
 		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}},
 
-		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			var out bytes.Buffer
 			rot := rotation(t, p.AKS, p.EKS, &out)
 			rot.StopAfter = rotate.Stage
@@ -86,17 +86,17 @@ func TestRecoveries(t *testing.T) {
 			return k.Public()
 		}, []rotate.Step{rotate.Tidy, rotate.Revoke}},
 
-		{"peer accepts only the next key", func(t *testing.T, p *gatewaytest.Pair) keys.PublicKey {
+		{"peer accepts only the next key", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			next := newKey(t)
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(next.Public())})
-			gatewaytest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
+			rotatetest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
 			return next.Public()
 		}, []rotate.Step{rotate.Switch}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPair(t)
-			ping := gatewaytest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+			ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 			ping.Flowing(t, 10*time.Second, 5, "before")
 			want := tc.make(t, p)
 			var out bytes.Buffer
@@ -150,7 +150,7 @@ func TestRefusesWithoutAWorkingKey(t *testing.T) {
 // both finish, and the stores end settled with working keys.
 func TestConcurrentRotations(t *testing.T) {
 	p := startPair(t)
-	ping := gatewaytest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	var wg sync.WaitGroup
 	var outs [2]bytes.Buffer

@@ -346,15 +346,20 @@ func (r *Rotation) step(ctx context.Context, step Step, sit Situation, thisSnap,
 // update writes one store by compare-and-swap, logging the change (item
 // names only).
 func (r *Rotation) update(ctx context.Context, step Step, s store.Store, change func(store.Snapshot) (store.Change, error)) (store.Snapshot, error) {
+	var last store.Change
 	out, err := store.Update(ctx, s, func(snap store.Snapshot) (store.Change, error) {
 		ch, err := change(snap)
+		last = ch
 		if err == nil && !ch.Empty() {
-			r.Logger.Info("writing", "step", step, "store", s.String(), "change", ch.Describe())
+			r.Logger.Debug("writing", "step", step, "store", s.String(), "change", ch.Describe())
 		}
 		return ch, err
 	})
 	if err != nil && !errors.Is(err, errStale) {
 		return out, fmt.Errorf("%s: writing %s: %w", step, s, err)
+	}
+	if err == nil && !last.Empty() {
+		r.Logger.Info("wrote", "step", step, "store", s.String(), "change", last.Describe())
 	}
 	return out, err
 }

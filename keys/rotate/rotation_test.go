@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/keys/internal/gatewaytest"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
@@ -20,7 +20,7 @@ import (
 func kubeletLayout(t testing.TB, side, dir string, items map[string][]byte) {
 	t.Helper()
 	if side == "eks" {
-		(&gatewaytest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
+		(&rotatetest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
 		return
 	}
 	if _, err := store.NewDir(dir).Write(context.Background(), "", store.Change{Set: items}); err != nil {
@@ -28,14 +28,14 @@ func kubeletLayout(t testing.TB, side, dir string, items map[string][]byte) {
 	}
 }
 
-func startPair(t *testing.T) *gatewaytest.Pair {
+func startPair(t *testing.T) *rotatetest.Pair {
 	t.Helper()
-	return gatewaytest.StartPair(t, gatewaytest.Options{Layout: kubeletLayout})
+	return rotatetest.StartPair(t, rotatetest.Options{Layout: kubeletLayout})
 }
 
 // rotation rotates r's key, with o as the peer, through both gateways'
 // admin URLs.
-func rotation(t *testing.T, r, o *gatewaytest.Side, out *bytes.Buffer) *rotate.Rotation {
+func rotation(t *testing.T, r, o *rotatetest.Side, out *bytes.Buffer) *rotate.Rotation {
 	t.Helper()
 	return &rotate.Rotation{
 		This:    rotate.Side{Store: r.Store(), Status: httpStatus(t, r.AdminURL())},
@@ -88,9 +88,9 @@ func peerKeys(t testing.TB, snap store.Snapshot, peer string) []keys.PublicKey {
 // checkInvariant asserts that each side has a working key, in the stores
 // and in the running gateways: the key each side holds (and runs) is one
 // its peer accepts (and runs as a peer).
-func checkInvariant(t *testing.T, p *gatewaytest.Pair, when string) {
+func checkInvariant(t *testing.T, p *rotatetest.Pair, when string) {
 	t.Helper()
-	for _, pair := range [][2]*gatewaytest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
+	for _, pair := range [][2]*rotatetest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
 		r, o := pair[0], pair[1]
 		held := privateOf(t, load(t, r.Store()), keys.PrivateKeyFile)
 		accepted := peerKeys(t, load(t, o.Store()), r.Name)
@@ -112,7 +112,7 @@ func checkInvariant(t *testing.T, p *gatewaytest.Pair, when string) {
 
 // settled asserts the end state of a rotation of r: no next.key, the peer
 // accepts exactly r's key, and both gateways run what the stores hold.
-func settled(t *testing.T, r, o *gatewaytest.Side, want keys.PublicKey) {
+func settled(t *testing.T, r, o *rotatetest.Side, want keys.PublicKey) {
 	t.Helper()
 	rs := load(t, r.Store())
 	if rs.Has(keys.NextKeyFile) {
@@ -141,13 +141,13 @@ func settled(t *testing.T, r, o *gatewaytest.Side, want keys.PublicKey) {
 // and afterwards a gateway holding eks's old key gets no handshake.
 func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	p := startPair(t)
-	ping := gatewaytest.StartPinger(t, p.Forward(t), 5*time.Millisecond)
+	ping := rotatetest.StartPinger(t, p.Forward(t), 5*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 20, "before rotating")
 	ping.ResetGap()
 
 	var gaps []time.Duration
 	var oldEKS keys.PrivateKey
-	for _, pair := range [][2]*gatewaytest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
+	for _, pair := range [][2]*rotatetest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
 		r, o := pair[0], pair[1]
 		before := r.PublicKey()
 		if r.Name == "eks" {
@@ -190,7 +190,7 @@ func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	// eks's old key is refused: a gateway holding it gets no handshake.
 	refused := p.AKS.Gateway.Status().WireGuard.HandshakeRefused
 	old := p.Stranger(t, oldEKS)
-	gatewaytest.Eventually(t, 10*time.Second, "aks to refuse the old key", func() bool {
+	rotatetest.Eventually(t, 10*time.Second, "aks to refuse the old key", func() bool {
 		return p.AKS.Gateway.Status().WireGuard.HandshakeRefused > refused
 	})
 	for _, ps := range old.Status().Peers {
@@ -205,7 +205,7 @@ func TestRotateBothSidesUnderTraffic(t *testing.T) {
 // stop both sides have a working key and traffic flows.
 func TestRotateStoppedAfterEachStep(t *testing.T) {
 	p := startPair(t)
-	ping := gatewaytest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 10, "before rotating")
 	steps := []rotate.Step{rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}
 	for i, stop := range steps {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/keys/internal/gatewaytest"
+	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
 )
 
@@ -42,7 +42,7 @@ var layouts = []struct {
 	}},
 	{"kubelet", func(t *testing.T, dir string, items map[string][]byte) {
 		t.Helper()
-		(&gatewaytest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
+		(&rotatetest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
 	}},
 }
 
