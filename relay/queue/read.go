@@ -52,3 +52,19 @@ func (q *Queue) Counts() map[store.QueueState]int {
 	}
 	return out
 }
+
+// QueueOf is the queue job id belongs to.
+func (q *Queue) QueueOf(ctx context.Context, id string) (string, error) {
+	q.mu.Lock()
+	if e := q.jobs[id]; e != nil {
+		name := e.job.Queue
+		q.mu.Unlock()
+		return name, nil
+	}
+	q.mu.Unlock()
+	j, err := q.st.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return j.Queue, nil
+}

@@ -1,0 +1,45 @@
+package server
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	connections prometheus.Gauge
+	calls       *prometheus.CounterVec
+	callSeconds *prometheus.HistogramVec
+	refused     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relay_worker_connections",
+			Help: "Worker QUIC connections open.",
+		}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_calls_total",
+			Help: "Worker calls answered, by call and result code.",
+		}, []string{"call", "code"}),
+		callSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "relay_call_duration_seconds",
+			Help:    "Worker call duration, request read to response written (a lease includes its long poll).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 16),
+		}, []string{"call"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relay_refused_total",
+			Help: "Worker connections and calls refused, by reason: unknown_identity, credentials_revoked, unauthorized_queue, unauthorized_action, bad_frame, version, invalid_argument, overloaded.",
+		}, []string{"reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.calls, m.callSeconds, m.refused} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering server metrics: %w", err)
+		}
+	}
+	return m, nil
+}
