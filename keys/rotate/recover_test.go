@@ -54,13 +54,16 @@ func TestRecoveries(t *testing.T) {
 		// rotation must end with (zero: any new key).
 		make      func(t *testing.T, p *rotatetest.Pair) keys.PublicKey
 		wantSteps []rotate.Step
+		// broken: the state made has no working key (so the monitor
+		// of working keys is not run)
+		broken bool
 	}{
 		{"peer stages a successor nobody holds", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			stray := newKey(t).Public()
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
 			rotatetest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return keys.PublicKey{}
-		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}},
+		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
 		{"next.key replaced after staging", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			stray, next := newKey(t).Public(), newKey(t)
@@ -68,7 +71,7 @@ func TestRecoveries(t *testing.T) {
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
 			rotatetest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return next.Public()
-		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}},
+		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
 		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
 			var out bytes.Buffer
@@ -84,20 +87,28 @@ func TestRecoveries(t *testing.T) {
 				t.Fatal(err)
 			}
 			return k.Public()
-		}, []rotate.Step{rotate.Tidy, rotate.Revoke}},
+		}, []rotate.Step{rotate.Tidy, rotate.Revoke}, false},
 
 		{"peer accepts only the next key", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
+			// The tunnel is broken here, and the monitor the other tests
+			// rely on sees it.
+			mon := rotatetest.WatchWorkingKeys(p)
+			defer mon.Stop()
 			next := newKey(t)
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(next.Public())})
+			rotatetest.Eventually(t, 5*time.Second, "the monitor to see aks without a working key", func() bool { n, _, _ := mon.Violations(); return n > 0 })
 			rotatetest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
 			return next.Public()
-		}, []rotate.Step{rotate.Switch}},
+		}, []rotate.Step{rotate.Switch}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPair(t)
 			ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 			ping.Flowing(t, 10*time.Second, 5, "before")
+			if !tc.broken {
+				rotatetest.MonitorWorkingKeys(t, p)
+			}
 			want := tc.make(t, p)
 			var out bytes.Buffer
 			res, err := rotation(t, p.AKS, p.EKS, &out).Run(context.Background())

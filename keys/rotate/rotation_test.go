@@ -12,7 +12,6 @@ import (
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
 // kubeletLayout publishes eks's key store as a mounted Secret is laid out,
@@ -55,85 +54,18 @@ func httpStatus(t *testing.T, u string) *rotate.HTTPStatus {
 	return &rotate.HTTPStatus{URL: pu}
 }
 
-func load(t testing.TB, s store.Store) store.Snapshot {
-	t.Helper()
-	snap, err := s.Load(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
-}
+func load(t testing.TB, s store.Store) store.Snapshot { return rotatetest.Load(t, s) }
 
 func privateOf(t testing.TB, snap store.Snapshot, item string) keys.PublicKey {
-	t.Helper()
-	k, err := keys.ParsePrivateKey(string(snap.Items[item]))
-	if err != nil {
-		t.Fatalf("%s: %v", item, err)
-	}
-	return k.Public()
+	return rotatetest.PublicOf(t, snap, item)
 }
 
-func peerKeys(t testing.TB, snap store.Snapshot, peer string) []keys.PublicKey {
-	t.Helper()
-	a, n, err := config.ParsePeerKeys(snap.Items[keys.PeerKeyFile(peer)])
-	if err != nil {
-		t.Fatalf("peer.%s.pub: %v", peer, err)
-	}
-	if n != nil {
-		return []keys.PublicKey{a, *n}
-	}
-	return []keys.PublicKey{a}
-}
-
-// checkInvariant asserts that each side has a working key, in the stores
-// and in the running gateways: the key each side holds (and runs) is one
-// its peer accepts (and runs as a peer).
 func checkInvariant(t *testing.T, p *rotatetest.Pair, when string) {
-	t.Helper()
-	for _, pair := range [][2]*rotatetest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
-		r, o := pair[0], pair[1]
-		held := privateOf(t, load(t, r.Store()), keys.PrivateKeyFile)
-		accepted := peerKeys(t, load(t, o.Store()), r.Name)
-		if !slices.Contains(accepted, held) {
-			t.Fatalf("%s: %s's store holds %s, but %s's store accepts %v for it", when, r.Name, held.Fingerprint(), o.Name, accepted)
-		}
-		running := r.PublicKey()
-		var listed []string
-		ok := false
-		for _, ps := range o.Gateway.Status().Peers {
-			listed = append(listed, ps.PublicKey)
-			ok = ok || ps.PublicKey == running.String()
-		}
-		if !ok {
-			t.Fatalf("%s: %s's gateway runs %s, but %s's gateway lists only %v", when, r.Name, running.Fingerprint(), o.Name, listed)
-		}
-	}
+	rotatetest.CheckWorkingKeys(t, p, when)
 }
 
-// settled asserts the end state of a rotation of r: no next.key, the peer
-// accepts exactly r's key, and both gateways run what the stores hold.
 func settled(t *testing.T, r, o *rotatetest.Side, want keys.PublicKey) {
-	t.Helper()
-	rs := load(t, r.Store())
-	if rs.Has(keys.NextKeyFile) {
-		t.Fatalf("%s's store still has next.key", r.Name)
-	}
-	if got := privateOf(t, rs, keys.PrivateKeyFile); got != want {
-		t.Fatalf("%s's private.key is %s, want %s", r.Name, got.Fingerprint(), want.Fingerprint())
-	}
-	if got := peerKeys(t, load(t, o.Store()), r.Name); !slices.Equal(got, []keys.PublicKey{want}) {
-		t.Fatalf("%s's peer.%s.pub is %v, want [%s]", o.Name, r.Name, got, want)
-	}
-	if got := r.PublicKey(); got != want {
-		t.Fatalf("%s's gateway runs %s, want %s", r.Name, got.Fingerprint(), want.Fingerprint())
-	}
-	var listed []string
-	for _, ps := range o.Gateway.Status().Peers {
-		listed = append(listed, ps.PublicKey+" "+ps.Key)
-	}
-	if !slices.Equal(listed, []string{want.String() + " active"}) {
-		t.Fatalf("%s's gateway lists %v, want only %s active", o.Name, listed, want)
-	}
+	rotatetest.CheckSettled(t, r, o, want)
 }
 
 // Rotating aks, then eks, while datagrams flow through the tunnel every
@@ -142,6 +74,7 @@ func settled(t *testing.T, r, o *rotatetest.Side, want keys.PublicKey) {
 func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	p := startPair(t)
 	ping := rotatetest.StartPinger(t, p.Forward(t), 5*time.Millisecond)
+	rotatetest.MonitorWorkingKeys(t, p)
 	ping.Flowing(t, 10*time.Second, 20, "before rotating")
 	ping.ResetGap()
 
@@ -207,6 +140,7 @@ func TestRotateStoppedAfterEachStep(t *testing.T) {
 	p := startPair(t)
 	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 10, "before rotating")
+	rotatetest.MonitorWorkingKeys(t, p)
 	steps := []rotate.Step{rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}
 	for i, stop := range steps {
 		r, o := p.AKS, p.EKS

@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/keys/kube"
+	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
@@ -15,6 +21,7 @@ type keysCmd struct {
 	Public   keysPublicCmd   `cmd:"" help:"Print the public key of a private key file (or of a key on standard input)."`
 	Identity keysIdentityCmd `cmd:"" help:"Generate a QUIC identity (identity.key 0600, identity.crt) into a directory and print its pin."`
 	Pin      keysPinCmd      `cmd:"" help:"Print the pin (sha256/…) of an identity certificate, as relay's workers file wants it."`
+	Rotate   keysRotateCmd   `cmd:"" help:"Replace a gateway's WireGuard key with no moment without a working key: stage the new key at the peer, switch, confirm, revoke the old one. Resumable: run it again after any interruption."`
 }
 
 type keysGenerateCmd struct {
@@ -80,4 +87,133 @@ func (c *keysPinCmd) Run(_ context.Context, env cli.Env) error {
 	}
 	fmt.Fprintln(env.Stdout, pin)
 	return nil
+}
+
+type keysRotateCmd struct {
+	Store      string        `required:"" placeholder:"ADDR" help:"This side's key store, the gateway whose key is replaced: dir:PATH or secret:[CONTEXT/]NAMESPACE/NAME."`
+	PeerStore  string        `required:"" placeholder:"ADDR" help:"The peer gateway's key store, holding peer.NAME.pub for this side (only public keys are written to it): dir:PATH or secret:[CONTEXT/]NAMESPACE/NAME."`
+	Status     string        `placeholder:"URL|pod:…" help:"Where to read this side's gateway /status to confirm each step: its admin URL (http://127.0.0.1:9090, e.g. through kubectl port-forward) or pod:[CONTEXT/]NAMESPACE/LABEL-SELECTOR[:PORT] through the API server's pod proxy. Required unless --dry-run."`
+	PeerStatus string        `placeholder:"URL|pod:…" help:"The same for the peer's gateway. Required unless --dry-run."`
+	PeerName   string        `placeholder:"NAME" help:"The name the peer gives this side (its store's peer.NAME.pub); by default the one peer key file that lists this side's key."`
+	Kubeconfig string        `type:"path" placeholder:"FILE" help:"kubeconfig for secret: and pod: addresses; default $KUBECONFIG, then ~/.kube/config."`
+	Timeout    time.Duration `default:"2m" help:"How long each step may wait for the gateways to confirm it."`
+	Resume     bool          `help:"Only finish an interrupted rotation; never start a new one."`
+	DryRun     bool          `help:"Print the state the stores are in and the steps that would follow; write nothing."`
+	StopAfter  string        `hidden:"" placeholder:"STEP" help:"Stop after this step (prepare, stage, switch, revoke, unstage, tidy)."`
+	cli.Logging
+}
+
+func (c *keysRotateCmd) Run(ctx context.Context, env cli.Env) error {
+	rot, err := c.rotation(env)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	if c.DryRun {
+		plan, err := rot.Plan(ctx)
+		if err != nil {
+			return rotateError(err)
+		}
+		plan.Print(env.Stdout)
+		fmt.Fprintln(env.Stdout, "(dry run: nothing was written)")
+		return nil
+	}
+	_, err = rot.Run(ctx)
+	return rotateError(err)
+}
+
+// rotation checks the flags and opens the stores and status sources.
+func (c *keysRotateCmd) rotation(env cli.Env) (*rotate.Rotation, error) {
+	if c.Timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %v: must be positive", c.Timeout)
+	}
+	if c.PeerName != "" && !keys.ValidPeerName(c.PeerName) {
+		return nil, fmt.Errorf("--peer-name %q: not a peer name (lowercase letters, digits and '-', up to 63)", c.PeerName)
+	}
+	var stop rotate.Step
+	if c.StopAfter != "" {
+		s, err := rotate.ParseStep(c.StopAfter)
+		if err != nil {
+			return nil, fmt.Errorf("--stop-after: %w", err)
+		}
+		stop = s
+	}
+	thisAddr, err := store.ParseAddress(c.Store)
+	if err != nil {
+		return nil, fmt.Errorf("--store: %w", err)
+	}
+	peerAddr, err := store.ParseAddress(c.PeerStore)
+	if err != nil {
+		return nil, fmt.Errorf("--peer-store: %w", err)
+	}
+	if thisAddr == peerAddr {
+		return nil, fmt.Errorf("--store and --peer-store are both %s: each gateway has a store of its own", thisAddr)
+	}
+	if !c.DryRun && (c.Status == "" || c.PeerStatus == "") {
+		return nil, errors.New("--status and --peer-status are required: each step is confirmed through the gateways' /status (their admin URLs, or pod:[CONTEXT/]NAMESPACE/LABEL-SELECTOR[:PORT])")
+	}
+	clients := &kube.Clients{Kubeconfig: c.Kubeconfig}
+	rot := &rotate.Rotation{
+		PeerName:  c.PeerName,
+		Timeout:   c.Timeout,
+		Resume:    c.Resume,
+		StopAfter: stop,
+		Out:       env.Stdout,
+		Logger:    c.Logger(env.Stderr),
+	}
+	if rot.This.Store, err = openStore(clients, thisAddr); err != nil {
+		return nil, fmt.Errorf("--store: %w", err)
+	}
+	if rot.Peer.Store, err = openStore(clients, peerAddr); err != nil {
+		return nil, fmt.Errorf("--peer-store: %w", err)
+	}
+	if c.Status != "" {
+		if rot.This.Status, err = openStatus(clients, c.Status); err != nil {
+			return nil, fmt.Errorf("--status: %w", err)
+		}
+	}
+	if c.PeerStatus != "" {
+		if rot.Peer.Status, err = openStatus(clients, c.PeerStatus); err != nil {
+			return nil, fmt.Errorf("--peer-status: %w", err)
+		}
+	}
+	return rot, nil
+}
+
+func openStore(clients *kube.Clients, a store.Address) (store.Store, error) {
+	if a.Kind == store.KindDir {
+		return store.NewDir(a.Path), nil
+	}
+	cs, err := clients.For(a.Context)
+	if err != nil {
+		return nil, err
+	}
+	return kube.NewSecret(cs, a.Namespace, a.Name, a.String()), nil
+}
+
+func openStatus(clients *kube.Clients, s string) (rotate.StatusSource, error) {
+	if strings.HasPrefix(s, "pod:") {
+		a, err := kube.ParsePodAddress(s)
+		if err != nil {
+			return nil, err
+		}
+		cs, err := clients.For(a.Context)
+		if err != nil {
+			return nil, err
+		}
+		return kube.NewPodStatus(cs, a), nil
+	}
+	u, err := rotate.ParseStatusURL(s)
+	if err != nil {
+		return nil, err
+	}
+	return &rotate.HTTPStatus{URL: u}, nil
+}
+
+// rotateError makes the errors that mean "fix the stores or the flags"
+// usage errors (exit 2: nothing was written).
+func rotateError(err error) error {
+	if errors.Is(err, rotate.ErrBadKey) || errors.Is(err, rotate.ErrNoWorkingKey) || errors.Is(err, rotate.ErrPeerName) {
+		return cli.Usage(err)
+	}
+	return err
 }
