@@ -320,6 +320,7 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "forbidden") || !strings.Contains(errOut, "rbac-rotate.yaml") || !strings.Contains(errOut, `"mallory"`) {
 		t.Fatalf("mallory: exit %d\n%s\n%s", code, out, errOut)
 	}
+	t.Logf("without the Role: exit %d: %s", code, errOut)
 
 	for _, pair := range [][2]*rotatetest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
 		r, o := pair[0], pair[1]
