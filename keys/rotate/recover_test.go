@@ -14,6 +14,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
+	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
 func newKey(t testing.TB) keys.PrivateKey {
@@ -183,4 +184,49 @@ func TestConcurrentRotations(t *testing.T) {
 	began := time.Now()
 	ping.Flowing(t, 10*time.Second, 10, "after two racing rotations")
 	t.Logf("traffic flowing %v after both returned; longest silence %v", time.Since(began), ping.Gap())
+}
+
+// gatewayStatus reads a gateway's status in process.
+type gatewayStatus struct{ g *tunnel.Gateway }
+
+func (s gatewayStatus) Statuses(context.Context) ([]tunnel.Status, error) {
+	return []tunnel.Status{s.g.Status()}, nil
+}
+func (s gatewayStatus) String() string { return "the stranger's gateway" }
+
+// A wait that times out names the step, the gateway and what it expected,
+// and what it saw; the stores are left where running again resumes. Here
+// --peer-status points at the wrong gateway (one that knows aks's key but
+// never reads eks's store), so the stage is never confirmed.
+func TestTimeoutNamesTheStep(t *testing.T) {
+	p := startPair(t)
+	// Traffic, so that aks handshakes as soon as it switches (without it,
+	// eks's next handshake retry comes up to 5s later).
+	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping.Flowing(t, 10*time.Second, 5, "before")
+	wrong := p.Stranger(t, newKey(t))
+	var out bytes.Buffer
+	rot := rotation(t, p.AKS, p.EKS, &out)
+	rot.Peer.Status = gatewayStatus{wrong}
+	rot.Timeout = time.Second
+	began := time.Now()
+	_, err := rot.Run(context.Background())
+	if err == nil {
+		t.Fatalf("the rotation was confirmed by the wrong gateway:\n%s", out.String())
+	}
+	for _, want := range []string{"stage: timed out after 1s waiting for the peer's gateway to list", "as aks's successor", "last seen: this side's gateway runs", "the peer's gateway holds", "run the same command again to resume"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q: %v", want, err)
+		}
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("a 1s timeout took %v", d)
+	}
+	rotatetest.CheckWorkingKeys(t, p, "after the timeout")
+	out.Reset()
+	res, err := rotation(t, p.AKS, p.EKS, &out).Run(context.Background())
+	if err != nil || !slices.Equal(res.Steps, []rotate.Step{rotate.Switch, rotate.Revoke}) {
+		t.Fatalf("resuming: %v %v\n%s", res.Steps, err, out.String())
+	}
+	settled(t, p.AKS, p.EKS, res.Key)
 }

@@ -38,11 +38,22 @@ const (
 	NextAccepted
 )
 
-var stateNames = [...]string{"settled", "prepared", "staged", "switched", "stray next key", "stale successor", "next key accepted"}
-
 func (s State) String() string {
-	if int(s) < len(stateNames) {
-		return stateNames[s]
+	switch s {
+	case Settled:
+		return "settled"
+	case Prepared:
+		return "prepared"
+	case Staged:
+		return "staged"
+	case Switched:
+		return "switched"
+	case StrayNext:
+		return "stray next key"
+	case StaleSuccessor:
+		return "stale successor"
+	case NextAccepted:
+		return "next key accepted"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
