@@ -13,7 +13,6 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
 // DefaultAdminPort is the gateway pod's admin port (admin.listen
@@ -111,13 +110,13 @@ func (p *PodStatus) String() string { return p.addr.String() }
 
 // Statuses reads each running pod's status. A matching pod that is not
 // running (pending, terminating) is skipped; none running is an error.
-func (p *PodStatus) Statuses(ctx context.Context) ([]tunnel.Status, error) {
+func (p *PodStatus) Statuses(ctx context.Context) ([]rotate.GatewayStatus, error) {
 	pods := p.client.CoreV1().Pods(p.addr.Namespace)
 	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: p.addr.Selector})
 	if err != nil {
 		return nil, explain(err, p.addr.String(), "listing the gateway's pods")
 	}
-	var out []tunnel.Status
+	var out []rotate.GatewayStatus
 	for _, pod := range list.Items {
 		if !running(&pod) {
 			continue

@@ -3,6 +3,7 @@ package rotate_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -189,8 +190,13 @@ func TestConcurrentRotations(t *testing.T) {
 // gatewayStatus reads a gateway's status in process.
 type gatewayStatus struct{ g *tunnel.Gateway }
 
-func (s gatewayStatus) Statuses(context.Context) ([]tunnel.Status, error) {
-	return []tunnel.Status{s.g.Status()}, nil
+func (s gatewayStatus) Statuses(context.Context) ([]rotate.GatewayStatus, error) {
+	b, err := json.Marshal(s.g.Status())
+	if err != nil {
+		return nil, err
+	}
+	st, err := rotate.DecodeStatus(bytes.NewReader(b))
+	return []rotate.GatewayStatus{st}, err
 }
 func (s gatewayStatus) String() string { return "the stranger's gateway" }
 

@@ -11,7 +11,6 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
@@ -193,7 +192,7 @@ func (r *Rotation) checkGateways(ctx context.Context, sit Situation) error {
 	return nil
 }
 
-func (r *Rotation) statuses(ctx context.Context, s StatusSource) ([]tunnel.Status, error) {
+func (r *Rotation) statuses(ctx context.Context, s StatusSource) ([]GatewayStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	return s.Statuses(ctx)
@@ -429,7 +428,7 @@ func (r *Rotation) wait(ctx context.Context, step Step, sit Situation, what stri
 	for {
 		this, err := r.This.Status.Statuses(ctx)
 		if err == nil {
-			var peer []tunnel.Status
+			var peer []GatewayStatus
 			peer, err = r.Peer.Status.Statuses(ctx)
 			if err == nil {
 				last, lastErr = view{this: this, peer: peer}, nil

@@ -11,14 +11,36 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
-// StatusSource reads a gateway's /status: one Status for each running
-// instance of it (a Deployment may briefly run two).
+// StatusSource reads a gateway's /status: one GatewayStatus for each
+// running instance of it (a Deployment may briefly run two).
 type StatusSource interface {
-	Statuses(ctx context.Context) ([]tunnel.Status, error)
+	Statuses(ctx context.Context) ([]GatewayStatus, error)
 	String() string
+}
+
+// GatewayStatus is the part of a gateway's /status (the JSON of
+// GatewayStatus) that a rotation reads. It is declared here, not imported,
+// so that this package (and an operator's build of it) does not depend on
+// the gateway itself; a test keeps the two in step.
+type GatewayStatus struct {
+	// PublicKey is the key the gateway runs.
+	PublicKey string `json:"public_key"`
+	// Peers are the gateway's WireGuard peers, one per key.
+	Peers []PeerStatus `json:"peers"`
+}
+
+// PeerStatus is one WireGuard peer of a gateway.
+type PeerStatus struct {
+	// Name is the configured peer the key belongs to.
+	Name string `json:"name"`
+	// Key is "active" (the key that carries the peer's traffic),
+	// "successor" (staged, not yet used) or "retired" (replaced by its
+	// successor, not yet removed).
+	Key           string    `json:"key,omitempty"`
+	PublicKey     string    `json:"public_key"`
+	LastHandshake time.Time `json:"last_handshake,omitzero"`
 }
 
 // HTTPStatus reads GET <URL>/status from a gateway's admin server (or
@@ -51,7 +73,7 @@ func (h *HTTPStatus) String() string { return h.URL.String() }
 const maxStatusBytes = 8 << 20
 
 // Statuses fetches the one gateway's status.
-func (h *HTTPStatus) Statuses(ctx context.Context) ([]tunnel.Status, error) {
+func (h *HTTPStatus) Statuses(ctx context.Context) ([]GatewayStatus, error) {
 	c := h.Client
 	if c == nil {
 		c = &http.Client{Timeout: 10 * time.Second}
@@ -73,12 +95,12 @@ func (h *HTTPStatus) Statuses(ctx context.Context) ([]tunnel.Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}
-	return []tunnel.Status{st}, nil
+	return []GatewayStatus{st}, nil
 }
 
 // DecodeStatus decodes a gateway's /status JSON and checks the keys in it.
-func DecodeStatus(r io.Reader) (tunnel.Status, error) {
-	var st tunnel.Status
+func DecodeStatus(r io.Reader) (GatewayStatus, error) {
+	var st GatewayStatus
 	if err := json.NewDecoder(r).Decode(&st); err != nil {
 		return st, fmt.Errorf("decoding the gateway's status: %w", err)
 	}
@@ -103,7 +125,7 @@ func abbreviate(s string) string {
 
 // view is both gateways' statuses at one poll.
 type view struct {
-	this, peer []tunnel.Status
+	this, peer []GatewayStatus
 }
 
 // runs reports whether every instance of this side's gateway runs k.
@@ -117,13 +139,13 @@ func (v view) runs(k keys.PublicKey) bool {
 }
 
 // peerEntry finds k among a peer gateway's peers.
-func peerEntry(st tunnel.Status, k keys.PublicKey) (tunnel.PeerStatus, bool) {
+func peerEntry(st GatewayStatus, k keys.PublicKey) (PeerStatus, bool) {
 	for _, p := range st.Peers {
 		if p.PublicKey == k.String() {
 			return p, true
 		}
 	}
-	return tunnel.PeerStatus{}, false
+	return PeerStatus{}, false
 }
 
 // lists reports whether every instance of the peer's gateway has k as a

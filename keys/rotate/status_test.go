@@ -7,8 +7,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
+	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
@@ -80,4 +83,43 @@ func FuzzParseStatusURL(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+// GatewayStatus reads the fields a rotation needs from a real gateway's
+// /status, in every state a peer's key can be in: active with a
+// handshake, and a staged successor.
+func TestGatewayStatusMatchesTheGateway(t *testing.T) {
+	p := startPair(t)
+	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping.Flowing(t, 10*time.Second, 5, "before")
+	next := newKey(t).Public()
+	set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), next)})
+	rotatetest.Eventually(t, 5*time.Second, "eks to stage the successor", func() bool { return lists(p.EKS, next) })
+
+	src := httpStatus(t, p.EKS.AdminURL())
+	sts, err := src.Statuses(context.Background())
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("%v %v", sts, err)
+	}
+	want := p.EKS.Gateway.Status()
+	got := sts[0]
+	if got.PublicKey != want.PublicKey || len(got.Peers) != len(want.Peers) || len(got.Peers) != 2 {
+		t.Fatalf("got %+v, the gateway says %+v", got, want)
+	}
+	for i, w := range want.Peers {
+		g := got.Peers[i]
+		if g.Name != w.Name || g.Key != w.Key || g.PublicKey != w.PublicKey || !g.LastHandshake.Equal(w.LastHandshake) {
+			t.Fatalf("peer %d: got %+v, the gateway says %+v", i, g, w)
+		}
+	}
+	roles := map[string]string{}
+	for _, ps := range got.Peers {
+		roles[ps.PublicKey] = ps.Key
+		if ps.PublicKey == p.AKS.PublicKey().String() && ps.LastHandshake.IsZero() {
+			t.Fatal("the active key's handshake did not come through")
+		}
+	}
+	if roles[p.AKS.PublicKey().String()] != "active" || roles[next.String()] != "successor" {
+		t.Fatalf("key roles %v", roles)
+	}
 }
