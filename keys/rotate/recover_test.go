@@ -236,3 +236,20 @@ func TestTimeoutNamesTheStep(t *testing.T) {
 	}
 	settled(t, p.AKS, p.EKS, res.Key)
 }
+
+// Status addresses swapped: refused before anything is written, saying
+// which flag looks wrong.
+func TestSwappedStatus(t *testing.T) {
+	p := startPair(t)
+	before := []store.Version{load(t, p.AKS.Store()).Version, load(t, p.EKS.Store()).Version}
+	var out bytes.Buffer
+	rot := rotation(t, p.AKS, p.EKS, &out)
+	rot.This.Status, rot.Peer.Status = rot.Peer.Status, rot.This.Status
+	_, err := rot.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "is --status the gateway that reads --store") {
+		t.Fatalf("swapped statuses: %v", err)
+	}
+	if after := []store.Version{load(t, p.AKS.Store()).Version, load(t, p.EKS.Store()).Version}; !slices.Equal(before, after) {
+		t.Fatal("wrote with swapped statuses")
+	}
+}
