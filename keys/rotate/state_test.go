@@ -229,7 +229,9 @@ func FuzzClassify(f *testing.F) {
 		sit, err := Classify(snap(this), snap(map[string]string{"peer.aks.pub": peerFile}), "dir:/a", "dir:/b", peerName)
 		if err != nil {
 			for _, secret := range []string{priv, next} {
-				if s := strings.TrimSpace(secret); len(s) >= 16 && strings.Contains(err.Error(), s) {
+				// (A peer key file is public: its error may quote it,
+				// even when the fuzzer made it the same string.)
+				if s := strings.TrimSpace(secret); len(s) >= 16 && strings.Contains(err.Error(), s) && !strings.Contains(peerFile, s) {
 					t.Fatalf("the error repeats a private key: %v", err)
 				}
 			}
