@@ -78,26 +78,25 @@ func (r *Rotation) defaults() {
 	}
 }
 
-func (r *Rotation) load(ctx context.Context) (Situation, store.Snapshot, store.Snapshot, error) {
+func (r *Rotation) load(ctx context.Context) (Situation, error) {
 	if r.This.Store.String() == r.Peer.Store.String() {
-		return Situation{}, store.Snapshot{}, store.Snapshot{}, fmt.Errorf("this side's store and the peer's are the same (%s): each gateway has a store of its own", r.This.Store)
+		return Situation{}, fmt.Errorf("this side's store and the peer's are the same (%s): each gateway has a store of its own", r.This.Store)
 	}
 	this, err := r.This.Store.Load(ctx)
 	if err != nil {
-		return Situation{}, store.Snapshot{}, store.Snapshot{}, fmt.Errorf("reading this side's store: %w", err)
+		return Situation{}, fmt.Errorf("reading this side's store: %w", err)
 	}
 	peer, err := r.Peer.Store.Load(ctx)
 	if err != nil {
-		return Situation{}, store.Snapshot{}, store.Snapshot{}, fmt.Errorf("reading the peer's store: %w", err)
+		return Situation{}, fmt.Errorf("reading the peer's store: %w", err)
 	}
-	sit, err := Classify(this, peer, r.This.Store.String(), r.Peer.Store.String(), r.PeerName)
-	return sit, this, peer, err
+	return Classify(this, peer, r.This.Store.String(), r.Peer.Store.String(), r.PeerName)
 }
 
 // Plan reads both stores and says what Run would do, writing nothing.
 func (r *Rotation) Plan(ctx context.Context) (Plan, error) {
 	r.defaults()
-	sit, _, _, err := r.load(ctx)
+	sit, err := r.load(ctx)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -114,7 +113,7 @@ func (r *Rotation) Run(ctx context.Context) (Result, error) {
 	if r.This.Status == nil || r.Peer.Status == nil {
 		return res, errors.New("a rotation needs both gateways' status to confirm its steps")
 	}
-	sit, _, _, err := r.load(ctx)
+	sit, err := r.load(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -126,7 +125,7 @@ func (r *Rotation) Run(ctx context.Context) (Result, error) {
 	rotated := false
 	var fresh *keys.PrivateKey // the key prepare generates, once per run
 	for range maxSteps {
-		sit, thisSnap, peerSnap, err := r.load(ctx)
+		sit, err := r.load(ctx)
 		if err != nil {
 			return res, err
 		}
@@ -144,7 +143,7 @@ func (r *Rotation) Run(ctx context.Context) (Result, error) {
 			return res, nil
 		}
 		began := time.Now()
-		line, err := r.step(ctx, step, sit, thisSnap, peerSnap, &fresh)
+		line, err := r.step(ctx, step, sit, &fresh)
 		if errors.Is(err, errStale) {
 			r.Logger.Info("a store changed under the step; reading again", "step", step, "err", err)
 			continue
@@ -157,7 +156,7 @@ func (r *Rotation) Run(ctx context.Context) (Result, error) {
 		fmt.Fprintf(r.Out, "%s: %s (%.1fs)\n", step, line, time.Since(began).Seconds())
 		if step == r.StopAfter {
 			res.Stopped = true
-			if sit, _, _, err := r.load(ctx); err == nil {
+			if sit, err := r.load(ctx); err == nil {
 				res.Key, res.State = sit.Current, sit.State
 			}
 			fmt.Fprintf(r.Out, "stopped after %s, as asked: run the same command again to continue\n", step)
@@ -209,7 +208,7 @@ func (r *Rotation) settle(ctx context.Context, step Step, sit Situation) error {
 
 // step takes one step: the wait its write relies on, the write, and the
 // wait that confirms it. It returns the progress line.
-func (r *Rotation) step(ctx context.Context, step Step, sit Situation, thisSnap, peerSnap store.Snapshot, fresh **keys.PrivateKey) (string, error) {
+func (r *Rotation) step(ctx context.Context, step Step, sit Situation, fresh **keys.PrivateKey) (string, error) {
 	x, item := sit.Current, keys.PeerKeyFile(sit.PeerName)
 	switch step {
 	case Prepare:
