@@ -1,0 +1,19 @@
+// Package api is relay's producer interface: HTTP/JSON on an internal
+// address (never exposed through the tunnel), and the Go client the relay
+// CLI uses.
+//
+//	POST /v1/jobs               enqueue one job          201 (200 if the idempotency key matched)
+//	POST /v1/jobs/batch         enqueue up to 1000 jobs  200, all or none
+//	GET  /v1/jobs/{id}          one job                  200, 404
+//	GET  /v1/jobs?queue=&state=&limit=&after=            200, a page in creation order
+//	POST /v1/jobs/{id}/cancel   cancel                   200, 409 if it already finished
+//	POST /v1/jobs/{id}/retry    retry a dead, failed or cancelled job  200, 409
+//
+// Bodies are strict JSON: unknown fields, trailing data and bodies over the
+// size cap are refused. Payloads and results are bytes, so they travel in
+// base64 ("payload"); "payload_text" takes UTF-8 text instead. Errors are
+// {"error": {"code", "message", "field"}} with a status that says whose
+// fault it is: 400 bad input (field names the culprit), 404, 409, 413 too
+// large, 429 relay holds as many unfinished jobs as it may, 503 overloaded
+// or shutting down (retry), 500 relay's own failure.
+package api

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/relay/api"
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+type jobsCmd struct {
+	Server  string        `default:"http://127.0.0.1:8080" placeholder:"URL" help:"relay's internal HTTP address."`
+	Timeout time.Duration `default:"30s" help:"How long to wait for relay's answer."`
+
+	Submit jobsSubmitCmd `cmd:"" help:"Enqueue a job and print it (JSON)."`
+	Get    jobsGetCmd    `cmd:"" help:"Print a job (JSON), or only its result."`
+	List   jobsListCmd   `cmd:"" help:"List jobs by queue and state, oldest first."`
+	Cancel jobsCancelCmd `cmd:"" help:"Cancel a job: a queued one at once, a running one at its next heartbeat."`
+	Retry  jobsRetryCmd  `cmd:"" help:"Put a dead, failed or cancelled job back in its queue."`
+}
+
+func (j *jobsCmd) client() *api.Client {
+	return &api.Client{BaseURL: j.Server, HTTP: &http.Client{Timeout: j.Timeout}}
+}
+
+// apiError makes a refusal of the user's input exit 2.
+func apiError(err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		return cli.Usage(err)
+	}
+	return err
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+type jobsSubmitCmd struct {
+	Queue       string        `short:"q" required:"" help:"Queue to put the job in."`
+	Payload     string        `short:"p" xor:"payload" help:"The payload, as text."`
+	PayloadFile string        `short:"f" xor:"payload" placeholder:"FILE" help:"Read the payload from a file; - reads standard input."`
+	Key         string        `short:"k" placeholder:"KEY" help:"Idempotency key: submitting the same key again returns the first job."`
+	MaxAttempts uint32        `placeholder:"N" help:"Attempts before the job is dead (default: relay's)."`
+	Lease       time.Duration `help:"Lease duration (default: relay's)."`
+	RunAfter    string        `placeholder:"WHEN" help:"Hold the job back until then: an RFC 3339 time or a delay such as 5m."`
+}
+
+func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	req := api.JobRequest{Queue: c.Queue, MaxAttempts: c.MaxAttempts, IdempotencyKey: c.Key}
+	switch {
+	case c.PayloadFile == "-":
+		b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20+1))
+		if err != nil {
+			return fmt.Errorf("reading the payload from standard input: %w", err)
+		}
+		req.Payload = b
+	case c.PayloadFile != "":
+		b, err := os.ReadFile(c.PayloadFile)
+		if err != nil {
+			return cli.Usage(fmt.Errorf("--payload-file: %w", err))
+		}
+		req.Payload = b
+	default:
+		req.Payload = []byte(c.Payload)
+	}
+	if c.Lease != 0 {
+		req.LeaseDuration = c.Lease.String()
+	}
+	if c.RunAfter != "" {
+		t, err := parseWhen(c.RunAfter, time.Now())
+		if err != nil {
+			return cli.Usage(fmt.Errorf("--run-after: %w", err))
+		}
+		req.RunAfter = &t
+	}
+	j, err := parent.client().Enqueue(ctx, req)
+	if err != nil {
+		return apiError(err)
+	}
+	return printJSON(env.Stdout, j)
+}
+
+// parseWhen reads an RFC 3339 time or a delay from now.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a delay (90s, 5m)", s)
+	}
+	return now.Add(d), nil
+}
+
+type jobsGetCmd struct {
+	ID     string `arg:"" help:"Job id."`
+	Result bool   `help:"Print only the job's result bytes (nothing if it has none)."`
+}
+
+func (c *jobsGetCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	j, err := parent.client().Get(ctx, c.ID)
+	if err != nil {
+		return apiError(err)
+	}
+	if c.Result {
+		_, err := env.Stdout.Write(j.Result)
+		return err
+	}
+	return printJSON(env.Stdout, j)
+}
+
+type jobsListCmd struct {
+	Queue string `short:"q" help:"Only this queue."`
+	State string `short:"s" enum:",queued,leased,retrying,succeeded,failed,dead,cancelled" default:"" help:"Only this state: queued, leased, retrying, succeeded, failed, dead or cancelled."`
+	Limit int    `default:"50" help:"Jobs per page (1 to 1000)."`
+	After string `placeholder:"ID" help:"Start after this job id (the next cursor a page printed)."`
+	All   bool   `help:"Follow pages to the end (at most 100 pages)."`
+	JSON  bool   `name:"json" help:"Print JSON instead of a table."`
+}
+
+func (c *jobsListCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	if c.Limit < 1 || c.Limit > 1000 {
+		return cli.Usage(fmt.Errorf("--limit %d: want 1 to 1000", c.Limit))
+	}
+	cl := parent.client()
+	o := api.ListOptions{Queue: c.Queue, State: c.State, Limit: c.Limit, After: c.After}
+	var all api.ListResponse
+	for page := 0; page < 100; page++ {
+		resp, err := cl.List(ctx, o)
+		if err != nil {
+			return apiError(err)
+		}
+		all.Jobs = append(all.Jobs, resp.Jobs...)
+		all.Next = resp.Next
+		if !c.All || resp.Next == "" {
+			break
+		}
+		o.After = resp.Next
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, all)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tQUEUE\tSTATE\tATTEMPT\tCREATED\tLAST ERROR")
+	for _, j := range all.Jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", j.ID, j.Queue, j.State, j.Attempt, j.MaxAttempts,
+			j.CreatedAt.Format(time.RFC3339), oneLine(j.LastError, 60))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if all.Next != "" {
+		fmt.Fprintf(env.Stderr, "more: --after %s\n", all.Next)
+	}
+	return nil
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n-1] + "…"
+	}
+	return s
+}
+
+type jobsCancelCmd struct {
+	ID string `arg:"" help:"Job id."`
+}
+
+func (c *jobsCancelCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	j, err := parent.client().Cancel(ctx, c.ID)
+	if err != nil {
+		return apiError(err)
+	}
+	return printJSON(env.Stdout, j)
+}
+
+type jobsRetryCmd struct {
+	ID string `arg:"" help:"Job id."`
+}
+
+func (c *jobsRetryCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	j, err := parent.client().Retry(ctx, c.ID)
+	if err != nil {
+		return apiError(err)
+	}
+	return printJSON(env.Stdout, j)
+}

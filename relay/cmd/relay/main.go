@@ -1,0 +1,34 @@
+// Command relay is the task queue: `relay serve` runs it (workers over
+// QUIC, producers over an internal HTTP API), and `relay jobs …` talks to
+// a running relay's API.
+package main
+
+import (
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type commands struct {
+	Serve serveCmd `cmd:"" help:"Run relay: the job store, workers over QUIC, the producer API and metrics over HTTP."`
+	Jobs  jobsCmd  `cmd:"" help:"Submit, inspect, cancel and retry jobs through a running relay's API."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var c commands
+	return cli.Main("relay",
+		"A durable task queue whose workers lease jobs over QUIC (see docs/relay.md).",
+		"RELAY", &c, args, stdout, stderr, kong.Vars{"version": version})
+}

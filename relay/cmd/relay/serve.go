@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/api"
+	"github.com/tunnel-dev/tunnel/relay/auth"
+	"github.com/tunnel-dev/tunnel/relay/proto"
+	"github.com/tunnel-dev/tunnel/relay/queue"
+	"github.com/tunnel-dev/tunnel/relay/server"
+	"github.com/tunnel-dev/tunnel/relay/store"
+	"github.com/tunnel-dev/tunnel/tunnel/admin"
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+type serveCmd struct {
+	DB           string        `default:"/var/lib/relay/relay.db" placeholder:"FILE" help:"The job store (one bbolt file, created 0600; its directory must exist)."`
+	Listen       string        `default:":7443" placeholder:"ADDR" help:"UDP address workers reach over QUIC (the port the tunnel exposes)."`
+	HTTP         string        `name:"http" default:":8080" placeholder:"ADDR" help:"Internal HTTP address: producer API (/v1/), /metrics, /healthz, /readyz. Never expose it through the tunnel."`
+	IdentityCert string        `required:"" type:"path" placeholder:"FILE" help:"relay's QUIC certificate (identity.crt from tunnel keys identity); workers pin its key."`
+	IdentityKey  string        `required:"" type:"path" placeholder:"FILE" help:"relay's QUIC private key file (identity.key, mode 0600 or 0400)."`
+	Workers      string        `required:"" type:"path" placeholder:"PATH" help:"Workers file, or a directory of *.yaml files: which worker pins may do what on which queue."`
+	WorkersCheck time.Duration `default:"2s" help:"How often to compare the workers file's contents and reload it (SIGHUP reloads at once)."`
+
+	LeaseDuration time.Duration `default:"30s" help:"Lease duration of a job whose producer set none."`
+	MaxAttempts   uint32        `default:"25" help:"Attempts of a job whose producer set none; after the last it is dead."`
+	BackoffBase   time.Duration `default:"1s" help:"Backoff after a job's first failed attempt; it doubles per attempt, with jitter."`
+	BackoffMax    time.Duration `default:"10m" help:"Longest backoff between attempts."`
+	MaxWait       time.Duration `default:"60s" help:"Longest a worker's long poll is held."`
+	MaxPayload    int           `default:"1048576" help:"Largest job payload, in bytes (at most 1 MiB)."`
+	MaxResult     int           `default:"1048576" help:"Largest job result, in bytes (at most 1 MiB)."`
+	MaxLiveJobs   int           `default:"1000000" help:"Most unfinished jobs relay holds; enqueues past it get 429."`
+	MaxLiveBytes  int64         `default:"1073741824" help:"Most payload bytes of unfinished jobs relay holds (they live in memory); enqueues past it get 429."`
+	MaxLeases     int           `default:"1000" help:"Most leases one worker may hold at once."`
+
+	PacketSize       uint16        `default:"1372" help:"QUIC UDP payload size: the tunnel's inner MTU (1420) less 48, so no packet is fragmented."`
+	PathMTUDiscovery bool          `name:"pmtud" help:"Let QUIC probe for larger packets (off: inside the tunnel the size is known)."`
+	KeepAlive        time.Duration `default:"10s" help:"QUIC keep-alive interval; keep it below the gateway's UDP idle expiry (120s)."`
+	IdleTimeout      time.Duration `default:"30s" help:"Close a QUIC connection whose worker stopped answering after this long."`
+	MaxStreams       int64         `default:"256" help:"Concurrent calls one worker connection may have open."`
+	DrainTimeout     time.Duration `default:"10s" help:"On SIGTERM, how long calls in flight may take to finish."`
+	cli.Logging
+}
+
+func (c *serveCmd) validate() error {
+	switch {
+	case c.MaxPayload < 1 || c.MaxPayload > proto.MaxPayload:
+		return fmt.Errorf("--max-payload %d: want 1 to %d bytes", c.MaxPayload, proto.MaxPayload)
+	case c.MaxResult < 1 || c.MaxResult > proto.MaxPayload:
+		return fmt.Errorf("--max-result %d: want 1 to %d bytes", c.MaxResult, proto.MaxPayload)
+	case c.LeaseDuration < queue.MinLease || c.LeaseDuration > queue.MaxLease:
+		return fmt.Errorf("--lease-duration %s: want %s to %s", c.LeaseDuration, queue.MinLease, queue.MaxLease)
+	case c.MaxAttempts < 1 || c.MaxAttempts > queue.MaxAttemptsLimit:
+		return fmt.Errorf("--max-attempts %d: want 1 to %d", c.MaxAttempts, queue.MaxAttemptsLimit)
+	case c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase:
+		return fmt.Errorf("--backoff-base %s, --backoff-max %s: want 0 < base <= max", c.BackoffBase, c.BackoffMax)
+	case c.MaxWait <= 0:
+		return fmt.Errorf("--max-wait %s: must be positive", c.MaxWait)
+	case c.WorkersCheck <= 0:
+		return fmt.Errorf("--workers-check %s: must be positive", c.WorkersCheck)
+	case c.MaxLiveJobs < 1 || c.MaxLiveBytes < 1 || c.MaxLeases < 1:
+		return errors.New("--max-live-jobs, --max-live-bytes and --max-leases must be positive")
+	case c.MaxStreams < 1:
+		return fmt.Errorf("--max-streams %d: must be positive", c.MaxStreams)
+	}
+	return c.quic().Validate()
+}
+
+func (c *serveCmd) quic() proto.QUICOptions {
+	return proto.QUICOptions{
+		PacketSize:         c.PacketSize,
+		PathMTUDiscovery:   c.PathMTUDiscovery,
+		KeepAlive:          c.KeepAlive,
+		IdleTimeout:        c.IdleTimeout,
+		MaxIncomingStreams: c.MaxStreams,
+	}
+}
+
+func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
+	log := c.Logger(env.Stderr)
+	if err := c.validate(); err != nil {
+		return cli.Usage(err)
+	}
+	id, err := keys.LoadIdentity(c.IdentityCert, c.IdentityKey)
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--identity-cert/--identity-key: %w", err))
+	}
+	reg := admin.NewRegistry()
+	// The server is needed by the watcher's callback, and the watcher by
+	// the server: the callback reads srv once both exist.
+	var srvp atomic.Pointer[server.Server]
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	w, err := auth.Watch(wctx, auth.WatchOptions{
+		Path: c.Workers, Every: c.WorkersCheck, Logger: log, Registerer: reg,
+		OnChange: func(*auth.Config, []keys.Pin) {
+			if srv := srvp.Load(); srv != nil {
+				srv.Revoke()
+			}
+		},
+	})
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--workers: %w", err))
+	}
+	st, err := store.OpenBolt(store.BoltOptions{Path: c.DB, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	q, err := queue.Open(ctx, queue.Options{
+		Store:              st,
+		Logger:             log,
+		Registerer:         reg,
+		DefaultLease:       c.LeaseDuration,
+		DefaultMaxAttempts: c.MaxAttempts,
+		MaxPayload:         c.MaxPayload,
+		MaxResult:          c.MaxResult,
+		Backoff:            queue.Backoff{Base: c.BackoffBase, Max: c.BackoffMax},
+		MaxWait:            c.MaxWait,
+		MaxLeasesPerWorker: c.MaxLeases,
+		MaxLiveJobs:        c.MaxLiveJobs,
+		MaxLiveBytes:       c.MaxLiveBytes,
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	srv, err := server.New(server.Options{
+		Queue: q, Identity: id, Workers: w.Config, QUIC: c.quic(),
+		DrainTimeout: c.DrainTimeout, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return cli.Usage(err)
+	}
+	srvp.Store(srv)
+	adm, err := admin.Start(ctx, admin.Options{
+		Addr:     c.HTTP,
+		Registry: reg,
+		Ready:    q.Ready,
+		Handlers: map[string]http.Handler{"/v1/": api.NewHandler(api.Options{Queue: q, MaxPayload: c.MaxPayload, Logger: log})},
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	sctx, stopServe := context.WithCancel(context.Background())
+	defer stopServe()
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe(sctx, c.Listen) }()
+	log.Info("relay started", "db", c.DB, "quic", c.Listen, "http", c.HTTP, "pin", id.Pin().String())
+
+	health := time.NewTicker(time.Second)
+	defer health.Stop()
+	var failure error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("signal received; draining", "timeout", c.DrainTimeout.String())
+			break loop
+		case <-hup:
+			w.Check()
+		case err := <-served:
+			served = nil
+			failure = err
+			break loop
+		case <-health.C:
+			if err := st.Err(); err != nil {
+				failure = fmt.Errorf("the store failed; exiting so that relay restarts from its file: %w", err)
+				break loop
+			}
+		}
+	}
+	stopServe()
+	if served != nil {
+		if err := <-served; err != nil && failure == nil {
+			failure = err
+		}
+	}
+	return failure
+}
