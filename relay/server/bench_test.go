@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/client"
+	"github.com/tunnel-dev/tunnel/relay/queue"
+)
+
+// BenchmarkCycle measures jobs/s through enqueue → lease → complete on
+// loopback: a real bbolt file (every acknowledged change fsync'd), real
+// QUIC with real certificates, N workers each leasing one job at a time.
+// It reports jobs/s and the p50/p99 latency of Lease calls that returned a
+// job. Run with -benchtime=Nx to fix the number of jobs.
+func BenchmarkCycle(b *testing.B) {
+	for _, workers := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) { benchCycle(b, workers) })
+	}
+}
+
+func benchCycle(b *testing.B, workers int) {
+	id := identity(b, "bench")
+	h := startRelay(b, harnessOptions{}, workerSpec{name: "bench", ids: []keys.Identity{id}, queues: map[string]string{"default": allActions}})
+	conns := make([]*client.Client, min(workers, 16))
+	for i := range conns {
+		conns[i] = h.dial(id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	payload := make([]byte, 256)
+	var done atomic.Int64
+	total := int64(b.N)
+	var mu sync.Mutex
+	var lat []time.Duration
+
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for n := 0; n < b.N; n += 100 {
+			batch := make([]queue.NewJob, min(100, b.N-n))
+			for i := range batch {
+				batch[i] = queue.NewJob{Queue: "default", Payload: payload}
+			}
+			if _, err := h.q.Enqueue(ctx, batch); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		c := conns[w%len(conns)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+			for done.Load() < total && ctx.Err() == nil {
+				t0 := time.Now()
+				jobs, err := c.Lease(ctx, client.LeaseOptions{Max: 1, Wait: 50 * time.Millisecond})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if len(jobs) == 0 {
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+				if _, err := c.Complete(ctx, jobs[0].Lease, jobs[0].Payload[:8]); err != nil {
+					b.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if done.Load() < total {
+		b.Fatalf("%d of %d jobs completed", done.Load(), total)
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Microseconds())
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
+	b.ReportMetric(pct(0.50), "lease-p50-µs")
+	b.ReportMetric(pct(0.99), "lease-p99-µs")
+	b.ReportMetric(0, "ns/op")
+}
