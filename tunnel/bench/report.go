@@ -52,6 +52,17 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "CPU s/GB: CPU time of both gateways per GB carried (one stream); peak RSS: the larger gateway's.")
+	for _, j := range r.Jobs {
+		if j.Err != "" {
+			fmt.Fprintf(w, "\nrelay jobs %s: failed: %s\n", j.Path, j.Err)
+			continue
+		}
+		fmt.Fprintf(w, "\nrelay jobs %s (enqueue → lease → complete, %d in flight, durable): %.0f jobs/s; at half that load p50 %v, p99 %v",
+			j.Path, j.InFlight, j.JobsPerSecond, j.P50.Round(10*time.Microsecond), j.P99.Round(10*time.Microsecond))
+	}
+	if len(r.Jobs) > 0 {
+		fmt.Fprintln(w)
+	}
 	if f := r.Footprint; f != nil {
 		fmt.Fprintf(w, "\nfootprint of a tunnel gateway process: start to ready %v; idle RSS %.1f MiB; per idle flow and gateway (%d flows): UDP %.1f KiB, TCP %.1f KiB\n",
 			f.StartToReady.Round(100*time.Microsecond), float64(f.IdleRSS)/(1<<20), f.Flows, float64(f.PerUDPFlow)/1024, float64(f.PerTCPFlow)/1024)

@@ -72,8 +72,11 @@ type Options struct {
 	// Executable is the tunnel binary, for the start-to-ready measurement.
 	Executable string
 	// Flows is how many idle flows the footprint opens; default 500.
-	Flows  int
-	Logger *slog.Logger
+	Flows int
+	// RelayExecutable, if set, adds relay's job throughput and latency,
+	// direct and through the tunnel (needs NodeCommand).
+	RelayExecutable string
+	Logger          *slog.Logger
 	// Progress, if set, is told what is being measured.
 	Progress func(string)
 }
@@ -105,6 +108,8 @@ type Report struct {
 	Results  []Result  `json:"results"`
 	// Footprint is set when asked for.
 	Footprint *Footprint `json:"footprint,omitempty"`
+	// Jobs is relay's job throughput and latency, when asked for.
+	Jobs []JobsResult `json:"jobs,omitempty"`
 }
 
 // Run measures every variant, Repeats times each, round robin so that a
@@ -200,6 +205,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("footprint: %w", err)
 		}
 		rep.Footprint = fp
+	}
+	if o.RelayExecutable != "" {
+		if len(o.NodeCommand) == 0 {
+			return nil, fmt.Errorf("relay's job figures need gateways as processes")
+		}
+		for _, tunnelled := range []bool{false, true} {
+			o.Progress(fmt.Sprintf("relay jobs, through the tunnel: %v", tunnelled))
+			rep.Jobs = append(rep.Jobs, measureJobs(ctx, o, o.RelayExecutable, tunnelled))
+		}
 	}
 	var stock float64
 	for i, v := range o.Variants {

@@ -59,3 +59,5 @@ func ServeTargets(tcpAddr, udpAddr string) error {
 	<-done
 	return nil
 }
+
+func netListenPacket() (net.PacketConn, error) { return net.ListenPacket("udp", "127.0.0.1:0") }

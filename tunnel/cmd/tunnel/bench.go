@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,6 +37,8 @@ type benchRunCmd struct {
 	Only       string        `placeholder:"TEXT" help:"Measure only the paths whose name contains TEXT."`
 	Footprint  bool          `help:"Also measure a gateway process's start to ready, idle memory and memory per idle flow."`
 	Flows      int           `default:"500" help:"Idle flows the footprint opens."`
+	Jobs       bool          `help:"Also measure relay's jobs/s and latency, direct and through the tunnel (needs the relay binary beside this one, or --relay)."`
+	Relay      string        `type:"path" placeholder:"FILE" help:"The relay binary for --jobs (default: relay beside this binary)."`
 }
 
 func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
@@ -79,6 +82,19 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 		o.Executable = exe
 	}
 	o.Footprint, o.Flows = c.Footprint, c.Flows
+	if c.Jobs {
+		if c.InProcess {
+			return cli.Usage(fmt.Errorf("--jobs measures gateway processes; drop --in-process"))
+		}
+		relay := c.Relay
+		if relay == "" {
+			relay = filepath.Join(filepath.Dir(o.Executable), "relay")
+		}
+		if _, err := os.Stat(relay); err != nil {
+			return cli.Usage(fmt.Errorf("--jobs needs the relay binary: %v (build it with make build, or pass --relay)", err))
+		}
+		o.RelayExecutable = relay
+	}
 	if c.Footprint && c.InProcess {
 		return cli.Usage(fmt.Errorf("--footprint measures gateway processes; drop --in-process"))
 	}

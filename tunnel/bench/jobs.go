@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/api"
+	"github.com/tunnel-dev/tunnel/relay/client"
+)
+
+// JobsResult is relay's job throughput and latency on one path: jobs go
+// enqueue (producer API) → lease → complete (QUIC, 64 in flight), with
+// relay durable (every change fsync'd).
+type JobsResult struct {
+	Path string `json:"path"`
+	// JobsPerSecond at saturation: the producer keeps a backlog.
+	JobsPerSecond float64 `json:"jobs_per_second"`
+	InFlight      int     `json:"in_flight"`
+	// P50 and P99 are enqueue-to-completion latencies with the producer
+	// paced at half the saturated rate.
+	P50  time.Duration `json:"p50_ns"`
+	P99  time.Duration `json:"p99_ns"`
+	Jobs int           `json:"jobs"`
+	Err  string        `json:"error,omitempty"`
+}
+
+// relayProc is a relay process with its files.
+type relayProc struct {
+	cmd      *exec.Cmd
+	quic     string
+	api      *api.Client
+	relayPin keys.Pin
+	worker   keys.Identity
+	dir      string
+}
+
+func startRelay(ctx context.Context, exe string) (*relayProc, error) {
+	dir, err := os.MkdirTemp("", "tunnel-bench-relay-")
+	if err != nil {
+		return nil, err
+	}
+	r := &relayProc{dir: dir}
+	fail := func(err error) (*relayProc, error) { r.Close(); return nil, err }
+	if r.relayPin, err = keys.WriteIdentity(filepath.Join(dir, "relay"), "relay", false); err != nil {
+		return fail(err)
+	}
+	wpin, err := keys.WriteIdentity(filepath.Join(dir, "worker"), "bench", false)
+	if err != nil {
+		return fail(err)
+	}
+	if r.worker, err = keys.LoadIdentity(filepath.Join(dir, "worker", keys.IdentityCertFile), filepath.Join(dir, "worker", keys.IdentityKeyFile)); err != nil {
+		return fail(err)
+	}
+	workers := fmt.Sprintf("workers:\n  - name: bench\n    pins: [%s]\n    queues:\n      bench: [lease, heartbeat, complete, fail]\n", wpin)
+	if err := os.WriteFile(filepath.Join(dir, "workers.yaml"), []byte(workers), 0o600); err != nil {
+		return fail(err)
+	}
+	quicPort, err := freeUDP()
+	if err != nil {
+		return fail(err)
+	}
+	httpAddr, err := freeTCP()
+	if err != nil {
+		return fail(err)
+	}
+	r.quic = quicPort
+	r.cmd = exec.CommandContext(ctx, exe, "serve", "--db", filepath.Join(dir, "relay.db"), "--listen", quicPort, "--http", httpAddr,
+		"--identity-cert", filepath.Join(dir, "relay", keys.IdentityCertFile), "--identity-key", filepath.Join(dir, "relay", keys.IdentityKeyFile),
+		"--workers", filepath.Join(dir, "workers.yaml"), "--log-level", "warn")
+	if err := r.cmd.Start(); err != nil {
+		return fail(fmt.Errorf("starting relay: %w", err))
+	}
+	r.api = &api.Client{BaseURL: "http://" + httpAddr, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("relay not ready after 15s"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *relayProc) Close() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
+	os.RemoveAll(r.dir)
+}
+
+func freeUDP() (string, error) {
+	pc, err := netListenPacket()
+	if err != nil {
+		return "", err
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String(), nil
+}
+
+// jobRun drives jobs through relay at addr: a producer on relay's API and
+// inFlight workers on one QUIC connection.
+type jobRun struct {
+	relay    *relayProc
+	addr     string
+	inFlight int
+	seq      atomic.Int64
+}
+
+// run enqueues and works jobs for d. With rate zero the producer keeps a
+// backlog (saturation); otherwise it enqueues rate jobs a second. It
+// returns the jobs completed and their enqueue-to-completion latencies.
+func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, []time.Duration, error) {
+	c, err := client.Dial(ctx, client.Options{Addr: j.addr, Identity: j.relay.worker, RelayPin: j.relay.relayPin})
+	if err != nil {
+		return 0, nil, fmt.Errorf("dialling relay at %s: %w", j.addr, err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	end := time.Now().Add(d)
+	// over reports a call cut short by the end of the run, not failed.
+	over := func() bool { return ctx.Err() != nil || !time.Now().Before(end.Add(-50*time.Millisecond)) }
+
+	var mu sync.Mutex
+	enqueued := map[string]time.Time{}
+	var lat []time.Duration
+	var done, queued atomic.Int64
+	var firstErr error
+	setErr := func(err error) {
+		mu.Lock()
+		if firstErr == nil && !over() {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the producer
+		defer wg.Done()
+		const batch = 100
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		start := time.Now()
+		for ctx.Err() == nil {
+			n := batch
+			if rate > 0 {
+				want := int64(rate * time.Since(start).Seconds())
+				n = int(want - queued.Load())
+				if n <= 0 {
+					select {
+					case <-tick.C:
+					case <-ctx.Done():
+					}
+					continue
+				}
+				n = min(n, batch)
+			} else if queued.Load()-done.Load() > 4*int64(j.inFlight)+1000 {
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+				}
+				continue
+			}
+			reqs := make([]api.JobRequest, n)
+			for i := range reqs {
+				reqs[i] = api.JobRequest{Queue: "bench", PayloadText: fmt.Sprintf("job %d", j.seq.Add(1))}
+			}
+			jobs, err := j.relay.api.EnqueueBatch(ctx, reqs)
+			now := time.Now()
+			if err != nil {
+				setErr(fmt.Errorf("enqueueing: %w", err))
+				return
+			}
+			mu.Lock()
+			for _, job := range jobs {
+				enqueued[job.ID] = now
+			}
+			mu.Unlock()
+			queued.Add(int64(len(jobs)))
+		}
+	}()
+	for range j.inFlight {
+		wg.Add(1)
+		go func() { // a worker slot
+			defer wg.Done()
+			for ctx.Err() == nil {
+				jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{"bench"}, Max: 1, Wait: time.Second})
+				if err != nil {
+					setErr(fmt.Errorf("leasing: %w", err))
+					return
+				}
+				for _, job := range jobs {
+					if _, err := c.Complete(ctx, job.Lease, job.Payload); err != nil {
+						setErr(fmt.Errorf("completing: %w", err))
+						return
+					}
+					now := time.Now()
+					done.Add(1)
+					mu.Lock()
+					if t, ok := enqueued[job.ID]; ok {
+						lat = append(lat, now.Sub(t))
+						delete(enqueued, job.ID)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, nil, firstErr
+	}
+	return int(done.Load()), lat, nil
+}
+
+// measureJobs measures one path: direct to relay, or through two gateway
+// processes.
+func measureJobs(ctx context.Context, o Options, relayExe string, throughTunnel bool) JobsResult {
+	res := JobsResult{Path: "direct to relay", InFlight: 64}
+	if throughTunnel {
+		res.Path = "through the tunnel"
+	}
+	r, err := startRelay(ctx, relayExe)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer r.Close()
+	addr := r.quic
+	if throughTunnel {
+		p, err := startPath(ctx, o, Tunnel, "127.0.0.1:1", r.quic)
+		if err != nil {
+			res.Err = err.Error()
+			return res
+		}
+		defer p.Close()
+		addr = p.aks.ready.UDPForward
+	}
+	jr := &jobRun{relay: r, addr: addr, inFlight: res.InFlight}
+	n, _, err := jr.run(ctx, o.Duration, 0)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	res.JobsPerSecond = float64(n) / o.Duration.Seconds()
+	n, lat, err := jr.run(ctx, o.Duration, res.JobsPerSecond/2)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	res.Jobs = n
+	if len(lat) > 0 {
+		sort.Slice(lat, func(i, k int) bool { return lat[i] < lat[k] })
+		res.P50, res.P99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	return res
+}
