@@ -3,6 +3,7 @@ package queue
 import (
 	"container/heap"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/relay/store"
@@ -22,10 +23,9 @@ func (q *Queue) run() {
 		select {
 		case <-q.closing:
 			q.mu.Lock()
-			for _, w := range q.waiters {
-				w.parked = false
+			for _, w := range slices.Clone(q.waiters) {
+				q.unpark(w)
 			}
-			q.waiters = nil
 			q.mu.Unlock()
 			return
 		case <-t.C:
