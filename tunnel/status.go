@@ -29,6 +29,10 @@ type Status struct {
 	// UDPReceiveDrops counts datagrams the kernel dropped on the
 	// gateway's UDP sockets because a receive buffer was full.
 	UDPReceiveDrops uint64 `json:"udp_receive_drops"`
+	// TunnelSocketDrops counts datagrams from the tunnel dropped because
+	// the UDP socket they were for (a rule's or the embedding program's)
+	// was not reading fast enough.
+	TunnelSocketDrops uint64 `json:"tunnel_socket_drops"`
 }
 
 // WireGuardCounts are refusals counted from wireguard-go.
@@ -121,6 +125,7 @@ func (g *Gateway) Status() Status {
 	st.WireGuard = WireGuardCounts{SpoofedSource: g.wgc.spoofed.Load(), HandshakeRefused: g.wgc.handshakeRefused.Load()}
 	if g.ns != nil {
 		st.QueueDrops = g.ns.Stats().QueueDrops
+		st.TunnelSocketDrops = g.ns.UDPQueueDrops()
 	}
 	st.UDPReceiveDrops = udpDrops()
 	return st
