@@ -161,16 +161,22 @@ func runStockNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, peer
 	var stats forward.Stats
 	var d net.Dialer
 	var closers []func()
+	// serving counts the forwarders: the netstack is closed only after
+	// they have returned, so no session dials into a closed stack.
+	var serving sync.WaitGroup
 	serveTCP := func(ln net.Listener, dial func(context.Context) (net.Conn, error)) {
 		closers = append(closers, func() { ln.Close() })
 		p := &forward.TCP{Name: "tcp", Listener: ln, Dial: dial, DialTimeout: 5 * time.Second, Stats: &stats, Logger: log}
-		go p.Serve(ctx)
+		serving.Go(func() {
+			_ = p.Serve(ctx)
+			p.Shutdown(ctx) // ctx is done: closes what is left, waits for it
+		})
 	}
 	serveUDP := func(pc net.PacketConn, dial func(context.Context) (net.Conn, error)) {
 		closers = append(closers, func() { pc.Close() })
 		p := &forward.UDP{Name: "udp", Conn: pc, Dial: dial, DialTimeout: 5 * time.Second, IdleTimeout: time.Minute,
 			MaxSessions: 4096, MaxUp: 65535, MaxDown: 65535, Stats: &stats, Logger: log}
-		go p.Serve(ctx)
+		serving.Go(func() { _ = p.Serve(ctx) })
 	}
 	r := NodeReady{PID: os.Getpid()}
 	fail := func(err error) (NodeReady, func(), error) {
@@ -178,6 +184,7 @@ func runStockNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, peer
 		for _, c := range closers {
 			c()
 		}
+		serving.Wait()
 		dev.Close()
 		return NodeReady{}, nil, err
 	}
@@ -220,6 +227,7 @@ func runStockNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, peer
 		for _, c := range closers {
 			c()
 		}
+		serving.Wait()
 		dev.Close()
 	}, nil
 }
