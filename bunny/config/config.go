@@ -1,0 +1,489 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/proto"
+)
+
+// Defaults and limits.
+const (
+	DefaultConcurrency   = 4
+	MaxConcurrency       = 1024
+	DefaultShutdownGrace = 30 * time.Second
+	MaxShutdownGrace     = time.Hour
+	DefaultAdminListen   = "127.0.0.1:9090"
+	DefaultExecTimeout   = 5 * time.Minute
+	DefaultHTTPTimeout   = time.Minute
+	MaxTimeout           = 24 * time.Hour
+	// DefaultMaxOutput and the largest maxOutput are relay's result limit.
+	DefaultMaxOutput = proto.MaxPayload
+	MaxOutputLimit   = proto.MaxPayload
+	// MaxFileSize bounds a configuration file; anything larger is a mistake.
+	MaxFileSize = 1 << 20
+)
+
+// Config is a parsed, validated configuration.
+type Config struct {
+	Relay         Relay
+	Identity      Identity
+	Admin         Admin
+	Concurrency   int
+	ShutdownGrace time.Duration
+	Queues        []Queue
+}
+
+// Relay is where relay is and which key it must present.
+type Relay struct {
+	// Address is host:port (UDP); resolved again on every dial.
+	Address string
+	// Pin is relay's identity pin; zero until Load reads PinFile.
+	Pin keys.Pin
+	// PinFile, if set, is relay's certificate; Load fills Pin from it.
+	PinFile string
+}
+
+// Identity is bunny's own QUIC identity.
+type Identity struct {
+	CertFile string
+	KeyFile  string
+}
+
+// Admin is the /metrics, /healthz and /readyz listener.
+type Admin struct {
+	// Listen is host:port; empty disables the listener.
+	Listen string
+}
+
+// Queue is one queue bunny leases from and how its jobs run. Exactly one
+// of Exec and HTTP is set.
+type Queue struct {
+	Name string
+	Exec *Exec
+	HTTP *HTTP
+}
+
+// Exec runs a command per job: payload on stdin, result from stdout.
+type Exec struct {
+	Command   []string
+	Timeout   time.Duration
+	MaxOutput int
+}
+
+// HTTP POSTs each job's payload to a URL; a 2xx body is the result.
+type HTTP struct {
+	URL       string
+	Timeout   time.Duration
+	MaxOutput int
+}
+
+// FieldError is one problem with one field.
+type FieldError struct {
+	File string
+	Line int
+	Path string // such as "queues[0].exec.timeout"
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteString(":")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:", e.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a file, in the order found.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	if len(es) == 1 {
+		return "invalid configuration: " + lines[0]
+	}
+	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(es), strings.Join(lines, "\n  "))
+}
+
+// The raw form is what the file holds, every scalar a string, so that each
+// value is parsed here with an error naming its field and line.
+type rawConfig struct {
+	Relay         rawRelay    `yaml:"relay"`
+	Identity      rawIdentity `yaml:"identity"`
+	Admin         rawAdmin    `yaml:"admin"`
+	Concurrency   string      `yaml:"concurrency"`
+	ShutdownGrace string      `yaml:"shutdownGrace"`
+	Queues        []rawQueue  `yaml:"queues"`
+}
+
+type rawRelay struct {
+	Address string `yaml:"address"`
+	Pin     string `yaml:"pin"`
+	PinFile string `yaml:"pinFile"`
+}
+
+type rawIdentity struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+type rawAdmin struct {
+	// A pointer: absent means the default, "" disables.
+	Listen *string `yaml:"listen"`
+}
+
+type rawQueue struct {
+	Name string   `yaml:"name"`
+	Exec *rawExec `yaml:"exec"`
+	HTTP *rawHTTP `yaml:"http"`
+}
+
+type rawExec struct {
+	Command   []string `yaml:"command"`
+	Timeout   string   `yaml:"timeout"`
+	MaxOutput string   `yaml:"maxOutput"`
+}
+
+type rawHTTP struct {
+	URL       string `yaml:"url"`
+	Timeout   string `yaml:"timeout"`
+	MaxOutput string `yaml:"maxOutput"`
+}
+
+// Load reads, parses and validates the file at path, then reads the files
+// it names: relay's pinFile (into Relay.Pin) and the identity, which must
+// load (its key file readable by its owner alone). Errors name the file.
+func Load(path string) (*Config, error) {
+	c, err := LoadOffline(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ResolveFiles(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadOffline reads, parses and validates the file at path without
+// reading the files it names.
+func LoadOffline(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("reading configuration %s: larger than %d bytes", path, MaxFileSize)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		var es Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				e.File = path
+			}
+			return nil, es
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ResolveFiles reads relay's pinFile, if set, into Relay.Pin, and checks
+// that the identity loads. The errors name the field.
+func (c *Config) ResolveFiles() error {
+	var es Errors
+	if c.Relay.PinFile != "" {
+		pin, err := keys.LoadCertificatePin(c.Relay.PinFile)
+		if err != nil {
+			es = append(es, &FieldError{Path: "relay.pinFile", Msg: err.Error()})
+		} else {
+			c.Relay.Pin = pin
+		}
+	}
+	if _, err := keys.LoadIdentity(c.Identity.CertFile, c.Identity.KeyFile); err != nil {
+		path := "identity.certFile"
+		if errors.Is(err, keys.ErrKeyFileMode) || strings.Contains(err.Error(), "secret file") {
+			path = "identity.keyFile"
+		}
+		es = append(es, &FieldError{Path: path, Msg: err.Error()})
+	}
+	if len(es) > 0 {
+		return es
+	}
+	return nil
+}
+
+// Parse parses and validates a configuration. The error is an Errors
+// listing every problem, each naming its field and line.
+func Parse(data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if len(root.Content) == 0 {
+		return nil, Errors{{Msg: "the file is empty"}}
+	}
+	if err := checkKnown(&root, reflect.TypeOf(rawConfig{}), ""); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, Errors{fe}
+		}
+		return nil, Errors{{Msg: err.Error()}}
+	}
+	var raw rawConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil {
+		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	p := &parser{root: &root}
+	c := p.convert(&raw)
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return c, nil
+}
+
+type parser struct {
+	root *yaml.Node
+	errs Errors
+}
+
+func (p *parser) fail(path, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{Line: lineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *parser) convert(r *rawConfig) *Config {
+	c := &Config{}
+	// relay
+	c.Relay.Address = strings.TrimSpace(r.Relay.Address)
+	if c.Relay.Address == "" {
+		p.fail("relay.address", "required: relay's host:port (UDP; in production the local gateway's forward port)")
+	} else {
+		p.hostPort("relay.address", c.Relay.Address, false)
+	}
+	pin, pinFile := strings.TrimSpace(r.Relay.Pin), strings.TrimSpace(r.Relay.PinFile)
+	switch {
+	case pin != "" && pinFile != "":
+		p.fail("relay.pin", "give pin or pinFile, not both")
+	case pin == "" && pinFile == "":
+		p.fail("relay.pin", "required: relay's identity pin (sha256/…, from `tunnel keys pin identity.crt`), or pinFile: relay's identity.crt")
+	case pin != "":
+		pv, err := keys.ParsePin(pin)
+		if err != nil {
+			p.fail("relay.pin", "%v", err)
+		}
+		c.Relay.Pin = pv
+	default:
+		c.Relay.PinFile = pinFile
+	}
+	// identity
+	c.Identity.CertFile = strings.TrimSpace(r.Identity.CertFile)
+	c.Identity.KeyFile = strings.TrimSpace(r.Identity.KeyFile)
+	if c.Identity.CertFile == "" {
+		p.fail("identity.certFile", "required: bunny's identity certificate (identity.crt from `tunnel keys identity`)")
+	}
+	if c.Identity.KeyFile == "" {
+		p.fail("identity.keyFile", "required: bunny's identity private key file (identity.key, mode 0600 or 0400)")
+	}
+	// admin
+	c.Admin.Listen = DefaultAdminListen
+	if r.Admin.Listen != nil {
+		c.Admin.Listen = strings.TrimSpace(*r.Admin.Listen)
+		if c.Admin.Listen != "" {
+			p.hostPort("admin.listen", c.Admin.Listen, true)
+		}
+	}
+	// concurrency
+	c.Concurrency = DefaultConcurrency
+	if s := strings.TrimSpace(r.Concurrency); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 || v > MaxConcurrency {
+			p.fail("concurrency", "%q is not a whole number from 1 to %d", r.Concurrency, MaxConcurrency)
+		} else {
+			c.Concurrency = v
+		}
+	}
+	c.ShutdownGrace = DefaultShutdownGrace
+	if s := strings.TrimSpace(r.ShutdownGrace); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > MaxShutdownGrace {
+			p.fail("shutdownGrace", "%q is not a duration from 0s to %s (such as 30s)", r.ShutdownGrace, MaxShutdownGrace)
+		} else {
+			c.ShutdownGrace = d
+		}
+	}
+	p.queues(r.Queues, c)
+	return c
+}
+
+func (p *parser) queues(rs []rawQueue, c *Config) {
+	if len(rs) == 0 {
+		p.fail("queues", "required: at least one queue, with an exec or http handler")
+	}
+	names := map[string]int{}
+	for n, r := range rs {
+		path := fmt.Sprintf("queues[%d]", n)
+		q := Queue{Name: strings.TrimSpace(r.Name)}
+		if q.Name == "" {
+			p.fail(path+".name", "required: the relay queue to lease from")
+		} else if err := proto.CheckName("queue", q.Name); err != nil {
+			p.fail(path+".name", "%v", err)
+		} else if prev, dup := names[q.Name]; dup {
+			p.fail(path+".name", "%q is already the name of queues[%d]", q.Name, prev)
+		} else {
+			names[q.Name] = n
+		}
+		switch {
+		case r.Exec != nil && r.HTTP != nil:
+			p.fail(path, "give exec or http, not both")
+		case r.Exec == nil && r.HTTP == nil:
+			p.fail(path, "required: a handler, exec or http")
+		case r.Exec != nil:
+			q.Exec = p.exec(path+".exec", r.Exec)
+		default:
+			q.HTTP = p.http(path+".http", r.HTTP)
+		}
+		c.Queues = append(c.Queues, q)
+	}
+}
+
+func (p *parser) exec(path string, r *rawExec) *Exec {
+	e := &Exec{Command: r.Command}
+	if len(r.Command) == 0 {
+		p.fail(path+".command", "required: the program and its arguments, such as [\"/bin/sh\", \"-c\", \"tr a-z A-Z\"]")
+	} else if strings.TrimSpace(r.Command[0]) == "" {
+		p.fail(path+".command[0]", "the program is empty")
+	}
+	for i, a := range r.Command {
+		if strings.IndexByte(a, 0) >= 0 {
+			p.fail(fmt.Sprintf("%s.command[%d]", path, i), "contains a NUL byte")
+		}
+	}
+	e.Timeout = p.timeout(path+".timeout", r.Timeout, DefaultExecTimeout)
+	e.MaxOutput = p.size(path+".maxOutput", r.MaxOutput)
+	return e
+}
+
+func (p *parser) http(path string, r *rawHTTP) *HTTP {
+	h := &HTTP{URL: strings.TrimSpace(r.URL)}
+	if h.URL == "" {
+		p.fail(path+".url", "required: the URL to POST each payload to, such as http://127.0.0.1:8081/run")
+	} else if u, err := url.Parse(h.URL); err != nil {
+		p.fail(path+".url", "%q is not a URL: %v", h.URL, errors.Unwrap(err))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(path+".url", "%q is not an absolute http:// or https:// URL", h.URL)
+	} else if u.User != nil {
+		p.fail(path+".url", "must not hold credentials")
+	}
+	h.Timeout = p.timeout(path+".timeout", r.Timeout, DefaultHTTPTimeout)
+	h.MaxOutput = p.size(path+".maxOutput", r.MaxOutput)
+	return h
+}
+
+func (p *parser) timeout(path, s string, def time.Duration) time.Duration {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > MaxTimeout {
+		p.fail(path, "%q is not a duration above 0s and at most %s (such as 5m)", s, MaxTimeout)
+		return def
+	}
+	return d
+}
+
+func (p *parser) size(path, s string) int {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return DefaultMaxOutput
+	}
+	v, err := ParseSize(s)
+	if err != nil {
+		p.fail(path, "%v", err)
+		return DefaultMaxOutput
+	}
+	if v < 1 || v > MaxOutputLimit {
+		p.fail(path, "%q is out of range: want 1 byte to 1MiB (relay's result limit)", s)
+		return DefaultMaxOutput
+	}
+	return int(v)
+}
+
+// ParseSize reads a byte count: an integer, optionally followed by B, KiB,
+// MiB or GiB (KB, MB and GB are taken as the binary units too).
+func ParseSize(s string) (int64, error) {
+	num := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"B", 1}} {
+		if strings.HasSuffix(num, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size (a whole number of bytes, or with KiB or MiB, such as 1MiB)", s)
+	}
+	return v * mult, nil
+}
+
+func (p *parser) hostPort(path, s string, listen bool) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		p.fail(path, "%q is not host:port: %v", s, cleanAddrErr(err))
+		return
+	}
+	if !listen && host == "" {
+		p.fail(path, "%q has no host", s)
+		return
+	}
+	pv, err := strconv.Atoi(port)
+	if err != nil || pv < 0 || pv > 65535 || (!listen && pv == 0) {
+		p.fail(path, "%q: port %q is not a number from 1 to 65535", s, port)
+	}
+}
+
+func cleanAddrErr(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}

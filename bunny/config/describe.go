@@ -1,0 +1,55 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Describe writes, in plain words, what bunny will do with c.
+func (c *Config) Describe(w io.Writer) {
+	pin := c.Relay.Pin.String()
+	if c.Relay.PinFile != "" {
+		pin += " (from " + c.Relay.PinFile + ")"
+	}
+	fmt.Fprintf(w, "relay:        %s (UDP, QUIC), expecting key %s\n", c.Relay.Address, pin)
+	fmt.Fprintf(w, "identity:     %s (key %s)\n", c.Identity.CertFile, c.Identity.KeyFile)
+	if c.Admin.Listen == "" {
+		fmt.Fprintf(w, "admin:        disabled\n")
+	} else {
+		fmt.Fprintf(w, "admin:        http://%s/metrics, /healthz, /readyz\n", c.Admin.Listen)
+	}
+	fmt.Fprintf(w, "concurrency:  at most %d jobs at once\n", c.Concurrency)
+	fmt.Fprintf(w, "on SIGTERM:   stop leasing; running jobs get %s to finish, then are failed back for redelivery\n", c.ShutdownGrace)
+	fmt.Fprintf(w, "queues:\n")
+	for _, q := range c.Queues {
+		switch {
+		case q.Exec != nil:
+			fmt.Fprintf(w, "  %s: run %s (payload on stdin, result from stdout), timeout %s, output up to %s\n",
+				q.Name, quoteArgs(q.Exec.Command), q.Exec.Timeout, FormatSize(q.Exec.MaxOutput))
+		case q.HTTP != nil:
+			fmt.Fprintf(w, "  %s: POST to %s (2xx body is the result), timeout %s, output up to %s\n",
+				q.Name, q.HTTP.URL, q.HTTP.Timeout, FormatSize(q.HTTP.MaxOutput))
+		}
+	}
+}
+
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = strconv.Quote(a)
+	}
+	return "[" + strings.Join(q, " ") + "]"
+}
+
+// FormatSize writes n bytes the way the configuration accepts it.
+func FormatSize(n int) string {
+	switch {
+	case n > 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n > 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

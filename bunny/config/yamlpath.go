@@ -1,0 +1,176 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// checkKnown walks the YAML tree against the struct type t and reports the
+// first field that t does not have, with its line and the fields it does.
+func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return checkKnown(n.Content[0], t, path)
+	}
+	if n.Kind == yaml.AliasNode {
+		return &FieldError{Line: n.Line, Path: path, Msg: "YAML aliases are not supported here"}
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return &FieldError{Line: n.Line, Path: path, Msg: "want a mapping of fields, got " + describeNode(n)}
+		}
+		fields := map[string]reflect.StructField{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fields[tag] = f
+			names = append(names, tag)
+		}
+		sort.Strings(names)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := fields[k.Value]
+			if !ok {
+				hint := ""
+				for _, name := range names {
+					if strings.EqualFold(name, k.Value) {
+						hint = fmt.Sprintf(" (did you mean %q? field names are case-sensitive)", name)
+					}
+				}
+				return &FieldError{Line: k.Line, Path: join(path, k.Value),
+					Msg: fmt.Sprintf("unknown field%s; known fields of %s: %s", hint, orRoot(path), strings.Join(names, ", "))}
+			}
+			if seen[k.Value] {
+				return &FieldError{Line: k.Line, Path: join(path, k.Value), Msg: "appears twice"}
+			}
+			seen[k.Value] = true
+			if err := checkKnown(v, f.Type, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return nil
+		}
+		if n.Kind != yaml.SequenceNode {
+			return &FieldError{Line: n.Line, Path: path, Msg: "want a list, got " + describeNode(n)}
+		}
+		for i, c := range n.Content {
+			if err := checkKnown(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			return &FieldError{Line: n.Line, Path: path, Msg: "want a single value, got " + describeNode(n)}
+		}
+	}
+	return nil
+}
+
+func describeNode(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "something else"
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return path
+}
+
+// lineOf finds the line of the node at path ("queues[0].exec.timeout"), or
+// the line of its nearest ancestor that exists. Zero when nothing matches.
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n == nil {
+		return 0
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range splitPath(path) {
+		var next *yaml.Node
+		if idx, err := strconv.Atoi(part); err == nil {
+			if n.Kind == yaml.SequenceNode && idx >= 0 && idx < len(n.Content) {
+				next = n.Content[idx]
+			}
+		} else if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == part {
+					next = n.Content[i+1]
+					line = n.Content[i].Line
+					break
+				}
+			}
+		}
+		if next == nil {
+			break
+		}
+		n = next
+		if n.Line > 0 {
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// splitPath turns "queues[0].exec.command[1]" into [queues 0 exec command 1].
+func splitPath(path string) []string {
+	var parts []string
+	for _, dotted := range strings.Split(path, ".") {
+		for dotted != "" {
+			i := strings.IndexByte(dotted, '[')
+			if i < 0 {
+				parts = append(parts, dotted)
+				break
+			}
+			if i > 0 {
+				parts = append(parts, dotted[:i])
+			}
+			j := strings.IndexByte(dotted, ']')
+			if j < i {
+				parts = append(parts, dotted[i+1:])
+				break
+			}
+			parts = append(parts, dotted[i+1:j])
+			dotted = dotted[j+1:]
+		}
+	}
+	return parts
+}
