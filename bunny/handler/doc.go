@@ -1,0 +1,9 @@
+// Package handler runs one job: Exec runs a command with the payload on
+// stdin and takes stdout as the result; HTTP POSTs the payload to a local
+// URL and takes a 2xx body as the result.
+//
+// A Handler returns the result, or an error saying why the job failed in
+// words fit for relay's job record (an exit status with stderr's tail, an
+// HTTP status with the body's head, a timeout, an output cap). Cancelling
+// the context stops the job: Exec kills the command's whole process group.
+package handler
