@@ -70,9 +70,9 @@ func head(b []byte, n int) string {
 // capped collects up to limit bytes; past that it discards, remembers,
 // and calls over once.
 type capped struct {
-	limit int
-	buf   []byte
-	over  bool
+	limit  int
+	buf    []byte
+	over   bool
 	onOver func()
 }
 

@@ -16,7 +16,9 @@ import (
 	"time"
 )
 
-func job(payload string) Job { return Job{ID: "job-1", Queue: "q", Attempt: 2, Payload: []byte(payload)} }
+func job(payload string) Job {
+	return Job{ID: "job-1", Queue: "q", Attempt: 2, Payload: []byte(payload)}
+}
 
 func sh(script string) *Exec {
 	return &Exec{Command: []string{"/bin/sh", "-c", script}, Timeout: 10 * time.Second, MaxOutput: 1 << 20}
