@@ -1,0 +1,28 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tunnel-dev/tunnel/bunny/config"
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+type configCheckCmd struct {
+	File    string `arg:"" placeholder:"FILE" help:"bunny's configuration file."`
+	Offline bool   `help:"Check the file alone, without reading the identity and pin files it names (as in CI, where the keys live in a cluster)."`
+}
+
+func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
+	load := config.Load
+	if c.Offline {
+		load = config.LoadOffline
+	}
+	cfg, err := load(c.File)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	fmt.Fprintf(env.Stdout, "%s: valid\n\n", c.File)
+	cfg.Describe(env.Stdout)
+	return nil
+}

@@ -1,0 +1,41 @@
+// Command bunny is the worker: it leases jobs from relay over QUIC
+// (through the local tunnel gateway), runs each through its queue's
+// handler, and returns the results (see docs/bunny.md).
+//
+//	bunny run --config /etc/bunny/bunny.yaml
+//	bunny config check /etc/bunny/bunny.yaml
+package main
+
+import (
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/tunnel-dev/tunnel/tunnel/cli"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type commands struct {
+	Run    runCmd    `cmd:"" help:"Run the worker: lease jobs from relay, run them, return the results; drain on SIGTERM."`
+	Config configCmd `cmd:"" help:"Check a configuration file."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+type configCmd struct {
+	Check configCheckCmd `cmd:"" help:"Check a configuration file and print what bunny would do with it."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var c commands
+	return cli.Main("bunny",
+		"The worker that leases jobs from relay over QUIC and always returns their results (see docs/bunny.md).",
+		"BUNNY", &c, args, stdout, stderr, kong.Vars{"version": version})
+}
