@@ -95,3 +95,10 @@ func (c *capped) Write(p []byte) (int, error) {
 func overErr(limit int) error {
 	return fmt.Errorf("%w (%d bytes)", ErrOutputTooLarge, limit)
 }
+
+// Func is a Handler that is a Go function (for bunny embedded in another
+// program).
+type Func func(ctx context.Context, job Job) ([]byte, error)
+
+// Run calls f.
+func (f Func) Run(ctx context.Context, job Job) ([]byte, error) { return f(ctx, job) }
