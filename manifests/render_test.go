@@ -167,9 +167,9 @@ func (b *bundle) has(kind, ns, name string) bool {
 	return false
 }
 
-type meta struct{ ns, name string }
+type objectName struct{ ns, name string }
 
-func objMeta(o runtime.Object) meta {
+func objMeta(o runtime.Object) objectName {
 	var m struct {
 		Metadata struct {
 			Name      string `json:"name"`
@@ -178,7 +178,7 @@ func objMeta(o runtime.Object) meta {
 	}
 	j, _ := json.Marshal(o)
 	_ = json.Unmarshal(j, &m)
-	return meta{m.Metadata.Namespace, m.Metadata.Name}
+	return objectName{m.Metadata.Namespace, m.Metadata.Name}
 }
 
 // file is where a path inside a container comes from: an item of a
