@@ -286,7 +286,7 @@ func (w *Worker) connect(life context.Context) {
 			continue
 		}
 		failures = 0
-		w.setConn(c)
+		// Log before publishing, so the line precedes anything done over c.
 		if connectedBefore {
 			w.m.reconnects.Inc()
 			w.log.Info("reconnected to relay", "addr", w.opts.Addr, "worker", w.opts.Identity.Name(), "down", time.Since(downSince).Round(time.Millisecond).String(), "held", w.Held())
@@ -294,6 +294,7 @@ func (w *Worker) connect(life context.Context) {
 			w.log.Info("connected to relay", "addr", w.opts.Addr, "worker", w.opts.Identity.Name(), "pin", w.opts.Identity.Pin().String())
 		}
 		connectedBefore = true
+		w.setConn(c)
 		reason := w.waitBroken(life, c)
 		w.setConn(nil)
 		_ = c.Close()
