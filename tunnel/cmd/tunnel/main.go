@@ -22,7 +22,7 @@ type commands struct {
 	} `cmd:"" help:"Work with gateway config files."`
 	Status statusCmd `cmd:"" help:"Show a running gateway's peers (handshakes, traffic) and rules (flows, bytes, drops)."`
 	Keys   keysCmd   `cmd:"" help:"Generate and inspect WireGuard keys and QUIC worker identities."`
-	Demo   demoCmd   `cmd:"" help:"Run two gateways in this process with an echo service and prove a round trip."`
+	Demo   demoCmd   `cmd:"" help:"Run relay, both gateways and bunny as processes on loopback: jobs through the tunnel, checked, with a summary."`
 	Bench  benchCmd  `cmd:"" help:"Measure the tunnel's throughput, latency, CPU and memory beside raw loopback and stock tun/netstack."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
