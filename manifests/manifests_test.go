@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	bunnyconfig "github.com/tunnel-dev/tunnel/bunny/config"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/manifests/image"
 	"github.com/tunnel-dev/tunnel/relay/auth"
@@ -654,8 +655,8 @@ type bunnyConfig struct {
 	} `yaml:"queues"`
 }
 
-// bunny's config (checked for structure: bunny's own parser was not
-// there to call when this was written) reaches relay through the local
+// bunny's config passes bunny's own parser, and (read again here,
+// unknown fields refused) reaches relay through the local
 // gateway's forward Service, pins relay, reads its identity from its
 // Secret, sends jobs to a handler in its own pod, and is given time to
 // drain.
@@ -679,6 +680,9 @@ func TestBunny(t *testing.T) {
 			dec.KnownFields(true)
 			if err := dec.Decode(&bc); err != nil {
 				t.Fatalf("bunny config: %v", err)
+			}
+			if _, err := bunnyconfig.Parse([]byte(text)); err != nil {
+				t.Fatalf("bunny's own parser refuses its config: %v", err)
 			}
 			if _, err := keys.ParsePin(bc.Relay.Pin); err != nil {
 				t.Errorf("relay pin: %v", err)
