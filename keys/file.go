@@ -58,8 +58,11 @@ var ErrKeyFileMode = errors.New("private key file is readable by group or others
 // symlinks as a mounted Kubernetes Secret has them: the mode that counts is
 // the target's.
 //
-// Kubernetes mounts Secrets with defaultMode 0400 or 0600 when asked; the
-// manifests do so.
+// One exception, as PostgreSQL makes for its key: a file owned by root may
+// also be readable by its group (0440, 0640), because that is how kubelet
+// mounts a Secret for a non-root pod: root's file, the pod's fsGroup as its
+// group, group read added. Others may never read it, and nobody but root
+// may write it.
 func ReadSecretFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -68,7 +71,7 @@ func ReadSecretFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("reading secret file %s: not a regular file", path)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if !SecretModeOK(fi) {
 		return nil, fmt.Errorf("reading secret file %s: %w (mode %04o; run chmod 600 %s, or set defaultMode: 0400 on the Secret volume)",
 			path, ErrKeyFileMode, fi.Mode().Perm(), path)
 	}
@@ -77,6 +80,14 @@ func ReadSecretFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("reading secret file: %w", err)
 	}
 	return b, nil
+}
+
+// SecretModeOK reports whether a secret file's owner and mode keep it
+// secret: nobody but its owner may read it, or, for a file owned by root,
+// its owner and group (see ReadSecretFile).
+func SecretModeOK(fi fs.FileInfo) bool {
+	perm := fi.Mode().Perm()
+	return perm&0o077 == 0 || perm&0o037 == 0 && ownedByRoot(fi)
 }
 
 // LoadPrivateKey reads a WireGuard private key file (base64, as `wg genkey`

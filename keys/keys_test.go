@@ -83,6 +83,11 @@ func TestKeyFileModes(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, PrivateKeyFile), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	if os.Geteuid() == 0 { // root's 0640 is accepted (kubelet's fsGroup mount); a user's is not
+		if err := os.Chown(filepath.Join(dir, PrivateKeyFile), 65532, 65532); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, err = LoadPrivateKey(filepath.Join(dir, PrivateKeyFile))
 	if !errors.Is(err, ErrKeyFileMode) || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("group-readable key: %v", err)
@@ -94,6 +99,55 @@ func TestKeyFileModes(t *testing.T) {
 	}
 	if _, err := LoadPrivateKey(link); !errors.Is(err, ErrKeyFileMode) {
 		t.Fatalf("symlinked group-readable key: %v", err)
+	}
+}
+
+// TestSecretFileOwnerAndMode: only the owner may read a secret file,
+// except that a root-owned file may also be read by its group, as kubelet
+// mounts a Secret for a pod with an fsGroup (root:fsGroup 0440).
+func TestSecretFileOwnerAndMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode os.FileMode
+		root bool // owned by root (else by uid 65532 when the test is root, or by the test's user)
+		ok   bool
+	}{
+		{0o400, false, true},
+		{0o600, false, true},
+		{0o440, false, false},
+		{0o640, false, false},
+		{0o404, false, false},
+		{0o400, true, true},
+		{0o440, true, true},
+		{0o640, true, true},
+		{0o460, true, false}, // group may write
+		{0o444, true, false}, // others may read
+		{0o450, true, false}, // group may execute: not a plain secret
+	} {
+		t.Run(fmt.Sprintf("%04o root=%v", tc.mode, tc.root), func(t *testing.T) {
+			euid := os.Geteuid()
+			if tc.root && euid != 0 {
+				t.Skip("needs root to make a root-owned file")
+			}
+			f := filepath.Join(t.TempDir(), "secret.key")
+			if err := os.WriteFile(f, []byte("secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if euid == 0 && !tc.root {
+				if err := os.Chown(f, 65532, 65532); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(f, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadSecretFile(f)
+			if tc.ok && err != nil {
+				t.Errorf("refused: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrKeyFileMode) {
+				t.Errorf("accepted, or the wrong error: %v", err)
+			}
+		})
 	}
 }
 

@@ -153,7 +153,7 @@ func (d *Dir) readFiles(dir string) (map[string][]byte, map[string]fs.FileMode, 
 		if fi.Size() > MaxItemSize {
 			return nil, nil, fmt.Errorf("reading %s: %s is %d bytes, more than a key store item may be (%d)", d, name, fi.Size(), MaxItemSize)
 		}
-		if IsSecret(name) && fi.Mode().Perm()&0o077 != 0 {
+		if IsSecret(name) && !keys.SecretModeOK(fi) {
 			return nil, nil, fmt.Errorf("reading %s: %s: %w (mode %04o; run chmod 600 on it, or set defaultMode: 0400 on the Secret volume)",
 				d, name, keys.ErrKeyFileMode, fi.Mode().Perm())
 		}
