@@ -98,7 +98,7 @@ func (w *Worker) register(runCtx context.Context, j client.Job) *heldJob {
 	jctx, cancel := context.WithCancelCause(runCtx)
 	h := &heldJob{job: j, ctx: jctx, cancel: cancel}
 	w.mu.Lock()
-	w.held[j.ID] = h
+	w.held[leaseKey{j.ID, j.Lease.Attempt}] = h
 	w.mu.Unlock()
 	select {
 	case w.hbWake <- struct{}{}:
@@ -111,7 +111,7 @@ func (w *Worker) register(runCtx context.Context, j client.Job) *heldJob {
 func (w *Worker) release(h *heldJob) {
 	h.cancel(nil)
 	w.mu.Lock()
-	delete(w.held, h.job.ID)
+	delete(w.held, leaseKey{h.job.ID, h.job.Lease.Attempt})
 	w.mu.Unlock()
 	select {
 	case w.slotFree <- struct{}{}:

@@ -85,9 +85,15 @@ type Worker struct {
 	mu         sync.Mutex
 	cur        *client.Client // nil while disconnected
 	curChanged chan struct{}  // closed when cur changes
-	held       map[string]*heldJob
+	held       map[leaseKey]*heldJob // by lease: a redelivered job may be held twice
 	slotFree   chan struct{} // a slot was released
 	hbWake     chan struct{} // a job with a new lease duration arrived
+}
+
+// leaseKey names one lease: a job's attempt.
+type leaseKey struct {
+	job     string
+	attempt uint32
 }
 
 type brokenConn struct {
@@ -176,7 +182,7 @@ func New(opts Options) (*Worker, error) {
 		m:          m,
 		broken:     make(chan brokenConn, 16),
 		curChanged: make(chan struct{}),
-		held:       map[string]*heldJob{},
+		held:       map[leaseKey]*heldJob{},
 		slotFree:   make(chan struct{}, 1),
 		hbWake:     make(chan struct{}, 1),
 	}

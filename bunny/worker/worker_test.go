@@ -414,3 +414,59 @@ func val(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+// A lease relay has moved on from (it expired while relay was away) is
+// Lost at the next heartbeat: the handler is stopped and the job dropped
+// without a report; the redelivered attempt completes it.
+func TestLostLeaseStopsHandler(t *testing.T) {
+	id := relaytest.Identity(t, "bunny")
+	r := relaytest.Start(t, relaytest.Options{Worker: id, Queues: []string{"exec"}, Queue: queue.Options{
+		Backoff: queue.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}, RestartGrace: time.Millisecond}})
+	logs := &syncBuffer{}
+	w, err := New(Options{Addr: r.Addr, Identity: id, RelayPin: r.ID.Pin(), LeaseWait: time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, CallTimeout: 2 * time.Second,
+		Handlers: map[string]handler.Handler{"exec": &handler.Exec{
+			Command: []string{"/bin/sh", "-c", `if [ "$BUNNY_ATTEMPT" = 1 ]; then sleep 30; fi; cat`}, Timeout: time.Minute, MaxOutput: 100}},
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, relay: r, w: w, logs: logs}
+	t.Cleanup(func() {
+		e.shutdown(20 * time.Second)
+		if t.Failed() {
+			t.Logf("bunny's log:\n%s", logs.String())
+		}
+	})
+	ids := r.Enqueue(queue.NewJob{Queue: "exec", Payload: []byte("done"), LeaseDuration: time.Second})
+	e.run()
+	deadline := time.Now().Add(10 * time.Second)
+	for val(w.m.running) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// relay is away for longer than the lease (heartbeat extensions are
+	// not durable) and comes back with a 1ms restart grace: the lease
+	// expires, the job is redelivered, and attempt 1 is no longer ours.
+	r.Kill()
+	time.Sleep(1500 * time.Millisecond)
+	r.Start()
+	j := r.WaitTerminal(15*time.Second, ids...)[0]
+	if j.State != store.Succeeded || j.Attempt != 2 || string(j.Result) != "done" {
+		t.Fatalf("job %s attempt %d result %q", j.State, j.Attempt, j.Result)
+	}
+	if err := e.shutdown(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := val(w.m.lost.WithLabelValues("exec")); n < 1 {
+		t.Errorf("bunny_leases_lost_total = %v", n)
+	}
+	if n := val(w.m.failed.WithLabelValues("exec", "handler")); n != 0 {
+		t.Errorf("the lost attempt was reported as failed %v times", n)
+	}
+	if !strings.Contains(logs.String(), "relay says the lease is lost; stopping the job") {
+		t.Error("no log line for the lost lease")
+	}
+}
