@@ -83,11 +83,11 @@ type Worker struct {
 	broken chan brokenConn
 
 	mu         sync.Mutex
-	cur        *client.Client // nil while disconnected
-	curChanged chan struct{}  // closed when cur changes
+	cur        *client.Client        // nil while disconnected
+	curChanged chan struct{}         // closed when cur changes
 	held       map[leaseKey]*heldJob // by lease: a redelivered job may be held twice
-	slotFree   chan struct{} // a slot was released
-	hbWake     chan struct{} // a job with a new lease duration arrived
+	slotFree   chan struct{}         // a slot was released
+	hbWake     chan struct{}         // a job with a new lease duration arrived
 }
 
 // leaseKey names one lease: a job's attempt.
