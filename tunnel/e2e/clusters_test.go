@@ -31,6 +31,7 @@ type clusters struct {
 	relay      *netns.Proc
 	eksGW      *netns.Proc
 	aksGW      *netns.Proc
+	bunny      *netns.Proc
 	eksGWArgs  []string
 	aksGWArgs  []string
 	relayPin   keys.Pin
@@ -73,6 +74,10 @@ func startClusters(t *testing.T) *clusters {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each gateway reads its peer's key from its own store, as on
+	// Kubernetes, so that `tunnel keys rotate` can replace either.
+	writeFile(t, filepath.Join(c.dir, "eks-keys", keys.PeerKeyFile("aks")), string(keys.FormatPeerKeys(aksPub)))
+	writeFile(t, filepath.Join(c.dir, "aks-keys", keys.PeerKeyFile("eks")), string(keys.FormatPeerKeys(eksPub)))
 	c.relayPin, err = keys.WriteIdentity(filepath.Join(c.dir, "relay-id"), "relay", false)
 	if err != nil {
 		t.Fatal(err)
@@ -105,15 +110,15 @@ workers:
 	writeFile(t, filepath.Join(c.dir, "eks.yaml"), fmt.Sprintf(`
 interface: {name: %s, privateKeyFile: %s, addresses: [10.99.0.1]}
 peers:
-  - {name: aks, publicKey: %s, endpoint: "%s:%s", persistentKeepalive: 5s, allowedIPs: [10.99.0.2/32]}
+  - {name: aks, publicKeyFile: %s, endpoint: "%s:%s", persistentKeepalive: 5s, allowedIPs: [10.99.0.2/32]}
 expose:
   - {name: relay, protocol: udp, port: 7443, target: "%s:7443", peers: [aks]}
 admin: {listen: "%s"}
-`, netns.Name("teks"), filepath.Join(c.dir, "eks-keys", keys.PrivateKeyFile), aksPub, aksVeth, wgPort, relayPod, c.eksGWAdmin))
+`, netns.Name("teks"), filepath.Join(c.dir, "eks-keys", keys.PrivateKeyFile), filepath.Join(c.dir, "eks-keys", keys.PeerKeyFile("aks")), aksVeth, wgPort, relayPod, c.eksGWAdmin))
 	writeFile(t, filepath.Join(c.dir, "aks.yaml"), fmt.Sprintf(`
 interface: {name: %s, privateKeyFile: %s, listenPort: %s, addresses: [10.99.0.2]}
 peers:
-  - {name: eks, publicKey: %s, allowedIPs: [10.99.0.1/32, 10.99.0.3/32]}
+  - {name: eks, publicKeyFile: %s, allowedIPs: [10.99.0.1/32, 10.99.0.3/32]}
 forward:
   - {name: relay, protocol: udp, listen: "127.0.0.1:7443", peer: eks, to: "10.99.0.1:7443"}
   # For the scope checks only: ports and addresses eks does not expose.
@@ -122,7 +127,7 @@ forward:
   - {name: other-addr, protocol: udp, listen: "127.0.0.1:7445", peer: eks, to: "10.99.0.3:7443"}
 limits: {tcpDialTimeout: 3s}
 admin: {listen: "%s"}
-`, netns.Name("taks"), filepath.Join(c.dir, "aks-keys", keys.PrivateKeyFile), wgPort, eksPub, c.aksGWAdmin))
+`, netns.Name("taks"), filepath.Join(c.dir, "aks-keys", keys.PrivateKeyFile), wgPort, filepath.Join(c.dir, "aks-keys", keys.PeerKeyFile("eks")), c.aksGWAdmin))
 	c.aksGWArgs = []string{"gateway", "--config", filepath.Join(c.dir, "aks.yaml"), "--log-format", "json"}
 	c.eksGWArgs = []string{"gateway", "--config", filepath.Join(c.dir, "eks.yaml"), "--log-format", "json"}
 	c.aksGW = c.startIn(c.aks, "aks gateway", bin(t, "tunnel"), c.aksGWArgs...)
