@@ -23,7 +23,7 @@ import (
 const (
 	DefaultConcurrency   = 4
 	DefaultShutdownGrace = 30 * time.Second
-	DefaultLeaseWait     = 20 * time.Second
+	DefaultLeaseWait     = 5 * time.Second
 	DefaultSettleTimeout = 10 * time.Second
 	DefaultCallTimeout   = 10 * time.Second
 	DefaultDialTimeout   = 15 * time.Second

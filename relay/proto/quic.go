@@ -16,9 +16,10 @@ const (
 	DefaultPacketSize = 1420 - 48
 	// DefaultKeepAlive is well below the gateway's 120 s UDP session
 	// expiry, so an idle connection keeps its session.
-	DefaultKeepAlive = 10 * time.Second
-	// DefaultIdleTimeout closes a connection whose peer stopped answering.
-	DefaultIdleTimeout = 30 * time.Second
+	DefaultKeepAlive = 5 * time.Second
+	// DefaultIdleTimeout closes a connection whose peer stopped answering:
+	// a worker notices a relay that died (or a tunnel that broke) within it.
+	DefaultIdleTimeout = 15 * time.Second
 	// DefaultHandshakeTimeout bounds a handshake through a slow tunnel.
 	DefaultHandshakeTimeout = 10 * time.Second
 	// DefaultServerStreams bounds the calls one worker connection may have

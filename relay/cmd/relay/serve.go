@@ -44,7 +44,7 @@ type serveCmd struct {
 
 	PacketSize       uint16        `default:"1372" help:"QUIC UDP payload size: the tunnel's inner MTU (1420) less 48, so no packet is fragmented."`
 	PathMTUDiscovery bool          `name:"pmtud" help:"Let QUIC probe for larger packets (off: inside the tunnel the size is known)."`
-	KeepAlive        time.Duration `default:"10s" help:"QUIC keep-alive interval; keep it below the gateway's UDP idle expiry (120s)."`
+	KeepAlive        time.Duration `default:"5s" help:"QUIC keep-alive interval; keep it below the gateway's UDP idle expiry (120s)."`
 	IdleTimeout      time.Duration `default:"30s" help:"Close a QUIC connection whose worker stopped answering after this long."`
 	MaxStreams       int64         `default:"256" help:"Concurrent calls one worker connection may have open."`
 	DrainTimeout     time.Duration `default:"10s" help:"On SIGTERM, how long calls in flight may take to finish."`
