@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -50,11 +50,11 @@ type Clients struct {
 	Kubeconfig string
 
 	mu   sync.Mutex
-	sets map[string]kubernetes.Interface
+	sets map[string]corev1client.CoreV1Interface
 }
 
 // For returns the clientset of a context ("" is the current one).
-func (c *Clients) For(context string) (kubernetes.Interface, error) {
+func (c *Clients) For(context string) (corev1client.CoreV1Interface, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cs, ok := c.sets[context]; ok {
@@ -64,12 +64,12 @@ func (c *Clients) For(context string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := corev1client.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("making a Kubernetes client: %w", err)
 	}
 	if c.sets == nil {
-		c.sets = map[string]kubernetes.Interface{}
+		c.sets = map[string]corev1client.CoreV1Interface{}
 	}
 	c.sets[context] = cs
 	return cs, nil

@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -95,14 +95,14 @@ func (a PodAddress) String() string {
 // is needed and nothing but the API server is reached from outside the
 // cluster.
 type PodStatus struct {
-	client kubernetes.Interface
+	client corev1client.CoreV1Interface
 	addr   PodAddress
 }
 
 var _ rotate.StatusSource = (*PodStatus)(nil)
 
 // NewPodStatus returns the status source of the pods at addr.
-func NewPodStatus(client kubernetes.Interface, addr PodAddress) *PodStatus {
+func NewPodStatus(client corev1client.CoreV1Interface, addr PodAddress) *PodStatus {
 	return &PodStatus{client: client, addr: addr}
 }
 
@@ -111,7 +111,7 @@ func (p *PodStatus) String() string { return p.addr.String() }
 // Statuses reads each running pod's status. A matching pod that is not
 // running (pending, terminating) is skipped; none running is an error.
 func (p *PodStatus) Statuses(ctx context.Context) ([]rotate.GatewayStatus, error) {
-	pods := p.client.CoreV1().Pods(p.addr.Namespace)
+	pods := p.client.Pods(p.addr.Namespace)
 	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: p.addr.Selector})
 	if err != nil {
 		return nil, explain(err, p.addr.String(), "listing the gateway's pods")

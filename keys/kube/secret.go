@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -24,7 +24,7 @@ const fieldManager = "tunnel-keys"
 // JSON merge patch carrying that resourceVersion, which the API server
 // refuses with 409 Conflict if the Secret changed since.
 type Secret struct {
-	client    kubernetes.Interface
+	client    corev1client.CoreV1Interface
 	namespace string
 	name      string
 	addr      string
@@ -32,7 +32,7 @@ type Secret struct {
 
 // NewSecret returns the store in Secret namespace/name; addr is how
 // messages name it (its store address).
-func NewSecret(client kubernetes.Interface, namespace, name, addr string) *Secret {
+func NewSecret(client corev1client.CoreV1Interface, namespace, name, addr string) *Secret {
 	if addr == "" {
 		addr = store.Address{Kind: store.KindSecret, Namespace: namespace, Name: name}.String()
 	}
@@ -44,7 +44,7 @@ func (s *Secret) String() string { return s.addr }
 
 // Load gets the Secret.
 func (s *Secret) Load(ctx context.Context) (store.Snapshot, error) {
-	sec, err := s.client.CoreV1().Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
+	sec, err := s.client.Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
 	if err != nil {
 		return store.Snapshot{}, explain(err, s.addr, "reading the Secret")
 	}
@@ -65,7 +65,7 @@ func (s *Secret) Write(ctx context.Context, base store.Version, ch store.Change)
 	if err := ch.Validate(); err != nil {
 		return store.Snapshot{}, fmt.Errorf("%s: writing: %w", s.addr, err)
 	}
-	secrets := s.client.CoreV1().Secrets(s.namespace)
+	secrets := s.client.Secrets(s.namespace)
 	if base == "" {
 		sec := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace},
