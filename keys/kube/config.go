@@ -5,7 +5,9 @@ import (
 	"sync"
 	"time"
 
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -50,11 +52,11 @@ type Clients struct {
 	Kubeconfig string
 
 	mu   sync.Mutex
-	sets map[string]corev1client.CoreV1Interface
+	sets map[string]rest.Interface
 }
 
 // For returns the clientset of a context ("" is the current one).
-func (c *Clients) For(context string) (corev1client.CoreV1Interface, error) {
+func (c *Clients) For(context string) (rest.Interface, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cs, ok := c.sets[context]; ok {
@@ -64,13 +66,31 @@ func (c *Clients) For(context string) (corev1client.CoreV1Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs, err := corev1client.NewForConfig(cfg)
+	cs, err := coreClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("making a Kubernetes client: %w", err)
 	}
 	if c.sets == nil {
-		c.sets = map[string]corev1client.CoreV1Interface{}
+		c.sets = map[string]rest.Interface{}
 	}
 	c.sets[context] = cs
 	return cs, nil
+}
+
+// coreClient is a REST client for the core API group (Secrets, Pods) that
+// knows only core/v1's types: client-go's typed clients register every
+// API group, which a gateway binary would carry for nothing.
+func coreClient(cfg *rest.Config) (rest.Interface, error) {
+	sch := runtime.NewScheme()
+	if err := corev1.AddToScheme(sch); err != nil {
+		return nil, err
+	}
+	c := rest.CopyConfig(cfg)
+	c.APIPath = "/api"
+	c.GroupVersion = &corev1.SchemeGroupVersion
+	c.NegotiatedSerializer = serializer.NewCodecFactory(sch).WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return rest.RESTClientFor(c)
 }

@@ -65,7 +65,7 @@ func TestSecretStore(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t, nil)
 	admin := kubernetes.NewForConfigOrDie(env.AdminConfig())
-	s := kube.NewSecret(admin.CoreV1(), ns, "tunnel-keys", "")
+	s := kube.NewSecret(admin.CoreV1().RESTClient(), ns, "tunnel-keys", "")
 	if s.String() != "secret:"+ns+"/tunnel-keys" {
 		t.Fatalf("String %q", s)
 	}
@@ -156,14 +156,14 @@ func TestRotateRole(t *testing.T) {
 	}
 
 	alice := clientFor(t, env, "alice", "tunnel-key-rotators")
-	mine := kube.NewSecret(alice.CoreV1(), ns, "tunnel-keys", "")
+	mine := kube.NewSecret(alice.CoreV1().RESTClient(), ns, "tunnel-keys", "")
 	rotatetest.WaitForAccess(t, "alice reading the Secret", func() error { _, err := mine.Load(ctx); return err })
 	if _, err := store.Update(ctx, mine, func(store.Snapshot) (store.Change, error) {
 		return store.Change{Set: map[string][]byte{keys.NextKeyFile: privateKey(t)}}, nil
 	}); err != nil {
 		t.Fatalf("alice patching the Secret: %v", err)
 	}
-	if _, err := kube.NewSecret(alice.CoreV1(), ns, "other", "").Load(ctx); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), kube.RoleHint) {
+	if _, err := kube.NewSecret(alice.CoreV1().RESTClient(), ns, "other", "").Load(ctx); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), kube.RoleHint) {
 		t.Fatalf("alice reading another Secret: %v", err)
 	}
 	if err := alice.CoreV1().Secrets(ns).Delete(ctx, "tunnel-keys", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
@@ -179,19 +179,19 @@ func TestRotateRole(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sts, err := kube.NewPodStatus(alice.CoreV1(), addr).Statuses(ctx)
+		sts, err := kube.NewPodStatus(alice.CoreV1().RESTClient(), addr).Statuses(ctx)
 		if err != nil || len(sts) != 1 || sts[0].PublicKey != p.AKS.PublicKey().String() {
 			t.Fatalf("alice reading the gateway's status through the pod proxy: %+v %v", sts, err)
 		}
 		mallory := clientFor(t, env, "mallory", "developers")
-		if _, err := kube.NewPodStatus(mallory.CoreV1(), addr).Statuses(ctx); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), kube.RoleHint) {
+		if _, err := kube.NewPodStatus(mallory.CoreV1().RESTClient(), addr).Statuses(ctx); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), kube.RoleHint) {
 			t.Fatalf("mallory reading the gateway's status: %v", err)
 		}
 	} else {
 		t.Log("this machine has no global unicast address for the pod proxy to dial; pods/proxy not exercised here")
 	}
 
-	mallory := kube.NewSecret(clientFor(t, env, "mallory", "developers").CoreV1(), ns, "tunnel-keys", "")
+	mallory := kube.NewSecret(clientFor(t, env, "mallory", "developers").CoreV1().RESTClient(), ns, "tunnel-keys", "")
 	_, err := mallory.Load(ctx)
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), kube.RoleHint) || !strings.Contains(err.Error(), `"mallory"`) {
 		t.Fatalf("mallory reading the Secret: %v", err)

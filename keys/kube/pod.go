@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/rest"
 
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -95,14 +95,14 @@ func (a PodAddress) String() string {
 // is needed and nothing but the API server is reached from outside the
 // cluster.
 type PodStatus struct {
-	client corev1client.CoreV1Interface
+	client rest.Interface
 	addr   PodAddress
 }
 
 var _ rotate.StatusSource = (*PodStatus)(nil)
 
 // NewPodStatus returns the status source of the pods at addr.
-func NewPodStatus(client corev1client.CoreV1Interface, addr PodAddress) *PodStatus {
+func NewPodStatus(client rest.Interface, addr PodAddress) *PodStatus {
 	return &PodStatus{client: client, addr: addr}
 }
 
@@ -111,8 +111,8 @@ func (p *PodStatus) String() string { return p.addr.String() }
 // Statuses reads each running pod's status. A matching pod that is not
 // running (pending, terminating) is skipped; none running is an error.
 func (p *PodStatus) Statuses(ctx context.Context) ([]rotate.GatewayStatus, error) {
-	pods := p.client.Pods(p.addr.Namespace)
-	list, err := pods.List(ctx, metav1.ListOptions{LabelSelector: p.addr.Selector})
+	var list corev1.PodList
+	err := p.client.Get().Namespace(p.addr.Namespace).Resource("pods").Param("labelSelector", p.addr.Selector).Do(ctx).Into(&list)
 	if err != nil {
 		return nil, explain(err, p.addr.String(), "listing the gateway's pods")
 	}
@@ -121,7 +121,8 @@ func (p *PodStatus) Statuses(ctx context.Context) ([]rotate.GatewayStatus, error
 		if !running(&pod) {
 			continue
 		}
-		body, err := pods.ProxyGet("http", pod.Name, strconv.Itoa(p.addr.Port), "status", nil).DoRaw(ctx)
+		body, err := p.client.Get().Namespace(p.addr.Namespace).Resource("pods").
+			Name(utilnet.JoinSchemeNamePort("http", pod.Name, strconv.Itoa(p.addr.Port))).SubResource("proxy").Suffix("status").DoRaw(ctx)
 		if err != nil {
 			return nil, explain(err, p.addr.String(), "reading pod "+pod.Name+"'s /status through the API server's pod proxy")
 		}

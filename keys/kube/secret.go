@@ -10,7 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -24,7 +24,7 @@ const fieldManager = "tunnel-keys"
 // JSON merge patch carrying that resourceVersion, which the API server
 // refuses with 409 Conflict if the Secret changed since.
 type Secret struct {
-	client    corev1client.CoreV1Interface
+	client    rest.Interface
 	namespace string
 	name      string
 	addr      string
@@ -32,7 +32,7 @@ type Secret struct {
 
 // NewSecret returns the store in Secret namespace/name; addr is how
 // messages name it (its store address).
-func NewSecret(client corev1client.CoreV1Interface, namespace, name, addr string) *Secret {
+func NewSecret(client rest.Interface, namespace, name, addr string) *Secret {
 	if addr == "" {
 		addr = store.Address{Kind: store.KindSecret, Namespace: namespace, Name: name}.String()
 	}
@@ -44,11 +44,11 @@ func (s *Secret) String() string { return s.addr }
 
 // Load gets the Secret.
 func (s *Secret) Load(ctx context.Context) (store.Snapshot, error) {
-	sec, err := s.client.Secrets(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
-	if err != nil {
+	var sec corev1.Secret
+	if err := s.client.Get().Namespace(s.namespace).Resource("secrets").Name(s.name).Do(ctx).Into(&sec); err != nil {
 		return store.Snapshot{}, explain(err, s.addr, "reading the Secret")
 	}
-	return snapshot(sec), nil
+	return snapshot(&sec), nil
 }
 
 func snapshot(sec *corev1.Secret) store.Snapshot {
@@ -65,18 +65,19 @@ func (s *Secret) Write(ctx context.Context, base store.Version, ch store.Change)
 	if err := ch.Validate(); err != nil {
 		return store.Snapshot{}, fmt.Errorf("%s: writing: %w", s.addr, err)
 	}
-	secrets := s.client.Secrets(s.namespace)
 	if base == "" {
 		sec := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       ch.Apply(nil),
 		}
-		out, err := secrets.Create(ctx, sec, metav1.CreateOptions{FieldManager: fieldManager})
+		var out corev1.Secret
+		err := s.client.Post().Namespace(s.namespace).Resource("secrets").Param("fieldManager", fieldManager).
+			Body(sec).Do(ctx).Into(&out)
 		if err != nil {
 			return store.Snapshot{}, explain(err, s.addr, "creating the Secret")
 		}
-		return snapshot(out), nil
+		return snapshot(&out), nil
 	}
 	data := map[string]any{}
 	for k, v := range ch.Set {
@@ -95,11 +96,13 @@ func (s *Secret) Write(ctx context.Context, base store.Version, ch store.Change)
 	if err != nil {
 		return store.Snapshot{}, fmt.Errorf("%s: encoding the patch: %w", s.addr, err)
 	}
-	out, err := secrets.Patch(ctx, s.name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	var out corev1.Secret
+	err = s.client.Patch(types.MergePatchType).Namespace(s.namespace).Resource("secrets").Name(s.name).
+		Param("fieldManager", fieldManager).Body(patch).Do(ctx).Into(&out)
 	if err != nil {
 		return store.Snapshot{}, explain(err, s.addr, "patching the Secret ("+ch.Describe()+")")
 	}
-	return snapshot(out), nil
+	return snapshot(&out), nil
 }
 
 // Update reads, changes and patches the Secret, retrying on 409 Conflict

@@ -302,7 +302,7 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 	kubeconfig := writeKubeconfig(t, env)
 	rotator := kubernetes.NewForConfigOrDie(mustUserConfig(t, env, "rotator", "tunnel-key-rotators"))
 	for _, n := range ns {
-		sec := kube.NewSecret(rotator.CoreV1(), n, "tunnel-keys", "")
+		sec := kube.NewSecret(rotator.CoreV1().RESTClient(), n, "tunnel-keys", "")
 		rotatetest.WaitForAccess(t, "the Role to take effect", func() error { _, err := sec.Load(context.Background()); return err })
 	}
 	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
