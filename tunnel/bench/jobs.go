@@ -60,7 +60,7 @@ func startRelay(ctx context.Context, exe string) (*relayProc, error) {
 	if r.worker, err = keys.LoadIdentity(filepath.Join(dir, "worker", keys.IdentityCertFile), filepath.Join(dir, "worker", keys.IdentityKeyFile)); err != nil {
 		return fail(err)
 	}
-	workers := fmt.Sprintf("workers:\n  - name: bench\n    pins: [%s]\n    queues:\n      bench: [lease, heartbeat, complete, fail]\n", wpin)
+	workers := fmt.Sprintf("workers:\n  - name: bench\n    pins: [%s]\n    queues:\n      bench: [lease, heartbeat, complete, fail]\n      bench-paced: [lease, heartbeat, complete, fail]\n", wpin)
 	if err := os.WriteFile(filepath.Join(dir, "workers.yaml"), []byte(workers), 0o600); err != nil {
 		return fail(err)
 	}
@@ -118,6 +118,7 @@ func freeUDP() (string, error) {
 type jobRun struct {
 	relay    *relayProc
 	addr     string
+	queue    string
 	inFlight int
 	seq      atomic.Int64
 }
@@ -180,7 +181,7 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 			}
 			reqs := make([]api.JobRequest, n)
 			for i := range reqs {
-				reqs[i] = api.JobRequest{Queue: "bench", PayloadText: fmt.Sprintf("job %d", j.seq.Add(1))}
+				reqs[i] = api.JobRequest{Queue: j.queue, PayloadText: fmt.Sprintf("job %d", j.seq.Add(1))}
 			}
 			jobs, err := j.relay.api.EnqueueBatch(ctx, reqs)
 			now := time.Now()
@@ -201,7 +202,7 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 		go func() { // a worker slot
 			defer wg.Done()
 			for ctx.Err() == nil {
-				jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{"bench"}, Max: 1, Wait: time.Second})
+				jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{j.queue}, Max: 1, Wait: time.Second})
 				if err != nil {
 					setErr(fmt.Errorf("leasing: %w", err))
 					return
@@ -253,13 +254,16 @@ func measureJobs(ctx context.Context, o Options, relayExe string, throughTunnel 
 		defer p.Close()
 		addr = p.aks.ready.UDPForward
 	}
-	jr := &jobRun{relay: r, addr: addr, inFlight: res.InFlight}
+	// Each run has a queue of its own: the saturated run leaves a backlog
+	// behind, which the paced run's jobs must not queue behind.
+	jr := &jobRun{relay: r, addr: addr, queue: "bench", inFlight: res.InFlight}
 	n, _, err := jr.run(ctx, o.Duration, 0)
 	if err != nil {
 		res.Err = err.Error()
 		return res
 	}
 	res.JobsPerSecond = float64(n) / o.Duration.Seconds()
+	jr = &jobRun{relay: r, addr: addr, queue: "bench-paced", inFlight: res.InFlight}
 	n, lat, err := jr.run(ctx, o.Duration, res.JobsPerSecond/2)
 	if err != nil {
 		res.Err = err.Error()
