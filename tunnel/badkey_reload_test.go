@@ -1,0 +1,88 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel"
+)
+
+// TestReloadRefusesBadKeys: a key file replaced by a weak or malformed key
+// (all zeros, the wrong length, not base64) is refused by the watcher;
+// the gateway keeps its running keys and traffic keeps flowing.
+func TestReloadRefusesBadKeys(t *testing.T) {
+	eks, aks, _ := filePair(t)
+	p := startPinger(t, forwardAddr(t, aks.gw, "relay"), 10*time.Millisecond)
+	eventually(t, 10*time.Second, "traffic through the tunnel", func() bool { return p.got.Load() > 5 })
+
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	w := &tunnel.Watcher{Gateway: eks.gw, Path: eks.cfg, Every: 20 * time.Millisecond, Logger: newSyncLogger(&logs, &mu)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.Run(ctx)
+
+	zeros := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	short := base64.StdEncoding.EncodeToString(make([]byte, 16))
+	goodPriv, err := os.ReadFile(eks.keyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodPeer, err := os.ReadFile(eks.peerFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := eks.gw.Status().PublicKey
+	for _, tc := range []struct {
+		name, file, body string
+	}{
+		{"peer key all zeros", eks.peerFile(), zeros + "\n"},
+		{"peer key 16 bytes", eks.peerFile(), short + "\n"},
+		{"peer key not base64", eks.peerFile(), "not-a-key!\n"},
+		{"private key all zeros", eks.keyFile(), zeros + "\n"},
+		{"private key 16 bytes", eks.keyFile(), short + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mu.Lock()
+			before := strings.Count(logs.String(), "keeping the running one")
+			mu.Unlock()
+			mode := os.FileMode(0o644)
+			if tc.file == eks.keyFile() {
+				mode = 0o600
+			}
+			if err := keys.WriteFile(tc.file, []byte(tc.body), mode); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 5*time.Second, "the bad key to be refused", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return strings.Count(logs.String(), "keeping the running one") > before
+			})
+			st := eks.gw.Status()
+			if st.PublicKey != pub || len(st.Peers) != 1 || st.Peers[0].PublicKey != aks.pub.String() {
+				t.Fatalf("a refused key changed the gateway: key %s, peers %+v", st.PublicKey, st.Peers)
+			}
+			got := p.got.Load()
+			eventually(t, 5*time.Second, "traffic to keep flowing", func() bool { return p.got.Load() > got+5 })
+			// Put the good key back before the next case.
+			if err := keys.WriteFile(eks.keyFile(), goodPriv, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := keys.WriteFile(eks.peerFile(), goodPeer, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), strings.TrimSpace(string(goodPriv))) {
+		t.Error("the private key appeared in the watcher's log")
+	}
+}
