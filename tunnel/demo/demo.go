@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -197,7 +199,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	fmt.Fprintf(o.Out, "every result checked (the SHA-256 of its payload); %d jobs needed a second attempt\n", sum.Retried)
 	fmt.Fprintf(o.Out, "through the tunnel: %s sent, %s received by the aks gateway (WireGuard, with overhead)\n", mb(sum.TunnelTx), mb(sum.TunnelRx))
 
-	if err := proveScope(ctx, o.Out, s, &sum); err != nil {
+	if err := proveScope(ctx, o.Out, s, bins["tunnel"], &sum); err != nil {
 		return sum, err
 	}
 	return sum, nil
@@ -356,7 +358,7 @@ func status(ctx context.Context, admin string) (tunnel.Status, error) {
 // proveScope tries, from the bunny side through the tunnel, what eks does
 // not expose: relay's API port on eks's tunnel address (TCP) and relay's
 // port on another peer address (UDP). Neither may answer.
-func proveScope(ctx context.Context, out io.Writer, s *setup, sum *Summary) error {
+func proveScope(ctx context.Context, out io.Writer, s *setup, tunnelBin string, sum *Summary) error {
 	before, err := status(ctx, s.eksAdmin)
 	if err != nil {
 		return err
@@ -392,7 +394,18 @@ func proveScope(ctx context.Context, out io.Writer, s *setup, sum *Summary) erro
 	if tcpAnswered || udpAnswered {
 		return fmt.Errorf("%w: tcp %s:8080 answered %v, udp %s:%d answered %v", ErrScope, eksTunnel, tcpAnswered, otherAddr, relayPort, udpAnswered)
 	}
-	fmt.Fprintf(out, "scope: from the bunny side only udp/%d answers through the tunnel; tcp %s:8080 (relay's API port) and udp %s:%d got nothing, eks refused %d packets at ingress; the aks gateway routes nothing to relay's own address %s\n",
+	// Relay's own address cannot even be named as a destination.
+	direct := s.path("aks-relay-direct.yaml")
+	if err := os.WriteFile(direct, []byte(s.relayDirect()), 0o600); err != nil {
+		return fmt.Errorf("writing the scope probe's config: %w", err)
+	}
+	check := exec.CommandContext(ctx, tunnelBin, "config", "check", "--offline", direct)
+	msg, err := check.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(msg), "not one of peer") {
+		return fmt.Errorf("%w: a forward to relay's own address %s was not refused by tunnel config check (%v): %s", ErrScope, s.relayQUIC, err, msg)
+	}
+	fmt.Fprintf(out, "scope: from the bunny side only udp/%d answers through the tunnel; tcp %s:8080 (relay's API port) and udp %s:%d got nothing, eks refused %d packets at ingress; a forward to relay's own address %s is refused (tunnel config check: not one of peer eks's addresses)\n",
 		relayPort, eksTunnel, otherAddr, relayPort, sum.IngressRefused, s.relayQUIC)
 	return nil
 }

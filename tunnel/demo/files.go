@@ -161,3 +161,23 @@ func portOf(addr string) string {
 	}
 	return addr
 }
+
+// relayDirect is the aks gateway's config with one more forward rule,
+// straight to relay's own address: the config check must refuse it, as
+// the tunnel carries only to the peer's tunnel addresses.
+func (s *setup) relayDirect() string {
+	return fmt.Sprintf(`interface:
+  privateKeyFile: %s
+  addresses: [%s]
+peers:
+  - name: eks
+    publicKey: %s
+    allowedIPs: [%s/32]
+forward:
+  - name: relay-direct
+    protocol: udp
+    listen: 127.0.0.1:0
+    peer: eks
+    to: %s
+`, s.path("aks-keys", keys.PrivateKeyFile), aksTunnel, s.eksPub, eksTunnel, s.relayQUIC)
+}
