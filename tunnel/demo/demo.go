@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -125,42 +126,32 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	go func() { _ = hs.Serve(hl) }()
 	defer hs.Close()
 
-	s := &setup{dir: dir, handler: "http://" + hl.Addr().String() + "/job", concurrency: o.Concurrency}
-	if err := s.write(); err != nil {
-		return sum, err
-	}
-
 	// Start relay, the gateways and bunny; stop them in reverse order.
 	var procs []*proc
-	defer func() {
+	stopAll := func() {
 		for _, p := range slices.Backward(procs) {
 			if err := p.stop(15 * time.Second); err != nil {
 				o.Logger.Debug("stopped", "process", p.name, "err", err)
 			}
 		}
-	}()
-	run := func(name, ready string, exe string, args ...string) error {
-		p, err := start(name, dir, exe, args...)
-		if err != nil {
-			return err
-		}
-		procs = append(procs, p)
-		return waitReady(ctx, p, "http://"+ready+"/readyz", 20*time.Second)
+		procs = nil
 	}
+	defer stopAll()
+	var s *setup
 	t0 := time.Now()
-	if err := run("relay", s.relayHTTP, bins["relay"], "serve", "--db", s.path("relay.db"), "--listen", s.relayQUIC, "--http", s.relayHTTP,
-		"--identity-cert", s.path("relay-id", "identity.crt"), "--identity-key", s.path("relay-id", "identity.key"),
-		"--workers", s.path("workers.yaml"), "--lease-duration", "10s"); err != nil {
-		return sum, err
-	}
-	if err := run("gateway-aks", s.aksAdmin, bins["tunnel"], "gateway", "--config", s.path("aks.yaml")); err != nil {
-		return sum, err
-	}
-	if err := run("gateway-eks", s.eksAdmin, bins["tunnel"], "gateway", "--config", s.path("eks.yaml")); err != nil {
-		return sum, err
-	}
-	if err := run("bunny", s.bunnyAdmin, bins["bunny"], "run", "--config", s.path("bunny.yaml")); err != nil {
-		return sum, err
+	// The ports are picked free, then bound by the processes a moment
+	// later; if another program took one in between, start again.
+	for attempt := 1; ; attempt++ {
+		s = &setup{dir: filepath.Join(dir, fmt.Sprint("run", attempt)), handler: "http://" + hl.Addr().String() + "/job", concurrency: o.Concurrency}
+		err := startAll(ctx, s, bins, &procs)
+		if err == nil {
+			break
+		}
+		stopAll()
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return sum, err
+		}
+		o.Logger.Info("a port was taken while starting; starting again", "err", err)
 	}
 	fmt.Fprintf(o.Out, "relay        QUIC on %s, producer API on http://%s (bunny is given only the aks gateway's forward address)\n", s.relayQUIC, s.relayHTTP)
 	fmt.Fprintf(o.Out, "gateway eks  key %s, dials aks at %s (no listening port); exposes udp/%d → relay to peer aks only\n", s.eksPub.Fingerprint(), s.aksWG, relayPort)
@@ -414,3 +405,34 @@ func mb(n uint64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 // ErrScope reports that something outside the exposed port answered.
 var ErrScope = errors.New("scope check failed")
+
+// startAll writes s's files and starts relay, the gateways and bunny,
+// adding each to procs as it starts, and waits for each to be ready.
+func startAll(ctx context.Context, s *setup, bins map[string]string, procs *[]*proc) error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("creating the demo's directory: %w", err)
+	}
+	if err := s.write(); err != nil {
+		return err
+	}
+	run := func(name, ready string, exe string, args ...string) error {
+		p, err := start(name, s.dir, exe, args...)
+		if err != nil {
+			return err
+		}
+		*procs = append(*procs, p)
+		return waitReady(ctx, p, "http://"+ready+"/readyz", 20*time.Second)
+	}
+	if err := run("relay", s.relayHTTP, bins["relay"], "serve", "--db", s.path("relay.db"), "--listen", s.relayQUIC, "--http", s.relayHTTP,
+		"--identity-cert", s.path("relay-id", "identity.crt"), "--identity-key", s.path("relay-id", "identity.key"),
+		"--workers", s.path("workers.yaml"), "--lease-duration", "10s"); err != nil {
+		return err
+	}
+	if err := run("gateway-aks", s.aksAdmin, bins["tunnel"], "gateway", "--config", s.path("aks.yaml")); err != nil {
+		return err
+	}
+	if err := run("gateway-eks", s.eksAdmin, bins["tunnel"], "gateway", "--config", s.path("eks.yaml")); err != nil {
+		return err
+	}
+	return run("bunny", s.bunnyAdmin, bins["bunny"], "run", "--config", s.path("bunny.yaml"))
+}
