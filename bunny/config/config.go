@@ -15,6 +15,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tunnel-dev/tunnel/tunnel/config/yamlcheck"
+
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
@@ -90,47 +92,11 @@ type HTTP struct {
 	MaxOutput int
 }
 
-// FieldError is one problem with one field.
-type FieldError struct {
-	File string
-	Line int
-	Path string // such as "queues[0].exec.timeout"
-	Msg  string
-}
+// FieldError is one problem with one field (such as "queues[0].exec.timeout").
+type FieldError = yamlcheck.FieldError
 
-func (e *FieldError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		b.WriteString(":")
-	}
-	if e.Line > 0 {
-		fmt.Fprintf(&b, "%d:", e.Line)
-	}
-	if b.Len() > 0 {
-		b.WriteString(" ")
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// Errors is every problem found in a file, in the order found.
-type Errors []*FieldError
-
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	if len(es) == 1 {
-		return "invalid configuration: " + lines[0]
-	}
-	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(es), strings.Join(lines, "\n  "))
-}
+// Errors is every problem found in a file.
+type Errors = yamlcheck.Errors
 
 // The raw form is what the file holds, every scalar a string, so that each
 // value is parsed here with an error naming its field and line.
@@ -255,7 +221,7 @@ func Parse(data []byte) (*Config, error) {
 	if len(root.Content) == 0 {
 		return nil, Errors{{Msg: "the file is empty"}}
 	}
-	if err := checkKnown(&root, reflect.TypeOf(rawConfig{}), ""); err != nil {
+	if err := yamlcheck.Known(&root, reflect.TypeOf(rawConfig{}), ""); err != nil {
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			return nil, Errors{fe}
@@ -282,7 +248,7 @@ type parser struct {
 }
 
 func (p *parser) fail(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Line: lineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &FieldError{Line: yamlcheck.LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) convert(r *rawConfig) *Config {

@@ -16,53 +16,19 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tunnel-dev/tunnel/tunnel/config/yamlcheck"
+
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
 // MaxFileSize bounds a configuration file; anything larger is a mistake.
 const MaxFileSize = 1 << 20
 
-// FieldError is one problem with one field.
-type FieldError struct {
-	File string
-	Line int
-	Path string // such as "peers[0].publicKey"
-	Msg  string
-}
+// FieldError is one problem with one field (such as "peers[0].publicKey").
+type FieldError = yamlcheck.FieldError
 
-func (e *FieldError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		b.WriteString(":")
-	}
-	if e.Line > 0 {
-		fmt.Fprintf(&b, "%d:", e.Line)
-	}
-	if b.Len() > 0 {
-		b.WriteString(" ")
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
-
-// Errors is every problem found in a file, in file order.
-type Errors []*FieldError
-
-func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	if len(es) == 1 {
-		return "invalid configuration: " + lines[0]
-	}
-	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(es), strings.Join(lines, "\n  "))
-}
+// Errors is every problem found in a file.
+type Errors = yamlcheck.Errors
 
 // Load reads and parses a configuration file, and the peer key files it
 // names.
@@ -112,7 +78,11 @@ func Parse(data []byte) (*Config, error) {
 	if len(root.Content) == 0 {
 		return nil, Errors{{Msg: "the file is empty"}}
 	}
-	if err := checkKnown(&root, reflect.TypeOf(rawConfig{}), ""); err != nil {
+	if err := yamlcheck.Known(&root, reflect.TypeOf(rawConfig{}), ""); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, Errors{fe}
+		}
 		return nil, Errors{{Msg: err.Error()}}
 	}
 	var raw rawConfig
@@ -135,7 +105,7 @@ type parser struct {
 }
 
 func (p *parser) fail(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Line: lineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, &FieldError{Line: yamlcheck.LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 var (

@@ -90,7 +90,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field", func(s string) string {
 			return strings.Replace(s, "  listenPort: 51820", "  listenPort: 51820\n  lisenPort: 1", 1)
 		},
-			[]string{"line 5:", "interface: unknown field \"lisenPort\"", "known fields:"}},
+			[]string{"5: interface.lisenPort: unknown field", "known fields of interface: addresses, listenPort"}},
 		{"case of a field", func(s string) string { return strings.Replace(s, "privateKeyFile", "privatekeyfile", 1) },
 			[]string{"did you mean \"privateKeyFile\""}},
 		{"bad key", func(s string) string {

@@ -1,4 +1,10 @@
-package config
+// Package yamlcheck is the strict half of reading a YAML config file that
+// yaml.v3 leaves out: it walks the document against the struct it will be
+// decoded into and names the first unknown, repeated or wrongly shaped
+// field with its line; it finds the line of any field path; and it holds
+// the errors that name a field, shared by the gateway's and bunny's
+// config packages.
+package yamlcheck
 
 import (
 	"fmt"
@@ -10,9 +16,51 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// checkKnown walks the YAML tree against the struct type t and reports the
+// FieldError is one problem with one field.
+type FieldError struct {
+	File string
+	Line int
+	Path string // such as "peers[0].publicKey"
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteString(":")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:", e.Line)
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a file, in file order.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	if len(es) == 1 {
+		return "invalid configuration: " + lines[0]
+	}
+	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(es), strings.Join(lines, "\n  "))
+}
+
+// Known walks the YAML tree against the struct type t and reports the
 // first field that t does not have, with its line and the fields it does.
-func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
+func Known(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -20,10 +68,10 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
 		if len(n.Content) == 0 {
 			return nil
 		}
-		return checkKnown(n.Content[0], t, path)
+		return Known(n.Content[0], t, path)
 	}
 	if n.Kind == yaml.AliasNode {
-		return fmt.Errorf("line %d: %s: YAML aliases are not supported here", n.Line, orRoot(path))
+		return &FieldError{Line: n.Line, Path: path, Msg: "YAML aliases are not supported here"}
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -31,7 +79,7 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
 			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 				return nil
 			}
-			return fmt.Errorf("line %d: %s: want a mapping of fields, got %s", n.Line, orRoot(path), describeNode(n))
+			return &FieldError{Line: n.Line, Path: path, Msg: "want a mapping of fields, got " + describeNode(n)}
 		}
 		fields := map[string]reflect.StructField{}
 		var names []string
@@ -56,14 +104,14 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
 						hint = fmt.Sprintf(" (did you mean %q? field names are case-sensitive)", name)
 					}
 				}
-				return fmt.Errorf("line %d: %s: unknown field %q%s; known fields: %s",
-					k.Line, orRoot(path), k.Value, hint, strings.Join(names, ", "))
+				return &FieldError{Line: k.Line, Path: join(path, k.Value),
+					Msg: fmt.Sprintf("unknown field%s; known fields of %s: %s", hint, orRoot(path), strings.Join(names, ", "))}
 			}
 			if seen[k.Value] {
-				return fmt.Errorf("line %d: %s: field %q appears twice", k.Line, orRoot(path), k.Value)
+				return &FieldError{Line: k.Line, Path: join(path, k.Value), Msg: "appears twice"}
 			}
 			seen[k.Value] = true
-			if err := checkKnown(v, f.Type, join(path, k.Value)); err != nil {
+			if err := Known(v, f.Type, join(path, k.Value)); err != nil {
 				return err
 			}
 		}
@@ -72,16 +120,16 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string) error {
 			return nil
 		}
 		if n.Kind != yaml.SequenceNode {
-			return fmt.Errorf("line %d: %s: want a list, got %s", n.Line, orRoot(path), describeNode(n))
+			return &FieldError{Line: n.Line, Path: path, Msg: "want a list, got " + describeNode(n)}
 		}
 		for i, c := range n.Content {
-			if err := checkKnown(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := Known(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return fmt.Errorf("line %d: %s: want a single value, got %s", n.Line, orRoot(path), describeNode(n))
+			return &FieldError{Line: n.Line, Path: path, Msg: "want a single value, got " + describeNode(n)}
 		}
 	}
 	return nil
@@ -113,9 +161,9 @@ func orRoot(path string) string {
 	return path
 }
 
-// lineOf finds the line of the node at path ("peers[0].publicKey"), or the
-// line of its nearest ancestor that exists. Zero when nothing matches.
-func lineOf(root *yaml.Node, path string) int {
+// LineOf finds the line of the node at path ("peers[0].publicKey"), or
+// the line of its nearest ancestor that exists. Zero when nothing matches.
+func LineOf(root *yaml.Node, path string) int {
 	n := root
 	if n == nil {
 		return 0

@@ -1,0 +1,90 @@
+package yamlcheck
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+type inner struct {
+	Port string   `yaml:"port"`
+	Tags []string `yaml:"tags"`
+}
+
+type doc struct {
+	Name  string  `yaml:"name"`
+	Items []inner `yaml:"items"`
+	One   inner   `yaml:"one"`
+}
+
+func TestKnown(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		line       int
+		path, msg  string // "" path: no error
+	}{
+		{"fine", "name: a\nitems:\n  - port: 1\n    tags: [x]\none: {port: 2}\n", 0, "", ""},
+		{"empty values", "name:\nitems:\none:\n", 0, "", ""},
+		{"unknown top", "name: a\nnmae: b\n", 2, "nmae", "unknown field; known fields of the top level: items, name, one"},
+		{"unknown nested", "items:\n  - port: 1\n    prot: 2\n", 3, "items[0].prot", "known fields of items[0]: port, tags"},
+		{"case", "Name: a\n", 1, "Name", `did you mean "name"?`},
+		{"twice", "name: a\nname: b\n", 2, "name", "appears twice"},
+		{"scalar for mapping", "one: 7\n", 1, "one", `want a mapping of fields, got "7"`},
+		{"scalar for list", "items: x\n", 1, "items", `want a list, got "x"`},
+		{"list for scalar", "name: [a]\n", 1, "name", "want a single value, got a list"},
+		{"alias", "one: &a {port: 1}\nname: *a\n", 2, "name", "aliases are not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var root yaml.Node
+			if err := yaml.Unmarshal([]byte(tc.yaml), &root); err != nil {
+				t.Fatal(err)
+			}
+			err := Known(&root, reflect.TypeOf(doc{}), "")
+			if tc.path == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("want a FieldError, got %v", err)
+			}
+			if fe.Line != tc.line || fe.Path != tc.path || !strings.Contains(fe.Msg, tc.msg) {
+				t.Fatalf("got line %d path %q msg %q; want line %d path %q msg containing %q", fe.Line, fe.Path, fe.Msg, tc.line, tc.path, tc.msg)
+			}
+		})
+	}
+}
+
+func TestLineOf(t *testing.T) {
+	var root yaml.Node
+	src := "name: a\nitems:\n  - port: 1\n  - port: 2\n    tags: [x, y]\n"
+	if err := yaml.Unmarshal([]byte(src), &root); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{
+		"name": 1, "items[1].port": 4, "items[1].tags[1]": 5,
+		"items":            3, // a field's line is its value's
+		"items[1].missing": 4, // the nearest ancestor that exists
+		"nothing":          0,
+	} {
+		if got := LineOf(&root, path); got != want {
+			t.Errorf("LineOf(%q) = %d, want %d", path, got, want)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	one := Errors{{File: "gw.yaml", Line: 3, Path: "peers[0].publicKey", Msg: "not a key"}}
+	if got := one.Error(); got != "invalid configuration: gw.yaml:3: peers[0].publicKey: not a key" {
+		t.Errorf("one: %q", got)
+	}
+	two := append(one, &FieldError{Msg: "the file is empty"})
+	if got := two.Error(); !strings.HasPrefix(got, "invalid configuration (2 problems):\n  gw.yaml:3:") || !strings.HasSuffix(got, "\n  the file is empty") {
+		t.Errorf("two: %q", got)
+	}
+}
