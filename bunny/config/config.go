@@ -1,14 +1,12 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -214,27 +212,12 @@ func (c *Config) ResolveFiles() error {
 // Parse parses and validates a configuration. The error is an Errors
 // listing every problem, each naming its field and line.
 func Parse(data []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
-	}
-	if len(root.Content) == 0 {
-		return nil, Errors{{Msg: "the file is empty"}}
-	}
-	if err := yamlcheck.Known(&root, reflect.TypeOf(rawConfig{}), ""); err != nil {
-		var fe *FieldError
-		if errors.As(err, &fe) {
-			return nil, Errors{fe}
-		}
-		return nil, Errors{{Msg: err.Error()}}
-	}
 	var raw rawConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil {
-		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	root, err := yamlcheck.Decode(data, &raw)
+	if err != nil {
+		return nil, err
 	}
-	p := &parser{root: &root}
+	p := &parser{root: root}
 	c := p.convert(&raw)
 	if len(p.errs) > 0 {
 		return nil, p.errs

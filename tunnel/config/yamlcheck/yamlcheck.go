@@ -7,6 +7,8 @@
 package yamlcheck
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -221,4 +223,31 @@ func splitPath(path string) []string {
 		}
 	}
 	return parts
+}
+
+// Decode reads a YAML document strictly into out (a pointer to the raw
+// struct a config package parses from): a syntax error, an empty file,
+// and an unknown, repeated or wrongly shaped field are each an Errors
+// naming the field and line. It returns the document's tree, for LineOf.
+func Decode(data []byte, out any) (*yaml.Node, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	if len(root.Content) == 0 {
+		return nil, Errors{{Msg: "the file is empty"}}
+	}
+	if err := Known(&root, reflect.TypeOf(out), ""); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return nil, Errors{fe}
+		}
+		return nil, Errors{{Msg: err.Error()}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil {
+		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	return &root, nil
 }

@@ -88,3 +88,50 @@ func TestErrors(t *testing.T) {
 		t.Errorf("two: %q", got)
 	}
 }
+
+func TestDecode(t *testing.T) {
+	var d doc
+	root, err := Decode([]byte("name: a\nitems:\n  - port: 7\n"), &d)
+	if err != nil || d.Name != "a" || len(d.Items) != 1 || d.Items[0].Port != "7" || LineOf(root, "items[0].port") != 3 {
+		t.Fatalf("decode: %+v, %v", d, err)
+	}
+	for in, want := range map[string]string{
+		"":                "the file is empty",
+		"name: [":         "did not find expected node content",
+		"name: a\nx: 1\n": "2: x: unknown field",
+	} {
+		var d doc
+		_, err := Decode([]byte(in), &d)
+		var es Errors
+		if !errors.As(err, &es) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Decode(%q): %v, want an Errors containing %q", in, err, want)
+		}
+	}
+}
+
+// FuzzDecode: any input is decoded or refused with Errors, never a panic,
+// and every error line is within the input.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{"name: a\nitems:\n  - port: 1\n    tags: [x]\none: {port: 2}\n", "", "name: [", "one: &a {port: 1}\nname: *a\n", "items: x\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d doc
+		_, err := Decode(b, &d)
+		if err == nil {
+			return
+		}
+		var es Errors
+		if !errors.As(err, &es) || len(es) == 0 {
+			t.Fatalf("not an Errors: %v", err)
+		}
+		// YAML breaks lines at \n, \r and \r\n.
+		text := strings.ReplaceAll(string(b), "\r\n", "\n")
+		lines := strings.Count(text, "\n") + strings.Count(text, "\r") + 1
+		for _, e := range es {
+			if e.Line > lines {
+				t.Fatalf("line %d of a %d-line input: %v", e.Line, lines, e)
+			}
+		}
+	})
+}
