@@ -17,8 +17,8 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
+	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/tunnel/admin"
 	"github.com/tunnel-dev/tunnel/tunnel/bind"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 	"github.com/tunnel-dev/tunnel/tunnel/netstack"

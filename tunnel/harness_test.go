@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tunnel-dev/tunnel/tunnel/internal/echo"
+	"github.com/tunnel-dev/tunnel/internal/echo"
 	"log/slog"
 	"net"
 	"os"

@@ -13,7 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/tunnel-dev/tunnel/tunnel/config/yamlcheck"
+	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"

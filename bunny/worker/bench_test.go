@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/bunny/handler"
-	"github.com/tunnel-dev/tunnel/bunny/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/relaytest"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 )
 

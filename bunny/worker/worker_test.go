@@ -21,7 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tunnel-dev/tunnel/bunny/handler"
-	"github.com/tunnel-dev/tunnel/bunny/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/relaytest"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )

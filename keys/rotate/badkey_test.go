@@ -11,8 +11,8 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
-	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
+	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // A malformed or weak key written into a store: the gateway's reload
@@ -21,7 +21,7 @@ import (
 // and writes nothing.
 func TestBadKeyInStore(t *testing.T) {
 	p := startPair(t)
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	for _, tc := range []struct {
 		name, side, item, value, why string
@@ -49,7 +49,7 @@ func TestBadKeyInStore(t *testing.T) {
 				}
 			})
 			if tc.item != keys.NextKeyFile { // the gateway never reads next.key
-				rotatetest.Eventually(t, 5*time.Second, "the gateway to refuse the bad key in its log", func() bool {
+				tunneltest.Eventually(t, 5*time.Second, "the gateway to refuse the bad key in its log", func() bool {
 					return side.Logs.Contains("cannot be applied; keeping the running one") && side.Logs.Contains(tc.why)
 				})
 			}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
-	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 func newKey(t testing.TB) keys.PrivateKey {
@@ -37,7 +37,7 @@ func set(t *testing.T, s store.Store, items map[string][]byte, del ...string) {
 	}
 }
 
-func lists(g *rotatetest.Side, k keys.PublicKey) bool {
+func lists(g *tunneltest.Side, k keys.PublicKey) bool {
 	for _, ps := range g.Gateway.Status().Peers {
 		if ps.PublicKey == k.String() {
 			return true
@@ -54,28 +54,28 @@ func TestRecoveries(t *testing.T) {
 		name string
 		// make puts the stores into the state; it returns the key the
 		// rotation must end with (zero: any new key).
-		make      func(t *testing.T, p *rotatetest.Pair) keys.PublicKey
+		make      func(t *testing.T, p *tunneltest.Pair) keys.PublicKey
 		wantSteps []rotate.Step
 		// broken: the state made has no working key (so the monitor
 		// of working keys is not run)
 		broken bool
 	}{
-		{"peer stages a successor nobody holds", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
+		{"peer stages a successor nobody holds", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
 			stray := newKey(t).Public()
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
-			rotatetest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			tunneltest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return keys.PublicKey{}
 		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
-		{"next.key replaced after staging", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
+		{"next.key replaced after staging", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
 			stray, next := newKey(t).Public(), newKey(t)
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
-			rotatetest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			tunneltest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return next.Public()
 		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
-		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
+		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
 			var out bytes.Buffer
 			rot := rotation(t, p.AKS, p.EKS, &out)
 			rot.StopAfter = rotate.Stage
@@ -91,25 +91,25 @@ func TestRecoveries(t *testing.T) {
 			return k.Public()
 		}, []rotate.Step{rotate.Tidy, rotate.Revoke}, false},
 
-		{"peer accepts only the next key", func(t *testing.T, p *rotatetest.Pair) keys.PublicKey {
+		{"peer accepts only the next key", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
 			// The tunnel is broken here, and the monitor the other tests
 			// rely on sees it.
-			mon := rotatetest.WatchWorkingKeys(p)
+			mon := tunneltest.WatchWorkingKeys(p)
 			defer mon.Stop()
 			next := newKey(t)
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(next.Public())})
-			rotatetest.Eventually(t, 5*time.Second, "the monitor to see aks without a working key", func() bool { n, _, _ := mon.Violations(); return n > 0 })
-			rotatetest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
+			tunneltest.Eventually(t, 5*time.Second, "the monitor to see aks without a working key", func() bool { n, _, _ := mon.Violations(); return n > 0 })
+			tunneltest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
 			return next.Public()
 		}, []rotate.Step{rotate.Switch}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPair(t)
-			ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+			ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 			ping.Flowing(t, 10*time.Second, 5, "before")
 			if !tc.broken {
-				rotatetest.MonitorWorkingKeys(t, p)
+				tunneltest.MonitorWorkingKeys(t, p)
 			}
 			want := tc.make(t, p)
 			var out bytes.Buffer
@@ -163,7 +163,7 @@ func TestRefusesWithoutAWorkingKey(t *testing.T) {
 // both finish, and the stores end settled with working keys.
 func TestConcurrentRotations(t *testing.T) {
 	p := startPair(t)
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	var wg sync.WaitGroup
 	var outs [2]bytes.Buffer
@@ -208,7 +208,7 @@ func TestTimeoutNamesTheStep(t *testing.T) {
 	p := startPair(t)
 	// Traffic, so that aks handshakes as soon as it switches (without it,
 	// eks's next handshake retry comes up to 5s later).
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	wrong := p.Stranger(t, newKey(t))
 	var out bytes.Buffer
@@ -228,7 +228,7 @@ func TestTimeoutNamesTheStep(t *testing.T) {
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("a 1s timeout took %v", d)
 	}
-	rotatetest.CheckWorkingKeys(t, p, "after the timeout")
+	tunneltest.CheckWorkingKeys(t, p, "after the timeout")
 	out.Reset()
 	res, err := rotation(t, p.AKS, p.EKS, &out).Run(context.Background())
 	if err != nil || !slices.Equal(res.Steps, []rotate.Step{rotate.Switch, rotate.Revoke}) {

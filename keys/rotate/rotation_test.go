@@ -10,8 +10,8 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
-	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
+	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // kubeletLayout publishes eks's key store as a mounted Secret is laid out,
@@ -19,7 +19,7 @@ import (
 func kubeletLayout(t testing.TB, side, dir string, items map[string][]byte) {
 	t.Helper()
 	if side == "eks" {
-		(&rotatetest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
+		(&tunneltest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
 		return
 	}
 	if _, err := store.NewDir(dir).Write(context.Background(), "", store.Change{Set: items}); err != nil {
@@ -27,14 +27,14 @@ func kubeletLayout(t testing.TB, side, dir string, items map[string][]byte) {
 	}
 }
 
-func startPair(t *testing.T) *rotatetest.Pair {
+func startPair(t *testing.T) *tunneltest.Pair {
 	t.Helper()
-	return rotatetest.StartPair(t, rotatetest.Options{Layout: kubeletLayout})
+	return tunneltest.StartPair(t, tunneltest.Options{Layout: kubeletLayout})
 }
 
 // rotation rotates r's key, with o as the peer, through both gateways'
 // admin URLs.
-func rotation(t *testing.T, r, o *rotatetest.Side, out *bytes.Buffer) *rotate.Rotation {
+func rotation(t *testing.T, r, o *tunneltest.Side, out *bytes.Buffer) *rotate.Rotation {
 	t.Helper()
 	return &rotate.Rotation{
 		This:    rotate.Side{Store: r.Store(), Status: httpStatus(t, r.AdminURL())},
@@ -54,18 +54,18 @@ func httpStatus(t *testing.T, u string) *rotate.HTTPStatus {
 	return &rotate.HTTPStatus{URL: pu}
 }
 
-func load(t testing.TB, s store.Store) store.Snapshot { return rotatetest.Load(t, s) }
+func load(t testing.TB, s store.Store) store.Snapshot { return tunneltest.Load(t, s) }
 
 func privateOf(t testing.TB, snap store.Snapshot, item string) keys.PublicKey {
-	return rotatetest.PublicOf(t, snap, item)
+	return tunneltest.PublicOf(t, snap, item)
 }
 
-func checkInvariant(t *testing.T, p *rotatetest.Pair, when string) {
-	rotatetest.CheckWorkingKeys(t, p, when)
+func checkInvariant(t *testing.T, p *tunneltest.Pair, when string) {
+	tunneltest.CheckWorkingKeys(t, p, when)
 }
 
-func settled(t *testing.T, r, o *rotatetest.Side, want keys.PublicKey) {
-	rotatetest.CheckSettled(t, r, o, want)
+func settled(t *testing.T, r, o *tunneltest.Side, want keys.PublicKey) {
+	tunneltest.CheckSettled(t, r, o, want)
 }
 
 // Rotating aks, then eks, while datagrams flow through the tunnel every
@@ -73,14 +73,14 @@ func settled(t *testing.T, r, o *rotatetest.Side, want keys.PublicKey) {
 // and afterwards a gateway holding eks's old key gets no handshake.
 func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	p := startPair(t)
-	ping := rotatetest.StartPinger(t, p.Forward(t), 5*time.Millisecond)
-	rotatetest.MonitorWorkingKeys(t, p)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 5*time.Millisecond)
+	tunneltest.MonitorWorkingKeys(t, p)
 	ping.Flowing(t, 10*time.Second, 20, "before rotating")
 	ping.ResetGap()
 
 	var gaps []time.Duration
 	var oldEKS keys.PrivateKey
-	for _, pair := range [][2]*rotatetest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
+	for _, pair := range [][2]*tunneltest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
 		r, o := pair[0], pair[1]
 		before := r.PublicKey()
 		if r.Name == "eks" {
@@ -123,7 +123,7 @@ func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	// eks's old key is refused: a gateway holding it gets no handshake.
 	refused := p.AKS.Gateway.Status().WireGuard.HandshakeRefused
 	old := p.Stranger(t, oldEKS)
-	rotatetest.Eventually(t, 10*time.Second, "aks to refuse the old key", func() bool {
+	tunneltest.Eventually(t, 10*time.Second, "aks to refuse the old key", func() bool {
 		return p.AKS.Gateway.Status().WireGuard.HandshakeRefused > refused
 	})
 	for _, ps := range old.Status().Peers {
@@ -138,9 +138,9 @@ func TestRotateBothSidesUnderTraffic(t *testing.T) {
 // stop both sides have a working key and traffic flows.
 func TestRotateStoppedAfterEachStep(t *testing.T) {
 	p := startPair(t)
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 10, "before rotating")
-	rotatetest.MonitorWorkingKeys(t, p)
+	tunneltest.MonitorWorkingKeys(t, p)
 	steps := []rotate.Step{rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}
 	for i, stop := range steps {
 		r, o := p.AKS, p.EKS

@@ -11,8 +11,8 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
-	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 func TestParseStatusURL(t *testing.T) {
@@ -90,11 +90,11 @@ func FuzzParseStatusURL(f *testing.F) {
 // handshake, and a staged successor.
 func TestGatewayStatusMatchesTheGateway(t *testing.T) {
 	p := startPair(t)
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	next := newKey(t).Public()
 	set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), next)})
-	rotatetest.Eventually(t, 5*time.Second, "eks to stage the successor", func() bool { return lists(p.EKS, next) })
+	tunneltest.Eventually(t, 5*time.Second, "eks to stage the successor", func() bool { return lists(p.EKS, next) })
 
 	src := httpStatus(t, p.EKS.AdminURL())
 	sts, err := src.Statuses(context.Background())

@@ -4,7 +4,7 @@ import (
 	"net"
 	"sync"
 
-	"github.com/tunnel-dev/tunnel/tunnel/internal/echo"
+	"github.com/tunnel-dev/tunnel/internal/echo"
 )
 
 // targets are what the tunnel reaches: a TCP sink that reads a connection

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/netns"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
-	"github.com/tunnel-dev/tunnel/tunnel/internal/netns"
 )
 
 // clusters is two "clusters" on one machine: a namespace per cloud joined

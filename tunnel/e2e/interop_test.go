@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/echo"
+	"github.com/tunnel-dev/tunnel/internal/netns"
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/tunnel/internal/echo"
-	"github.com/tunnel-dev/tunnel/tunnel/internal/netns"
 )
 
 // TestInteropWithDebianWireGuard runs our gateway in one namespace and

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/netns"
 	"github.com/tunnel-dev/tunnel/relay/api"
-	"github.com/tunnel-dev/tunnel/tunnel/internal/netns"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/netns"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
-	"github.com/tunnel-dev/tunnel/tunnel/internal/netns"
 )
 
 // adminProxy makes a gateway's admin address inside ns reachable from

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tunnel-dev/tunnel/bunny/config"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
+	"github.com/tunnel-dev/tunnel/internal/cli"
 )
 
 type configCheckCmd struct {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnel-dev/tunnel/bunny/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/relaytest"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"

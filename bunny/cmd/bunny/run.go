@@ -10,9 +10,9 @@ import (
 	"github.com/tunnel-dev/tunnel/bunny/config"
 	"github.com/tunnel-dev/tunnel/bunny/handler"
 	"github.com/tunnel-dev/tunnel/bunny/worker"
+	"github.com/tunnel-dev/tunnel/internal/admin"
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/tunnel/admin"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
 type runCmd struct {

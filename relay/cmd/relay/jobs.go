@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/relay/api"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
 type jobsCmd struct {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/admin"
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/auth"
@@ -18,8 +20,6 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/server"
 	"github.com/tunnel-dev/tunnel/relay/store"
-	"github.com/tunnel-dev/tunnel/tunnel/admin"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
 type serveCmd struct {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel/bench"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
 type benchCmd struct {

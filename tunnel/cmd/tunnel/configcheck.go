@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 

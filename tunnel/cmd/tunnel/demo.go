@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/tunnel/demo"
 )
 

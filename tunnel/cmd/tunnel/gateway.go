@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/tunnel"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 

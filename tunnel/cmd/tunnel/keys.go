@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/kube"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
 type keysCmd struct {

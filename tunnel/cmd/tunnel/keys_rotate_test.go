@@ -20,9 +20,9 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/kube"
-	"github.com/tunnel-dev/tunnel/keys/rotate/rotatetest"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/manifests/kubetest"
+	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // kubeAPI is one kube-apiserver + etcd for this package's tests.
@@ -103,12 +103,12 @@ func TestKeysRotateUsage(t *testing.T) {
 		{"weak key in the store", append(with("--store", zero), "--dry-run"), "private.key: bad key in the store: parsing private key: weak key: all zeros"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := []store.Version{rotatetest.Load(t, store.NewDir(aks)).Version, rotatetest.Load(t, store.NewDir(eks)).Version}
+			before := []store.Version{tunneltest.Load(t, store.NewDir(aks)).Version, tunneltest.Load(t, store.NewDir(eks)).Version}
 			code, _, errOut := runCLI(t, tc.args...)
 			if code != 2 || !strings.Contains(errOut, tc.want) {
 				t.Fatalf("exit %d, %s\nwant exit 2 and %q", code, errOut, tc.want)
 			}
-			after := []store.Version{rotatetest.Load(t, store.NewDir(aks)).Version, rotatetest.Load(t, store.NewDir(eks)).Version}
+			after := []store.Version{tunneltest.Load(t, store.NewDir(aks)).Version, tunneltest.Load(t, store.NewDir(eks)).Version}
 			if before[0] != after[0] || before[1] != after[1] {
 				t.Fatal("a refused command wrote")
 			}
@@ -138,7 +138,7 @@ func dirStore(dir string, replace map[string][]byte) string {
 // nothing; flags come from the environment too.
 func TestKeysRotateDryRun(t *testing.T) {
 	aks, eks, a := storesWithKeys(t)
-	before := rotatetest.Load(t, store.NewDir(aks)).Version
+	before := tunneltest.Load(t, store.NewDir(aks)).Version
 	t.Setenv("TUNNEL_PEER_STORE", "dir:"+eks)
 	code, out, errOut := runCLI(t, "keys", "rotate", "--store", "dir:"+aks, "--dry-run")
 	if code != 0 {
@@ -159,14 +159,14 @@ func TestKeysRotateDryRun(t *testing.T) {
 	if strings.Contains(out, a.Base64()) {
 		t.Fatal("the plan shows a private key")
 	}
-	if rotatetest.Load(t, store.NewDir(aks)).Version != before {
+	if tunneltest.Load(t, store.NewDir(aks)).Version != before {
 		t.Fatal("--dry-run wrote")
 	}
 }
 
 // rotateArgs are the arguments of a rotation of r against o through their
 // admin URLs.
-func rotateArgs(r, o *rotatetest.Side, extra ...string) []string {
+func rotateArgs(r, o *tunneltest.Side, extra ...string) []string {
 	return append([]string{"keys", "rotate", "--store", "dir:" + r.KeyDir, "--peer-store", "dir:" + o.KeyDir,
 		"--status", r.AdminURL(), "--peer-status", o.AdminURL(), "--timeout", "20s"}, extra...)
 }
@@ -176,9 +176,9 @@ func rotateArgs(r, o *rotatetest.Side, extra ...string) []string {
 // the run after ends where an uninterrupted rotation does, with the key
 // the killed run prepared.
 func TestKeysRotateKilledAfterEachWrite(t *testing.T) {
-	p := rotatetest.StartPair(t, rotatetest.Options{})
-	rotatetest.MonitorWorkingKeys(t, p)
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	p := tunneltest.StartPair(t, tunneltest.Options{})
+	tunneltest.MonitorWorkingKeys(t, p)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	for i, step := range []string{"prepare", "stage", "switch", "revoke"} {
 		r, o := p.AKS, p.EKS
@@ -187,13 +187,13 @@ func TestKeysRotateKilledAfterEachWrite(t *testing.T) {
 		}
 		t.Run(step+" "+r.Name, func(t *testing.T) {
 			killAfterWrite(t, step, rotateArgs(r, o, "--log-format", "json")...)
-			rotatetest.CheckWorkingKeys(t, p, "killed after "+step)
+			tunneltest.CheckWorkingKeys(t, p, "killed after "+step)
 			ping.Flowing(t, 10*time.Second, 10, "killed after "+step)
 
-			snap := rotatetest.Load(t, r.Store())
-			want := rotatetest.PublicOf(t, snap, keys.PrivateKeyFile)
+			snap := tunneltest.Load(t, r.Store())
+			want := tunneltest.PublicOf(t, snap, keys.PrivateKeyFile)
 			if snap.Has(keys.NextKeyFile) {
-				want = rotatetest.PublicOf(t, snap, keys.NextKeyFile)
+				want = tunneltest.PublicOf(t, snap, keys.NextKeyFile)
 			}
 			var extra []string
 			if step == "revoke" {
@@ -206,8 +206,8 @@ func TestKeysRotateKilledAfterEachWrite(t *testing.T) {
 				t.Fatalf("resuming after %s: exit %d\n%s\n%s", step, code, out, errOut)
 			}
 			t.Logf("resumed after %s:\n%s", step, out)
-			rotatetest.CheckSettled(t, r, o, want)
-			rotatetest.CheckWorkingKeys(t, p, "resumed after "+step)
+			tunneltest.CheckSettled(t, r, o, want)
+			tunneltest.CheckWorkingKeys(t, p, "resumed after "+step)
 			ping.Flowing(t, 10*time.Second, 10, "resumed after "+step)
 		})
 	}
@@ -257,7 +257,7 @@ func killAfterWrite(t *testing.T, step string, args ...string) {
 		t.Fatalf("the command was not killed by the signal (%v): it ended before writing %s?\n%s\n%s", err, step, stdout.String(), logs.String())
 	}
 	printed := logs.String() + stdout.String()
-	snap := rotatetest.Load(t, store.NewDir(strings.TrimPrefix(args[3], "dir:")))
+	snap := tunneltest.Load(t, store.NewDir(strings.TrimPrefix(args[3], "dir:")))
 	for _, item := range []string{keys.PrivateKeyFile, keys.NextKeyFile} {
 		if b, ok := snap.Items[item]; ok && strings.Contains(printed, strings.TrimSpace(string(b))) {
 			t.Fatalf("the command printed %s", item)
@@ -276,26 +276,26 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 	admin := kubernetes.NewForConfigOrDie(env.AdminConfig())
 	ns := map[string]string{"aks": env.Namespace(t, nil), "eks": env.Namespace(t, nil)}
 	for _, n := range ns {
-		rotatetest.ApplyRBAC(t, admin, n, filepath.Join("..", "..", "..", "manifests", "base", "rbac-rotate.yaml"))
+		tunneltest.ApplyRBAC(t, admin, n, filepath.Join("..", "..", "..", "manifests", "base", "rbac-rotate.yaml"))
 	}
-	ip, proxy := rotatetest.ProxyableIP()
+	ip, proxy := tunneltest.ProxyableIP()
 	if !proxy {
 		ip = "127.0.0.1"
 		t.Log("no global unicast address on this machine, which the pod proxy needs: reading status from the admin URLs instead")
 	}
-	p := rotatetest.StartPair(t, rotatetest.Options{
+	p := tunneltest.StartPair(t, tunneltest.Options{
 		AdminHost: ip,
 		Layout: func(t testing.TB, side, dir string, items map[string][]byte) {
-			rotatetest.CreateSecret(t, admin, ns[side], "tunnel-keys", items)
-			rotatetest.SyncSecret(t, admin, ns[side], "tunnel-keys", &rotatetest.Kubelet{Dir: dir, Mode: 0o400})
+			tunneltest.CreateSecret(t, admin, ns[side], "tunnel-keys", items)
+			tunneltest.SyncSecret(t, admin, ns[side], "tunnel-keys", &tunneltest.Kubelet{Dir: dir, Mode: 0o400})
 		},
 	})
 	status := map[string]string{}
-	for _, s := range []*rotatetest.Side{p.AKS, p.EKS} {
+	for _, s := range []*tunneltest.Side{p.AKS, p.EKS} {
 		status[s.Name] = s.AdminURL()
 		if proxy {
 			port := strings.TrimPrefix(s.AdminURL(), "http://"+ip+":")
-			rotatetest.GatewayPod(t, admin, ns[s.Name], "gateway-"+s.Name, map[string]string{"app.kubernetes.io/name": "tunnel-gateway"}, ip)
+			tunneltest.GatewayPod(t, admin, ns[s.Name], "gateway-"+s.Name, map[string]string{"app.kubernetes.io/name": "tunnel-gateway"}, ip)
 			status[s.Name] = "pod:" + s.Name + "/" + ns[s.Name] + "/app.kubernetes.io/name=tunnel-gateway:" + port
 		}
 	}
@@ -303,13 +303,13 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 	rotator := kubernetes.NewForConfigOrDie(mustUserConfig(t, env, "rotator", "tunnel-key-rotators"))
 	for _, n := range ns {
 		sec := kube.NewSecret(rotator.CoreV1().RESTClient(), n, "tunnel-keys", "")
-		rotatetest.WaitForAccess(t, "the Role to take effect", func() error { _, err := sec.Load(context.Background()); return err })
+		tunneltest.WaitForAccess(t, "the Role to take effect", func() error { _, err := sec.Load(context.Background()); return err })
 	}
-	ping := rotatetest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
-	rotatetest.MonitorWorkingKeys(t, p)
+	tunneltest.MonitorWorkingKeys(t, p)
 
-	args := func(r, o *rotatetest.Side, ctxR, ctxO string) []string {
+	args := func(r, o *tunneltest.Side, ctxR, ctxO string) []string {
 		return []string{"keys", "rotate", "--kubeconfig", kubeconfig, "--timeout", "30s",
 			"--store", "secret:" + ctxR + "/" + ns[r.Name] + "/tunnel-keys", "--peer-store", "secret:" + ctxO + "/" + ns[o.Name] + "/tunnel-keys",
 			"--status", strings.Replace(status[r.Name], "pod:"+r.Name+"/", "pod:"+ctxR+"/", 1),
@@ -322,9 +322,9 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 	}
 	t.Logf("without the Role: exit %d: %s", code, errOut)
 
-	for _, pair := range [][2]*rotatetest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
+	for _, pair := range [][2]*tunneltest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
 		r, o := pair[0], pair[1]
-		privBefore := rotatetest.Load(t, r.Store()).Items[keys.PrivateKeyFile]
+		privBefore := tunneltest.Load(t, r.Store()).Items[keys.PrivateKeyFile]
 		ping.ResetGap()
 		began := time.Now()
 		code, out, errOut := runCLI(t, args(r, o, r.Name, o.Name)...)
@@ -332,17 +332,17 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 			t.Fatalf("rotating %s: exit %d\n%s\n%s", r.Name, code, out, errOut)
 		}
 		t.Logf("rotating %s through the API server (%v):\n%s", r.Name, time.Since(began).Round(time.Millisecond), out)
-		snap := rotatetest.Load(t, r.Store()) // what kubelet published
-		newKey := rotatetest.PublicOf(t, snap, keys.PrivateKeyFile)
+		snap := tunneltest.Load(t, r.Store()) // what kubelet published
+		newKey := tunneltest.PublicOf(t, snap, keys.PrivateKeyFile)
 		if !strings.Contains(out, "done: "+r.Name+"'s public key is "+newKey.String()) {
 			t.Fatalf("output does not end with the new key %s", newKey)
 		}
-		rotatetest.CheckSettled(t, r, o, newKey)
+		tunneltest.CheckSettled(t, r, o, newKey)
 		ping.Flowing(t, 10*time.Second, 10, "after rotating "+r.Name)
 		t.Logf("longest silence rotating %s: %v", r.Name, ping.Gap())
 		// Only public keys crossed: the peer's Secret holds none of r's
 		// private keys, old or new.
-		for item, v := range rotatetest.Load(t, o.Store()).Items {
+		for item, v := range tunneltest.Load(t, o.Store()).Items {
 			for _, priv := range [][]byte{privBefore, snap.Items[keys.PrivateKeyFile]} {
 				if bytes.Contains(v, bytes.TrimSpace(priv)) {
 					t.Fatalf("%s's private key is in %s's store (%s)", r.Name, o.Name, item)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
+	"github.com/tunnel-dev/tunnel/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

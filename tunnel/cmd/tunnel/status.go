@@ -15,9 +15,9 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl"
 
+	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
-	"github.com/tunnel-dev/tunnel/tunnel/cli"
 )
 
 type statusCmd struct {

@@ -1,4 +1,4 @@
-package rotatetest
+package tunneltest
 
 import (
 	"fmt"
