@@ -7,7 +7,7 @@ PKGS      ?= ./...
 TESTFLAGS ?=
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test test-short lint fmt vet staticcheck demo bench image proto clean help
+.PHONY: all build test test-short lint tidy fmt vet staticcheck demo bench image proto clean help
 
 all: build
 
@@ -20,7 +20,10 @@ build: ## build bin/tunnel, bin/relay and bin/bunny
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ $(addprefix ./,$(CMDS))
 
-lint: fmt vet staticcheck ## gofmt, go vet and staticcheck
+lint: tidy fmt vet staticcheck ## go.mod tidy, gofmt, go vet and staticcheck
+
+tidy:
+	$(GO) mod tidy -diff
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
