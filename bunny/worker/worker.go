@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tunnel-dev/tunnel/bunny/handler"
+	"github.com/tunnel-dev/tunnel/internal/backoff"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/client"
 	"github.com/tunnel-dev/tunnel/relay/proto"
@@ -371,12 +371,7 @@ func (w *Worker) conn(ctx context.Context) (*client.Client, error) {
 // backoff is the jittered exponential delay before attempt n+1: half
 // fixed, half random, doubling from BackoffMin up to BackoffMax.
 func (w *Worker) backoff(n int) time.Duration {
-	d := w.opts.BackoffMin
-	for i := 1; i < n && d < w.opts.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, w.opts.BackoffMax)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{Base: w.opts.BackoffMin, Max: w.opts.BackoffMax}.Delay(n)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

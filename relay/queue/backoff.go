@@ -1,8 +1,9 @@
 package queue
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/internal/backoff"
 )
 
 // Backoff spaces a job's retries: before attempt n+1 it waits about
@@ -28,15 +29,6 @@ func (b *Backoff) setDefaults() {
 
 // Delay is the wait after failed attempt n (1 for the first).
 func (b Backoff) Delay(n uint32) time.Duration {
-	d := b.Max
-	if n < 1 {
-		n = 1
-	}
-	if shift := n - 1; shift < 62 {
-		if x := b.Base << shift; x > 0 && x>>shift == b.Base && x < b.Max {
-			d = x
-		}
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
+	// From attempt 63 on the delay is Max whatever Base is.
+	return backoff.Policy{Base: b.Base, Max: b.Max}.Delay(int(min(n, 64)))
 }
