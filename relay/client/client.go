@@ -265,30 +265,18 @@ func (c *Client) Lease(ctx context.Context, o LeaseOptions) ([]Job, error) {
 }
 
 // LeaseState is what a heartbeat learned of one lease.
-type LeaseState int
+type LeaseState = proto.LeaseState
 
 // Lease states.
 const (
 	// Held: extended until Deadline; carry on.
-	Held LeaseState = iota
+	Held = proto.LeaseHeld
 	// CancelRequested: the job was cancelled; stop it and Fail it (the
 	// lease was still extended, so there is time to).
-	CancelRequested
+	CancelRequested = proto.LeaseCancelRequested
 	// Lost: not this worker's any more; stop and drop the job.
-	Lost
+	Lost = proto.LeaseLost
 )
-
-func (s LeaseState) String() string {
-	switch s {
-	case Held:
-		return "held"
-	case CancelRequested:
-		return "cancel_requested"
-	case Lost:
-		return "lost"
-	}
-	return fmt.Sprintf("LeaseState(%d)", int(s))
-}
 
 // LeaseStatus is one lease after a heartbeat.
 type LeaseStatus struct {
@@ -316,15 +304,7 @@ func (c *Client) Heartbeat(ctx context.Context, leases []Lease, allHeld bool) ([
 	}
 	out := make([]LeaseStatus, len(sts))
 	for i, st := range sts {
-		out[i] = LeaseStatus{JobID: st.GetJobId()}
-		switch st.GetState() {
-		case proto.LeaseStatus_HELD:
-			out[i].State = Held
-		case proto.LeaseStatus_CANCEL_REQUESTED:
-			out[i].State = CancelRequested
-		default:
-			out[i].State = Lost
-		}
+		out[i] = LeaseStatus{JobID: st.GetJobId(), State: proto.LeaseStateOf(st.GetState())}
 		if ms := st.GetDeadlineUnixMs(); ms != 0 {
 			out[i].Deadline = time.UnixMilli(ms)
 		}

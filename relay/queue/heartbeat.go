@@ -4,34 +4,19 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
 // LeaseState is what a heartbeat learns of one lease.
-type LeaseState uint8
+type LeaseState = proto.LeaseState
 
 // Lease states.
 const (
-	// Held: extended; carry on.
-	Held LeaseState = iota
-	// CancelRequested: extended, but the job was cancelled; stop and
-	// fail it (or let the lease go).
-	CancelRequested
-	// Lost: not the worker's lease any more; stop and drop it.
-	Lost
+	Held            = proto.LeaseHeld
+	CancelRequested = proto.LeaseCancelRequested
+	Lost            = proto.LeaseLost
 )
-
-func (s LeaseState) String() string {
-	switch s {
-	case Held:
-		return "held"
-	case CancelRequested:
-		return "cancel_requested"
-	case Lost:
-		return "lost"
-	}
-	return fmt.Sprintf("LeaseState(%d)", uint8(s))
-}
 
 // LeaseStatus is one lease after a heartbeat.
 type LeaseStatus struct {

@@ -28,15 +28,7 @@ func (c *call) heartbeat(r *proto.HeartbeatRequest) *proto.Response {
 	}
 	out := &proto.HeartbeatResponse{Statuses: make([]*proto.LeaseStatus, len(sts))}
 	for i, st := range sts {
-		ps := &proto.LeaseStatus{JobId: st.JobID}
-		switch st.State {
-		case queue.Held:
-			ps.State = proto.LeaseStatus_HELD
-		case queue.CancelRequested:
-			ps.State = proto.LeaseStatus_CANCEL_REQUESTED
-		default:
-			ps.State = proto.LeaseStatus_LOST
-		}
+		ps := &proto.LeaseStatus{JobId: st.JobID, State: st.State.Wire()}
 		if !st.Deadline.IsZero() {
 			ps.DeadlineUnixMs = st.Deadline.UnixMilli()
 		}
