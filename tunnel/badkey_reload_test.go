@@ -1,15 +1,14 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 )
@@ -20,11 +19,10 @@ import (
 func TestReloadRefusesBadKeys(t *testing.T) {
 	eks, aks, _ := filePair(t)
 	p := startPinger(t, forwardAddr(t, aks.gw, "relay"), 10*time.Millisecond)
-	eventually(t, 10*time.Second, "traffic through the tunnel", func() bool { return p.got.Load() > 5 })
+	testutil.Eventually(t, 10*time.Second, "traffic through the tunnel", func() bool { return p.got.Load() > 5 })
 
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	w := &tunnel.Watcher{Gateway: eks.gw, Path: eks.cfg, Every: 20 * time.Millisecond, Logger: newSyncLogger(&logs, &mu)}
+	var logs testutil.Buffer
+	w := &tunnel.Watcher{Gateway: eks.gw, Path: eks.cfg, Every: 20 * time.Millisecond, Logger: logs.Logger()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.Run(ctx)
@@ -50,9 +48,7 @@ func TestReloadRefusesBadKeys(t *testing.T) {
 		{"private key 16 bytes", eks.keyFile(), short + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mu.Lock()
-			before := strings.Count(logs.String(), "keeping the running one")
-			mu.Unlock()
+			before := logs.Count("keeping the running one")
 			mode := os.FileMode(0o644)
 			if tc.file == eks.keyFile() {
 				mode = 0o600
@@ -60,17 +56,15 @@ func TestReloadRefusesBadKeys(t *testing.T) {
 			if err := keys.WriteFile(tc.file, []byte(tc.body), mode); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "the bad key to be refused", func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return strings.Count(logs.String(), "keeping the running one") > before
+			testutil.Eventually(t, 5*time.Second, "the bad key to be refused", func() bool {
+				return logs.Count("keeping the running one") > before
 			})
 			st := eks.gw.Status()
 			if st.PublicKey != pub || len(st.Peers) != 1 || st.Peers[0].PublicKey != aks.pub.String() {
 				t.Fatalf("a refused key changed the gateway: key %s, peers %+v", st.PublicKey, st.Peers)
 			}
 			got := p.got.Load()
-			eventually(t, 5*time.Second, "traffic to keep flowing", func() bool { return p.got.Load() > got+5 })
+			testutil.Eventually(t, 5*time.Second, "traffic to keep flowing", func() bool { return p.got.Load() > got+5 })
 			// Put the good key back before the next case.
 			if err := keys.WriteFile(eks.keyFile(), goodPriv, 0o600); err != nil {
 				t.Fatal(err)
@@ -80,9 +74,7 @@ func TestReloadRefusesBadKeys(t *testing.T) {
 			}
 		})
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Contains(logs.String(), strings.TrimSpace(string(goodPriv))) {
+	if logs.Contains(strings.TrimSpace(string(goodPriv))) {
 		t.Error("the private key appeared in the watcher's log")
 	}
 }

@@ -1,16 +1,15 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/tunnel-dev/tunnel/internal/echo"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,15 +26,6 @@ type pair struct {
 	eksKey, aksKey keys.PrivateKey
 	tcpEcho        string // echo service addresses behind eks
 	udpEcho        string
-}
-
-func newKey(t testing.TB) keys.PrivateKey {
-	t.Helper()
-	k, err := keys.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -97,7 +87,7 @@ func startPairWithTarget(t testing.TB, target string) *pair {
 
 func startPairWith(t testing.TB, o pairOpts, tcpTarget string) *pair {
 	t.Helper()
-	p := &pair{eksKey: newKey(t), aksKey: newKey(t)}
+	p := &pair{eksKey: testutil.PrivateKey(t), aksKey: testutil.PrivateKey(t)}
 	p.tcpEcho = tcpTarget
 	p.udpEcho = udpEchoServer(t)
 	aksCfg := mustParse(t, fmt.Sprintf(`
@@ -245,18 +235,6 @@ admin: {listen: "-"}
 	return startGateway(t, c, k)
 }
 
-// eventually polls cond every 20ms until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // freeUDPPort finds a UDP port nothing is using at the moment.
 func freeUDPPort(t testing.TB) int {
 	t.Helper()
@@ -284,20 +262,4 @@ func (g *tunnelGateway) start(t testing.TB) error {
 		gw.Close()
 	}
 	return err
-}
-
-// newSyncLogger logs text into b, under mu.
-func newSyncLogger(b *bytes.Buffer, mu *sync.Mutex) *slog.Logger {
-	return slog.New(slog.NewTextHandler(&lockedWriter{b: b, mu: mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedWriter struct {
-	b  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
@@ -33,8 +34,8 @@ func TestUDPSessionsExpire(t *testing.T) {
 	if r := rule(t, p.aks, "relay-udp"); r.Active != 1 {
 		t.Fatalf("active sessions = %d, want 1", r.Active)
 	}
-	eventually(t, 5*time.Second, "aks session expired", func() bool { return rule(t, p.aks, "relay-udp").Active == 0 })
-	eventually(t, 5*time.Second, "eks session expired", func() bool { return rule(t, p.eks, "relay-udp").Active == 0 })
+	testutil.Eventually(t, 5*time.Second, "aks session expired", func() bool { return rule(t, p.aks, "relay-udp").Active == 0 })
+	testutil.Eventually(t, 5*time.Second, "eks session expired", func() bool { return rule(t, p.eks, "relay-udp").Active == 0 })
 	// The same source starts a new session and is answered.
 	if got, err := udpRoundTrip(c, []byte("two"), 10, time.Second); err != nil || string(got) != "two" {
 		t.Fatalf("after expiry: %q, %v", got, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -28,7 +29,7 @@ func writePSK(t *testing.T) string {
 // key files, and reports whether a connection gets through.
 func pskConnects(t *testing.T, aksPSK, eksPSK string) bool {
 	t.Helper()
-	eksKey, aksKey := newKey(t), newKey(t)
+	eksKey, aksKey := testutil.PrivateKey(t), testutil.PrivateKey(t)
 	echo := tcpEchoServer(t)
 	aks := startGateway(t, mustParse(t, fmt.Sprintf(`
 interface: {name: aks, privateKeyFile: unused, listenPort: %d, addresses: [10.99.0.2], uapiDir: "-"}
@@ -66,12 +67,12 @@ func TestPresharedKeyFileMustBePrivate(t *testing.T) {
 	if err := os.Chmod(psk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := newKey(t)
+	k := testutil.PrivateKey(t)
 	gw := mustParse(t, fmt.Sprintf(`
 interface: {name: x, privateKeyFile: unused, addresses: [10.99.0.1], uapiDir: "-"}
 peers: [{name: aks, publicKey: %s, presharedKeyFile: %q, allowedIPs: [10.99.0.2/32]}]
 admin: {listen: "-"}
-`, newKey(t).Public(), psk))
+`, testutil.PrivateKey(t).Public(), psk))
 	err := (&tunnelGateway{cfg: gw, key: k}).start(t)
 	if err == nil {
 		t.Fatal("started with a world-readable preshared key")

@@ -12,22 +12,10 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
-
-func quicIdentity(t *testing.T, name string) keys.Identity {
-	t.Helper()
-	c, k, err := keys.GenerateIdentity(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.ParseIdentity(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
 
 // QUIC in embedded mode, as relay and bunny can run it: quic-go on the
 // gateways' own UDP sockets (the fast path, with only ReadFrom, WriteTo
@@ -35,7 +23,7 @@ func quicIdentity(t *testing.T, name string) keys.Identity {
 // intact and no QUIC packet is ever fragmented.
 func TestQUICOverEmbeddedSockets(t *testing.T) {
 	p := startPair(t, pairOpts{eksListens: true})
-	srvID, cliID := quicIdentity(t, "relay"), quicIdentity(t, "bunny")
+	srvID, cliID := testutil.Identity(t, "relay"), testutil.Identity(t, "bunny")
 	spc, err := p.eks.ListenPacket("udp", ":7443")
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
@@ -226,7 +226,7 @@ func rotate(t *testing.T, r, o *fileSide) keys.PrivateKey {
 		t.Fatalf("switch changed %v", ch)
 	}
 	// 3. Confirm: o sees r under the new key, which owns r's address.
-	eventually(t, 10*time.Second, "the new key to take over", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the new key to take over", func() bool {
 		for _, ps := range o.gw.Status().Peers {
 			if ps.PublicKey == next.Public().String() && ps.Key == "active" && !ps.LastHandshake.IsZero() {
 				return true
@@ -253,18 +253,18 @@ func rotate(t *testing.T, r, o *fileSide) keys.PrivateKey {
 func TestRotationWithSuccessorKey(t *testing.T) {
 	eks, aks, _ := filePair(t)
 	p := startPinger(t, forwardAddr(t, aks.gw, "relay"), 5*time.Millisecond)
-	eventually(t, 10*time.Second, "echoes through the tunnel", func() bool { return p.got.Load() > 20 })
+	testutil.Eventually(t, 10*time.Second, "echoes through the tunnel", func() bool { return p.got.Load() > 20 })
 	p.resetGap()
 
 	rotate(t, aks, eks)
 	before := p.got.Load()
-	eventually(t, 10*time.Second, "echoes after rotating aks", func() bool { return p.got.Load() > before+20 })
+	testutil.Eventually(t, 10*time.Second, "echoes after rotating aks", func() bool { return p.got.Load() > before+20 })
 	gapAKS := p.gap()
 	p.resetGap()
 
 	oldEKS := rotate(t, eks, aks)
 	before = p.got.Load()
-	eventually(t, 10*time.Second, "echoes after rotating eks", func() bool { return p.got.Load() > before+20 })
+	testutil.Eventually(t, 10*time.Second, "echoes after rotating eks", func() bool { return p.got.Load() > before+20 })
 	gapEKS := p.gap()
 	p.halt()
 	t.Logf("rotation under traffic: %d datagrams sent every 5ms, %d echoed; longest silence rotating aks %v, eks %v",
@@ -278,7 +278,7 @@ interface: {name: old, privateKeyFile: unused, addresses: [10.99.0.1], uapiDir: 
 peers: [{name: aks, publicKey: %s, endpoint: "127.0.0.1:%d", persistentKeepalive: 1s, allowedIPs: [10.99.0.2/32]}]
 admin: {listen: "-"}
 `, aks.pub, aks.gw.ListenPort())), oldEKS)
-	eventually(t, 10*time.Second, "aks to refuse the old key's handshake", func() bool {
+	testutil.Eventually(t, 10*time.Second, "aks to refuse the old key's handshake", func() bool {
 		return aks.gw.Status().WireGuard.HandshakeRefused > refusedBefore
 	})
 	for _, ps := range old.Status().Peers {
@@ -370,17 +370,16 @@ func TestWatcherFollowsSymlinkSwap(t *testing.T) {
 		}
 	}
 	publish(1, eks.body)
-	var logs bytes.Buffer
-	var mu sync.Mutex
+	var logs testutil.Buffer
 	w := &tunnel.Watcher{Gateway: eks.gw, Path: filepath.Join(mount, "gateway.yaml"), Every: 20 * time.Millisecond,
-		Logger: newSyncLogger(&logs, &mu)}
+		Logger: logs.Logger()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.Run(ctx)
 	time.Sleep(100 * time.Millisecond)
 
 	publish(2, strings.Replace(eks.body, "expose: [", fmt.Sprintf("expose: [{name: second, protocol: udp, port: 7001, target: %q, peers: [aks]}, ", echo), 1))
-	eventually(t, 5*time.Second, "the watcher to start the new rule", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the watcher to start the new rule", func() bool {
 		for _, r := range eks.gw.Status().Rules {
 			if r.Name == "second" {
 				return true
@@ -389,10 +388,8 @@ func TestWatcherFollowsSymlinkSwap(t *testing.T) {
 		return false
 	})
 	publish(3, "interface: {addresses: [oops]}\n")
-	eventually(t, 5*time.Second, "the bad file to be refused in the log", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return strings.Contains(logs.String(), "not valid; keeping the running one")
+	testutil.Eventually(t, 5*time.Second, "the bad file to be refused in the log", func() bool {
+		return logs.Contains("not valid; keeping the running one")
 	})
 	if len(eks.gw.Status().Rules) != 2 {
 		t.Fatalf("a refused file changed the rules: %+v", eks.gw.Status().Rules)

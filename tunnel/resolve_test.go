@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
@@ -85,7 +86,7 @@ func (d *dnsServer) resolver() *net.Resolver {
 // comes up without a restart.
 func TestEndpointResolvedLater(t *testing.T) {
 	dns := startDNS(t, "aks.gateway.test")
-	p := &pair{eksKey: newKey(t), aksKey: newKey(t)}
+	p := &pair{eksKey: testutil.PrivateKey(t), aksKey: testutil.PrivateKey(t)}
 	p.tcpEcho = tcpEchoServer(t)
 	p.aks = startGateway(t, mustParse(t, fmt.Sprintf(`
 interface: {name: aks, privateKeyFile: unused, listenPort: %d, addresses: [10.99.0.2], uapiDir: "-"}
@@ -110,7 +111,7 @@ admin: {listen: "-"}
 		t.Fatalf("endpoint %q before the name resolved", st.Peers[0].Endpoint)
 	}
 	dns.set(netip.MustParseAddr("127.0.0.1"))
-	eventually(t, 10*time.Second, "the endpoint to be resolved and a handshake made", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the endpoint to be resolved and a handshake made", func() bool {
 		st := eks.Status()
 		return st.Peers[0].Endpoint != "" && !st.Peers[0].LastHandshake.IsZero()
 	})

@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
 // Each test here fails if the gateway carries something its rules do not
@@ -66,7 +68,7 @@ func TestUnexposedPortGetsNothing(t *testing.T) {
 }
 
 func TestPeerNotOnRuleIsRefused(t *testing.T) {
-	mallory := newKey(t)
+	mallory := testutil.PrivateKey(t)
 	p := startPair(t, pairOpts{eksListens: true, eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	m := startStranger(t, p, mallory, "10.99.0.3", "")
 	dialFails(t, "mallory → relay-tcp", func(ctx context.Context) (net.Conn, error) { return m.Dial(ctx, "tcp", "10.99.0.1:8000") })
@@ -102,9 +104,9 @@ func TestPeerNotOnRuleIsRefused(t *testing.T) {
 
 func TestWrongKeyGetsNoHandshake(t *testing.T) {
 	p := startPair(t, pairOpts{eksListens: true})
-	stranger := startStranger(t, p, newKey(t), "10.99.0.2", "")
+	stranger := startStranger(t, p, testutil.PrivateKey(t), "10.99.0.2", "")
 	dialFails(t, "unknown key", func(ctx context.Context) (net.Conn, error) { return stranger.Dial(ctx, "tcp", "10.99.0.1:8000") })
-	eventually(t, 5*time.Second, "eks counted the refused handshake", func() bool {
+	testutil.Eventually(t, 5*time.Second, "eks counted the refused handshake", func() bool {
 		return p.eks.Status().WireGuard.HandshakeRefused > 0
 	})
 	for _, peer := range stranger.Status().Peers {
@@ -115,7 +117,7 @@ func TestWrongKeyGetsNoHandshake(t *testing.T) {
 }
 
 func TestSpoofedInnerSourceIsDropped(t *testing.T) {
-	mallory := newKey(t)
+	mallory := testutil.PrivateKey(t)
 	p := startPair(t, pairOpts{eksListens: true, eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	// mallory's key is known, but it claims aks's tunnel address, which the
 	// relay rules allow.
@@ -127,7 +129,7 @@ func TestSpoofedInnerSourceIsDropped(t *testing.T) {
 }
 
 func TestNothingIsRouted(t *testing.T) {
-	mallory := newKey(t)
+	mallory := testutil.PrivateKey(t)
 	p := startPair(t, pairOpts{eksListens: true, eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	// mallory would send anything to eks: its own loopback services, and
 	// other tunnel addresses.
@@ -153,7 +155,7 @@ func TestNothingIsRouted(t *testing.T) {
 // A gateway that only dials has one UDP socket, connected to its peer: a
 // third party's packets never reach WireGuard at all.
 func TestDialOnlyGatewayHearsOnlyItsPeer(t *testing.T) {
-	mallory := newKey(t)
+	mallory := testutil.PrivateKey(t)
 	p := startPair(t, pairOpts{eksPeers: fmt.Sprintf("  - {name: mallory, publicKey: %s, allowedIPs: [10.99.0.3/32]}\n", mallory.Public())})
 	m := startStranger(t, p, mallory, "10.99.0.3", "")
 	dialFails(t, "mallory → a dial-only gateway", func(ctx context.Context) (net.Conn, error) { return m.Dial(ctx, "tcp", "10.99.0.1:8000") })

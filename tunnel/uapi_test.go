@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
 // uapiPair starts a pair whose aks side has its UAPI socket in dir.
 func uapiGateway(t *testing.T, dir, name string) *pair {
 	t.Helper()
-	p := &pair{eksKey: newKey(t), aksKey: newKey(t)}
+	p := &pair{eksKey: testutil.PrivateKey(t), aksKey: testutil.PrivateKey(t)}
 	c := mustParse(t, fmt.Sprintf(`
 interface: {name: %s, privateKeyFile: unused, addresses: [10.99.0.2], uapiDir: %q}
 peers: [{name: eks, publicKey: %s, allowedIPs: [10.99.0.1/32]}]
@@ -65,7 +67,7 @@ func TestUAPISocketReadOnly(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, want 0600", fi.Mode().Perm())
 	}
-	eventually(t, 10*time.Second, "a handshake with eks", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a handshake with eks", func() bool {
 		return strings.Contains(uapiRequest(t, path, "get=1\n\n"), "last_handshake_time_sec=1")
 	})
 	got := uapiRequest(t, path, "get=1\n\n")
@@ -73,7 +75,7 @@ func TestUAPISocketReadOnly(t *testing.T) {
 		t.Fatalf("get = %q", got)
 	}
 	// A change through the socket is refused and changes nothing.
-	stranger := newKey(t)
+	stranger := testutil.PrivateKey(t)
 	resp := uapiRequest(t, path, "set=1\npublic_key="+stranger.Public().UAPIHex()+"\nallowed_ip=10.99.0.9/32\n\n")
 	if !strings.Contains(resp, "errno=1") {
 		t.Fatalf("set answered %q, want errno=1", resp)
@@ -100,7 +102,7 @@ func TestWgctrlSeesGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	eventually(t, 10*time.Second, "wgctrl reports a handshake", func() bool {
+	testutil.Eventually(t, 10*time.Second, "wgctrl reports a handshake", func() bool {
 		d, err := client.Device(name)
 		return err == nil && len(d.Peers) == 1 && !d.Peers[0].LastHandshakeTime.IsZero()
 	})

@@ -1,7 +1,6 @@
 package netns
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,12 +8,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
 // Require skips t unless the test can make namespaces: root, and the ip
@@ -120,26 +120,9 @@ func In(ns string, f func() error) error {
 type Proc struct {
 	Cmd  *exec.Cmd
 	Name string
-	out  *lockedBuffer
+	out  *testutil.Buffer
 	done chan struct{}
 	err  error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Start runs a command inside namespace ns (with `ip netns exec`), in its
@@ -150,7 +133,7 @@ func Start(t testing.TB, ns string, env []string, name string, args ...string) *
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &Proc{Cmd: cmd, Name: filepath.Base(name), out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, Name: filepath.Base(name), out: &testutil.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s in %s: %v", name, ns, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -49,7 +50,7 @@ func TestBadKeyInStore(t *testing.T) {
 				}
 			})
 			if tc.item != keys.NextKeyFile { // the gateway never reads next.key
-				tunneltest.Eventually(t, 5*time.Second, "the gateway to refuse the bad key in its log", func() bool {
+				testutil.Eventually(t, 5*time.Second, "the gateway to refuse the bad key in its log", func() bool {
 					return side.Logs.Contains("cannot be applied; keeping the running one") && side.Logs.Contains(tc.why)
 				})
 			}

@@ -11,21 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
-
-func newKey(t testing.TB) keys.PrivateKey {
-	t.Helper()
-	k, err := keys.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 // set writes items into a store as an operator (or a crash) would have.
 func set(t *testing.T, s store.Store, items map[string][]byte, del ...string) {
@@ -61,17 +53,17 @@ func TestRecoveries(t *testing.T) {
 		broken bool
 	}{
 		{"peer stages a successor nobody holds", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
-			stray := newKey(t).Public()
+			stray := testutil.PrivateKey(t).Public()
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
-			tunneltest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			testutil.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return keys.PublicKey{}
 		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
 		{"next.key replaced after staging", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
-			stray, next := newKey(t).Public(), newKey(t)
+			stray, next := testutil.PrivateKey(t).Public(), testutil.PrivateKey(t)
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
-			tunneltest.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
+			testutil.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return next.Public()
 		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
@@ -96,11 +88,11 @@ func TestRecoveries(t *testing.T) {
 			// rely on sees it.
 			mon := tunneltest.WatchWorkingKeys(p)
 			defer mon.Stop()
-			next := newKey(t)
+			next := testutil.PrivateKey(t)
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(next.Public())})
-			tunneltest.Eventually(t, 5*time.Second, "the monitor to see aks without a working key", func() bool { n, _, _ := mon.Violations(); return n > 0 })
-			tunneltest.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
+			testutil.Eventually(t, 5*time.Second, "the monitor to see aks without a working key", func() bool { n, _, _ := mon.Violations(); return n > 0 })
+			testutil.Eventually(t, 5*time.Second, "eks to accept only the next key", func() bool { return lists(p.EKS, next.Public()) && !lists(p.EKS, p.AKS.PublicKey()) })
 			return next.Public()
 		}, []rotate.Step{rotate.Switch}, true},
 	} {
@@ -145,7 +137,7 @@ func TestRefusesWithoutAWorkingKey(t *testing.T) {
 	}
 
 	aks := p.AKS.PublicKey()
-	set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(newKey(t).Public())})
+	set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(testutil.PrivateKey(t).Public())})
 	before := []store.Version{load(t, p.AKS.Store()).Version, load(t, p.EKS.Store()).Version}
 	rot = rotation(t, p.AKS, p.EKS, &out)
 	rot.PeerName = "aks"
@@ -210,7 +202,7 @@ func TestTimeoutNamesTheStep(t *testing.T) {
 	// eks's next handshake retry comes up to 5s later).
 	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
-	wrong := p.Stranger(t, newKey(t))
+	wrong := p.Stranger(t, testutil.PrivateKey(t))
 	var out bytes.Buffer
 	rot := rotation(t, p.AKS, p.EKS, &out)
 	rot.Peer.Status = gatewayStatus{wrong}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -123,7 +124,7 @@ func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	// eks's old key is refused: a gateway holding it gets no handshake.
 	refused := p.AKS.Gateway.Status().WireGuard.HandshakeRefused
 	old := p.Stranger(t, oldEKS)
-	tunneltest.Eventually(t, 10*time.Second, "aks to refuse the old key", func() bool {
+	testutil.Eventually(t, 10*time.Second, "aks to refuse the old key", func() bool {
 		return p.AKS.Gateway.Status().WireGuard.HandshakeRefused > refused
 	})
 	for _, ps := range old.Status().Peers {

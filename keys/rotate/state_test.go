@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
 )
@@ -140,15 +141,6 @@ func TestStepsFromEachState(t *testing.T) {
 	}
 }
 
-func key(t testing.TB) keys.PrivateKey {
-	t.Helper()
-	k, err := keys.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func snap(items map[string]string) store.Snapshot {
 	s := store.Snapshot{Items: map[string][]byte{}}
 	for k, v := range items {
@@ -158,7 +150,7 @@ func snap(items map[string]string) store.Snapshot {
 }
 
 func TestClassify(t *testing.T) {
-	x, n, o := key(t), key(t), key(t)
+	x, n, o := testutil.PrivateKey(t), testutil.PrivateKey(t), testutil.PrivateKey(t)
 	priv := func(k keys.PrivateKey) string { return k.Base64() + "\n" }
 	pub := func(ks ...keys.PrivateKey) string {
 		var s []keys.PublicKey
@@ -217,7 +209,7 @@ func TestClassify(t *testing.T) {
 // Whatever the stores hold, Classify neither panics nor repeats a private
 // key in an error, and what it classifies has a plan.
 func FuzzClassify(f *testing.F) {
-	x, n := key(f), key(f)
+	x, n := testutil.PrivateKey(f), testutil.PrivateKey(f)
 	f.Add(x.Base64(), n.Base64(), x.Public().String()+"\n"+n.Public().String()+"\n", "")
 	f.Add(x.Base64(), "", x.Public().String(), "aks")
 	f.Add(strings.Repeat("A", 44), "AAAA", "#\n\n", "aks")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/tunnel"
@@ -31,7 +32,7 @@ func TestParseStatusURL(t *testing.T) {
 // HTTPStatus reads <base>/status and refuses a status whose keys do not
 // parse.
 func TestHTTPStatus(t *testing.T) {
-	k := newKey(t).Public().String()
+	k := testutil.PrivateKey(t).Public().String()
 	body := ""
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/base/status" {
@@ -92,9 +93,9 @@ func TestGatewayStatusMatchesTheGateway(t *testing.T) {
 	p := startPair(t)
 	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
-	next := newKey(t).Public()
+	next := testutil.PrivateKey(t).Public()
 	set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), next)})
-	tunneltest.Eventually(t, 5*time.Second, "eks to stage the successor", func() bool { return lists(p.EKS, next) })
+	testutil.Eventually(t, 5*time.Second, "eks to stage the successor", func() bool { return lists(p.EKS, next) })
 
 	src := httpStatus(t, p.EKS.AdminURL())
 	sts, err := src.Statuses(context.Background())

@@ -10,20 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
 func pin(t testing.TB, name string) keys.Pin {
 	t.Helper()
-	certPEM, keyPEM, err := keys.GenerateIdentity(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.ParseIdentity(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id.Pin()
+	return testutil.Identity(t, name).Pin()
 }
 
 func TestParse(t *testing.T) {

@@ -10,25 +10,12 @@ import (
 
 	"github.com/quic-go/quic-go"
 
-	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
 
-func testIdentity(t *testing.T) keys.Identity {
-	t.Helper()
-	c, k, err := keys.GenerateIdentity("w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.ParseIdentity(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 func TestDialRefusesIncompleteOptions(t *testing.T) {
-	id := testIdentity(t)
+	id := testutil.Identity(t, "w")
 	tests := []struct {
 		name string
 		o    Options
@@ -53,7 +40,7 @@ func TestDialRefusesIncompleteOptions(t *testing.T) {
 // Nobody answers: Dial gives up when its context does, with the
 // context's error.
 func TestDialTimesOut(t *testing.T) {
-	id := testIdentity(t)
+	id := testutil.Identity(t, "w")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, err := Dial(ctx, Options{Addr: "127.0.0.1:9", Identity: id, RelayPin: id.Pin()})

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
@@ -107,18 +108,6 @@ func counter(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
-}
-
-// eventually polls cond every 10ms for up to d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestFullCycle(t *testing.T) {
@@ -285,7 +274,7 @@ func TestLongPollWakesOneWaiterPerJob(t *testing.T) {
 			}
 			results <- result{w, jobs}
 		}()
-		eventually(t, 5*time.Second, "the waiter to park", func() bool { return parked(h.q) == i+1 })
+		testutil.Eventually(t, 5*time.Second, "the waiter to park", func() bool { return parked(h.q) == i+1 })
 	}
 	j := h.enqueue(NewJob{Queue: "default"})[0]
 	r := <-results
@@ -325,7 +314,7 @@ func TestLongPollTimesOutEmpty(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		eventually(t, 5*time.Second, "park", func() bool { return parked(h.q) == 1 })
+		testutil.Eventually(t, 5*time.Second, "park", func() bool { return parked(h.q) == 1 })
 		cancel()
 	}()
 	_, err := h.q.Lease(ctx, LeaseRequest{Worker: "w", Queues: []string{"default"}, Max: 1, Wait: 10 * time.Second})
@@ -382,7 +371,7 @@ func TestLateCompleteWinsWhenNoNewerAttempt(t *testing.T) {
 	h := newHarness(t, Options{Backoff: Backoff{Base: time.Hour, Max: time.Hour}})
 	j := h.enqueue(NewJob{Queue: "default", LeaseDuration: time.Second})[0]
 	l := h.lease("w1", 1, 0)[0]
-	eventually(t, 5*time.Second, "the lease to expire", func() bool { return h.get(j.ID).State == store.Retrying })
+	testutil.Eventually(t, 5*time.Second, "the lease to expire", func() bool { return h.get(j.ID).State == store.Retrying })
 	if dup, err := h.q.Complete(context.Background(), "w1", ref(l), []byte("late but first")); err != nil || dup {
 		t.Fatalf("late complete: %v %v", dup, err)
 	}
@@ -594,7 +583,7 @@ func TestCancelledLeaseExpires(t *testing.T) {
 	if _, err := h.q.Cancel(context.Background(), j.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the cancelled lease to expire", func() bool { return h.get(j.ID).State == store.Cancelled })
+	testutil.Eventually(t, 5*time.Second, "the cancelled lease to expire", func() bool { return h.get(j.ID).State == store.Cancelled })
 }
 
 func TestRestartGrace(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/netns"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 )
@@ -182,7 +183,7 @@ func (c *clusters) startRelay() {
 func (c *clusters) waitReady(ns, addr string) {
 	c.t.Helper()
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: dialIn(ns)}}
-	waitFor(c.t, 20*time.Second, "readiness of "+addr+" in "+ns, func() bool {
+	testutil.EventuallyEvery(c.t, 20*time.Second, 100*time.Millisecond, "readiness of "+addr+" in "+ns, func() bool {
 		resp, err := hc.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false

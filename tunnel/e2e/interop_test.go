@@ -13,6 +13,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/internal/echo"
 	"github.com/tunnel-dev/tunnel/internal/netns"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -45,7 +46,7 @@ func TestInteropWithDebianWireGuard(t *testing.T) {
 	// Debian's wireguard-go on a real TUN device.
 	wgIf := netns.Name("twg")
 	netns.Start(t, nsPeer, []string{"WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1"}, "wireguard-go", "-f", wgIf)
-	waitFor(t, 10*time.Second, "wireguard-go's interface", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 100*time.Millisecond, "wireguard-go's interface", func() bool {
 		_, err := netns.Output("ip", "-n", nsPeer, "link", "show", wgIf)
 		return err == nil
 	})
@@ -79,7 +80,7 @@ admin: {listen: "127.0.0.1:9090"}
 
 	// wg show, from outside both namespaces, reads our UAPI socket.
 	var show string
-	waitFor(t, 15*time.Second, "wg show to list the peer with a handshake", func() bool {
+	testutil.EventuallyEvery(t, 15*time.Second, 100*time.Millisecond, "wg show to list the peer with a handshake", func() bool {
 		show, _ = netns.Output("wg", "show", gwName)
 		return strings.Contains(show, peerPub.String()) && strings.Contains(show, "latest handshake")
 	})
@@ -176,17 +177,6 @@ func writeFile(t *testing.T, path, body string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: no %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/netns"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/api"
 )
 
@@ -208,7 +209,7 @@ func TestClusterJobsSurviveFaults(t *testing.T) {
 			t.Fatalf("%s: reading relay's store: %v", what, err)
 		}
 		start := time.Now()
-		waitFor(t, 3*time.Minute, fmt.Sprintf("%d more jobs succeeded after %s", n, what), func() bool {
+		testutil.EventuallyEvery(t, 3*time.Minute, 100*time.Millisecond, fmt.Sprintf("%d more jobs succeeded after %s", n, what), func() bool {
 			got, err := c.succeeded(ctx)
 			if err == nil && got >= min(base+n, faultJobs) {
 				t.Logf("%s: +%d jobs in %v (%d succeeded, %d submitted, %d handler runs)", what, got-base, time.Since(start).Round(100*time.Millisecond), got, p.sent.Load(), h.all.Load())
@@ -262,7 +263,7 @@ func TestClusterJobsSurviveFaults(t *testing.T) {
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
-	waitFor(t, 4*time.Minute, "every job succeeded", func() bool {
+	testutil.EventuallyEvery(t, 4*time.Minute, 100*time.Millisecond, "every job succeeded", func() bool {
 		n, err := c.succeeded(ctx)
 		return err == nil && n >= faultJobs
 	})

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/netns"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 )
@@ -76,7 +77,7 @@ func TestClusterRotationUnderJobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	p := c.produce(ctx, jobs, submitPerSec)
-	waitFor(t, time.Minute, "jobs flowing", func() bool { return h.all.Load() >= 200 })
+	testutil.EventuallyEvery(t, time.Minute, 100*time.Millisecond, "jobs flowing", func() bool { return h.all.Load() >= 200 })
 
 	rotate := func(side, store, peerStore, status, peerStatus string) (time.Time, time.Time) {
 		t.Helper()
@@ -94,14 +95,14 @@ func TestClusterRotationUnderJobs(t *testing.T) {
 		return start, time.Now()
 	}
 	aStart, aEnd := rotate("aks (bunny side)", aksStore, eksStore, aksAdmin, eksAdmin)
-	waitFor(t, time.Minute, "jobs after the first rotation", func() bool { return h.all.Load() >= int64(jobs/2) })
+	testutil.EventuallyEvery(t, time.Minute, 100*time.Millisecond, "jobs after the first rotation", func() bool { return h.all.Load() >= int64(jobs/2) })
 	eStart, eEnd := rotate("eks (relay side)", eksStore, aksStore, eksAdmin, aksAdmin)
 
 	<-p.done
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
-	waitFor(t, 2*time.Minute, "every job succeeded", func() bool {
+	testutil.EventuallyEvery(t, 2*time.Minute, 100*time.Millisecond, "every job succeeded", func() bool {
 		n, err := c.succeeded(ctx)
 		return err == nil && n >= jobs
 	})

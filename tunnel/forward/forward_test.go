@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
 func listenTCP(t *testing.T) net.Listener {
@@ -64,7 +66,7 @@ func TestTCPHalfClose(t *testing.T) {
 	if err != nil || string(got) != "got: question" {
 		t.Fatalf("read %q, %v", got, err)
 	}
-	waitFor(t, func() bool { s := st.Snapshot(); return s.Active == 0 && s.BytesUp == 8 && s.BytesDown == 13 })
+	testutil.Eventually(t, 5*time.Second, "the connection to close with its bytes counted", func() bool { s := st.Snapshot(); return s.Active == 0 && s.BytesUp == 8 && s.BytesDown == 13 })
 }
 
 func TestTCPDialFailureClosesClient(t *testing.T) {
@@ -86,7 +88,7 @@ func TestTCPDialFailureClosesClient(t *testing.T) {
 	if n, _ := c.Read(make([]byte, 1)); n != 0 {
 		t.Fatal("data from a flow whose dial failed")
 	}
-	waitFor(t, func() bool { return st.Dropped(DropDialFailed) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the failed dial to be counted", func() bool { return st.Dropped(DropDialFailed) == 1 })
 }
 
 func TestTCPShutdownDrains(t *testing.T) {
@@ -116,7 +118,7 @@ func TestTCPShutdownDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitFor(t, func() bool { return st.Snapshot().Active == 1 })
+	testutil.Eventually(t, 5*time.Second, "one active connection", func() bool { return st.Snapshot().Active == 1 })
 	front.Close() // stop accepting, as Shutdown's caller does
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -204,20 +206,9 @@ func TestUDPSessionsAndLimits(t *testing.T) {
 	if st.Dropped(DropSessionLimit) != 1 || st.Dropped(DropOversize) != 1 {
 		t.Fatalf("drops: %+v", st.Snapshot().Drops)
 	}
-	waitFor(t, func() bool { return p.Sessions() == 0 && st.Snapshot().Active == 0 })
+	testutil.Eventually(t, 5*time.Second, "the sessions to expire", func() bool { return p.Sessions() == 0 && st.Snapshot().Active == 0 })
 	// After expiry the third client gets a session.
 	if got, err := rt(cs[2], []byte("now")); err != nil || string(got) != "now" {
 		t.Fatalf("after expiry: %q %v", got, err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

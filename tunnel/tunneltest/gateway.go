@@ -1,18 +1,16 @@
 package tunneltest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/tunnel"
@@ -25,7 +23,7 @@ type Side struct {
 	KeyDir  string // the key store: private.key, peer.<peer>.pub
 	Config  string // the gateway's config file
 	Gateway *tunnel.Gateway
-	Logs    *Buffer // the gateway's and its watcher's logs
+	Logs    *testutil.Buffer // the gateway's and its watcher's logs
 
 	body string
 }
@@ -67,10 +65,10 @@ func StartPair(t testing.TB, o Options) *Pair {
 		o.Every = 50 * time.Millisecond
 	}
 	root := t.TempDir()
-	aksKey, eksKey := newKey(t), newKey(t)
+	aksKey, eksKey := testutil.PrivateKey(t), testutil.PrivateKey(t)
 	p := &Pair{
-		AKS:  &Side{Name: "aks", KeyDir: filepath.Join(root, "aks-keys"), Config: filepath.Join(root, "aks.yaml"), Logs: &Buffer{}},
-		EKS:  &Side{Name: "eks", KeyDir: filepath.Join(root, "eks-keys"), Config: filepath.Join(root, "eks.yaml"), Logs: &Buffer{}},
+		AKS:  &Side{Name: "aks", KeyDir: filepath.Join(root, "aks-keys"), Config: filepath.Join(root, "aks.yaml"), Logs: &testutil.Buffer{}},
+		EKS:  &Side{Name: "eks", KeyDir: filepath.Join(root, "eks-keys"), Config: filepath.Join(root, "eks.yaml"), Logs: &testutil.Buffer{}},
 		Echo: UDPEcho(t),
 	}
 	publish := o.Layout
@@ -168,15 +166,6 @@ admin: {listen: "-"}
 	return g
 }
 
-func newKey(t testing.TB) keys.PrivateKey {
-	t.Helper()
-	k, err := keys.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // UDPEcho echoes each datagram to its sender until the test ends.
 func UDPEcho(t testing.TB) string {
 	t.Helper()
@@ -210,36 +199,3 @@ func FreeUDPPort(t testing.TB) int {
 	defer pc.Close()
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
-
-// Eventually polls cond every 20ms until it holds, or fails t after d.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Buffer is a bytes.Buffer safe for concurrent writers and readers.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// Contains reports whether the buffer holds s.
-func (b *Buffer) Contains(s string) bool { return strings.Contains(b.String(), s) }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
 // Pinger sends a datagram through the tunnel every interval and records
@@ -97,5 +99,5 @@ func (p *Pinger) ResetGap() {
 func (p *Pinger) Flowing(t testing.TB, d time.Duration, n int64, what string) {
 	t.Helper()
 	before := p.Got.Load()
-	Eventually(t, d, what+": echoes through the tunnel", func() bool { return p.Got.Load() >= before+n })
+	testutil.Eventually(t, d, what+": echoes through the tunnel", func() bool { return p.Got.Load() >= before+n })
 }

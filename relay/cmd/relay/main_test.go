@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/client"
@@ -90,8 +91,7 @@ type proc struct {
 	quic    string
 	http    string
 	exited  chan struct{}
-	logMu   sync.Mutex
-	logs    bytes.Buffer
+	logs    testutil.Buffer
 	waitErr error
 }
 
@@ -116,10 +116,7 @@ func startRelay(t *testing.T, s *setup, extra ...string) *proc {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Bytes()
-			p.logMu.Lock()
-			p.logs.Write(line)
-			p.logs.WriteByte('\n')
-			p.logMu.Unlock()
+			fmt.Fprintf(&p.logs, "%s\n", line)
 			var rec struct{ Msg, Addr string }
 			if json.Unmarshal(line, &rec) != nil {
 				continue
@@ -157,8 +154,6 @@ func startRelay(t *testing.T, s *setup, extra ...string) *proc {
 }
 
 func (p *proc) log() string {
-	p.logMu.Lock()
-	defer p.logMu.Unlock()
 	return p.logs.String()
 }
 
