@@ -9,6 +9,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/bunny/handler"
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 )
 
@@ -33,7 +34,7 @@ func BenchmarkJobs(b *testing.B) {
 }
 
 func benchJobs(b *testing.B, h handler.Handler, conc int) {
-	id := relaytest.Identity(b, "bunny")
+	id := testutil.Identity(b, "bunny")
 	r := relaytest.Start(b, relaytest.Options{Worker: id, Queues: []string{"q"}})
 	w, err := New(Options{Addr: r.Addr, Identity: id, RelayPin: r.ID.Pin(), Handlers: map[string]handler.Handler{"q": h},
 		Concurrency: conc, LeaseWait: time.Second, Logger: slog.New(slog.DiscardHandler)})
@@ -54,9 +55,9 @@ func benchJobs(b *testing.B, h handler.Handler, conc int) {
 	start := time.Now()
 	go func() { done <- w.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Minute)
-	for r.Counter("relay_completions_total", nil) < float64(b.N) {
+	for r.Metric("relay_completions_total", nil) < float64(b.N) {
 		if time.Now().After(deadline) {
-			b.Fatalf("only %v of %d jobs completed in 5 minutes", r.Counter("relay_completions_total", nil), b.N)
+			b.Fatalf("only %v of %d jobs completed in 5 minutes", r.Metric("relay_completions_total", nil), b.N)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,33 +21,16 @@ import (
 
 	"github.com/tunnel-dev/tunnel/bunny/handler"
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
-
-// syncBuffer is a log sink the test can read while the worker writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type env struct {
 	t     *testing.T
 	relay *relaytest.Relay
 	w     *Worker
-	logs  *syncBuffer
+	logs  *testutil.Buffer
 	stop  context.CancelFunc
 	done  chan error
 }
@@ -57,19 +39,19 @@ type env struct {
 // (not yet running).
 func setup(t *testing.T, handlers map[string]handler.Handler, tune func(*Options)) *env {
 	t.Helper()
-	id := relaytest.Identity(t, "bunny")
+	id := testutil.Identity(t, "bunny")
 	var queues []string
 	for q := range handlers {
 		queues = append(queues, q)
 	}
 	r := relaytest.Start(t, relaytest.Options{Worker: id, Queues: queues,
 		Queue: queue.Options{Backoff: queue.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}, DefaultLease: 3 * time.Second}})
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	o := Options{
 		Addr: r.Addr, Identity: id, RelayPin: r.ID.Pin(), Handlers: handlers,
 		Concurrency: 4, LeaseWait: time.Second, BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 		CallTimeout: 3 * time.Second, SettleTimeout: 3 * time.Second, ShutdownGrace: 5 * time.Second,
-		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:     logs.Logger(),
 		Registerer: prometheus.NewRegistry(),
 	}
 	if tune != nil {
@@ -257,7 +239,7 @@ func TestRelayRestartMidJob(t *testing.T) {
 			t.Errorf("job %s: %s %q", j.ID, j.State, j.Result)
 		}
 	}
-	if n := e.relay.Counter("relay_completions_total", nil); n != 20 {
+	if n := e.relay.Metric("relay_completions_total", nil); n != 20 {
 		t.Errorf("relay counted %v completions for 20 jobs", n)
 	}
 	if n := val(e.w.m.reconnects); n < 1 {
@@ -419,10 +401,10 @@ func val(m prometheus.Metric) float64 {
 // Lost at the next heartbeat: the handler is stopped and the job dropped
 // without a report; the redelivered attempt completes it.
 func TestLostLeaseStopsHandler(t *testing.T) {
-	id := relaytest.Identity(t, "bunny")
+	id := testutil.Identity(t, "bunny")
 	r := relaytest.Start(t, relaytest.Options{Worker: id, Queues: []string{"exec"}, Queue: queue.Options{
 		Backoff: queue.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}, RestartGrace: time.Millisecond}})
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	w, err := New(Options{Addr: r.Addr, Identity: id, RelayPin: r.ID.Pin(), LeaseWait: time.Second,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, CallTimeout: 2 * time.Second,
 		Handlers: map[string]handler.Handler{"exec": &handler.Exec{

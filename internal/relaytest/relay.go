@@ -2,17 +2,17 @@ package relaytest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/auth"
@@ -23,33 +23,48 @@ import (
 
 // Options shape a test relay.
 type Options struct {
-	// Worker is the identity allowed every action on Queues.
+	// Worker, if set, is a worker named "bunny" allowed every action on
+	// Queues: the common case, written before Workers.
 	Worker keys.Identity
 	Queues []string
-	// Queue tunes the queue (Store and Registerer are set here).
+	// Workers are the workers file's other entries.
+	Workers []Worker
+	// Queue tunes the queue (Store, Registerer and Logger are set here).
 	Queue queue.Options
-	// Dir holds relay.db; empty means a new temporary directory.
+	// Dir holds relay.db and workers.yaml; empty means a new temporary
+	// directory.
 	Dir    string
 	Logger *slog.Logger
+	// PacketConn, if set, wraps the relay's UDP socket before the server
+	// gets it.
+	PacketConn func(net.PacketConn) net.PacketConn
+	// DrainTimeout is the server's (500ms).
+	DrainTimeout time.Duration
 }
 
 // Relay is a relay running in the test process.
 type Relay struct {
-	t    testing.TB
+	t    testing.TB // nil for a relay from New
 	opts Options
-	// ID is relay's identity; Pin() goes into bunny's configuration.
-	ID   keys.Identity
-	Addr string // host:port, fixed across restarts
-	path string
-	cfg  *auth.Config
+	// ID is relay's identity; Pin() goes into a worker's configuration.
+	ID      keys.Identity
+	Addr    string // host:port, fixed across restarts
+	path    string // relay.db
+	workers string // workers.yaml
+	tempDir string // removed by Close; empty when the caller gave Dir
+
+	watchCancel context.CancelFunc
+	watcher     *auth.Watcher
+	watchReg    *prometheus.Registry
 
 	mu      sync.Mutex
 	st      *store.Bolt
 	q       *queue.Queue
+	srv     *server.Server
 	pc      net.PacketConn
 	cancel  context.CancelFunc
 	served  chan error
-	regs    []*prometheus.Registry
+	regs    []*prometheus.Registry // one per run
 	running bool
 }
 
@@ -59,56 +74,95 @@ func Start(t testing.TB, opts Options) *Relay {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
+	r, err := New(opts)
+	if err != nil {
+		t.Fatalf("relaytest: %v", err)
+	}
+	r.t = t
+	t.Cleanup(r.Close)
+	return r
+}
+
+// New runs a relay without a test; Close stops it.
+func New(opts Options) (*Relay, error) {
+	r := &Relay{opts: opts, Addr: "127.0.0.1:0"}
+	if r.opts.Dir == "" {
+		dir, err := os.MkdirTemp("", "relaytest-")
+		if err != nil {
+			return nil, fmt.Errorf("creating a directory: %w", err)
+		}
+		r.opts.Dir, r.tempDir = dir, dir
+	}
+	if r.opts.Logger == nil {
+		r.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if r.opts.DrainTimeout <= 0 {
+		r.opts.DrainTimeout = 500 * time.Millisecond
+	}
+	r.path = filepath.Join(r.opts.Dir, "relay.db")
+	r.workers = filepath.Join(r.opts.Dir, "workers.yaml")
+	err := r.open()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Relay) open() error {
 	certPEM, keyPEM, err := keys.GenerateIdentity("relay")
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("generating relay's identity: %w", err)
 	}
-	id, err := keys.ParseIdentity(certPEM, keyPEM)
+	if r.ID, err = keys.ParseIdentity(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("parsing relay's identity: %w", err)
+	}
+	if err := r.writeWorkers(r.opts.Workers); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.watchCancel, r.watchReg = cancel, prometheus.NewRegistry()
+	r.watcher, err = auth.Watch(ctx, auth.WatchOptions{Path: r.workers, Every: time.Hour, Registerer: r.watchReg,
+		Logger: r.opts.Logger, OnChange: func(*auth.Config, []keys.Pin) { r.revoke() }})
 	if err != nil {
-		t.Fatal(err)
+		r.watcher = nil
+		return fmt.Errorf("loading the workers file: %w", err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "workers:\n  - name: bunny\n    pins: [%s]\n    queues:\n", opts.Worker.Pin())
-	for _, q := range opts.Queues {
-		fmt.Fprintf(&b, "      %s: [lease, heartbeat, complete, fail]\n", q)
-	}
-	cfg, err := auth.Parse("workers.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	r := &Relay{t: t, opts: opts, ID: id, path: filepath.Join(opts.Dir, "relay.db"), cfg: cfg, Addr: "127.0.0.1:0"}
-	r.Start()
-	t.Cleanup(r.Kill)
-	return r
+	return r.start()
 }
 
 // Start starts a stopped relay on the same file and address.
 func (r *Relay) Start() {
-	r.t.Helper()
+	r.helper()
+	if err := r.start(); err != nil {
+		r.fatalf("%v", err)
+	}
+}
+
+func (r *Relay) start() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.running {
-		r.t.Fatal("relaytest: Start on a running relay")
+		return errors.New("Start on a running relay")
 	}
 	reg := prometheus.NewRegistry()
 	st, err := store.OpenBolt(store.BoltOptions{Path: r.path, Registerer: reg})
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	qo := r.opts.Queue
 	qo.Store, qo.Registerer, qo.Logger = st, reg, r.opts.Logger
 	q, err := queue.Open(context.Background(), qo)
 	if err != nil {
 		_ = st.Close()
-		r.t.Fatal(err)
+		return err
 	}
-	srv, err := server.New(server.Options{Queue: q, Identity: r.ID, Workers: func() *auth.Config { return r.cfg },
-		Registerer: reg, Logger: r.opts.Logger, DrainTimeout: 500 * time.Millisecond})
+	srv, err := server.New(server.Options{Queue: q, Identity: r.ID, Workers: r.watcher.Config,
+		Registerer: reg, Logger: r.opts.Logger, DrainTimeout: r.opts.DrainTimeout})
 	if err != nil {
-		r.t.Fatal(err)
+		_ = q.Close()
+		_ = st.Close()
+		return err
 	}
 	// The port may take a moment to be free again after a stop.
 	var pc net.PacketConn
@@ -122,35 +176,72 @@ func (r *Relay) Start() {
 	if err != nil {
 		_ = q.Close()
 		_ = st.Close()
-		r.t.Fatalf("relaytest: listening on %s: %v", r.Addr, err)
+		return fmt.Errorf("listening on %s: %w", r.Addr, err)
+	}
+	spc := pc
+	if r.opts.PacketConn != nil {
+		spc = r.opts.PacketConn(pc)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, pc) }()
+	go func() { served <- srv.Serve(ctx, spc) }()
 	r.Addr = srv.Addr().String()
-	r.st, r.q, r.pc, r.cancel, r.served, r.running = st, q, pc, cancel, served, true
+	r.st, r.q, r.srv, r.pc, r.cancel, r.served, r.running = st, q, srv, pc, cancel, served, true
 	r.regs = append(r.regs, reg)
+	return nil
 }
+
+// Stop shuts relay down gracefully: calls in flight are answered (long
+// polls with "shutting down") before the socket closes.
+func (r *Relay) Stop() { r.stop(false) }
 
 // Kill stops relay abruptly: its socket closes first, so workers hear
 // nothing (as with kill -9) until a restarted relay answers their packets
 // with a stateless reset. Every acknowledged change is on disk.
-func (r *Relay) Kill() {
+func (r *Relay) Kill() { r.stop(true) }
+
+func (r *Relay) stop(abrupt bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.running {
 		return
 	}
-	_ = r.pc.Close()
+	if abrupt {
+		_ = r.pc.Close()
+	}
 	r.cancel()
 	select {
 	case <-r.served:
 	case <-time.After(10 * time.Second):
-		r.t.Error("relaytest: Serve did not return within 10s")
+		r.errorf("Serve did not return within 10s of its context ending")
 	}
+	_ = r.pc.Close()
 	_ = r.q.Close()
 	_ = r.st.Close()
 	r.running = false
+}
+
+// Close kills relay, stops watching its workers file and removes the
+// directory New made.
+func (r *Relay) Close() {
+	r.Kill()
+	if r.watcher != nil {
+		r.watchCancel()
+		<-r.watcher.Done()
+	}
+	if r.tempDir != "" {
+		_ = os.RemoveAll(r.tempDir)
+	}
+}
+
+// revoke closes the connections of keys the workers file no longer has.
+func (r *Relay) revoke() {
+	r.mu.Lock()
+	srv := r.srv
+	r.mu.Unlock()
+	if srv != nil {
+		srv.Revoke()
+	}
 }
 
 // Queue is the running relay's queue (to enqueue, get and cancel jobs).
@@ -160,110 +251,26 @@ func (r *Relay) Queue() *queue.Queue {
 	return r.q
 }
 
-// Enqueue adds jobs and returns their ids.
-func (r *Relay) Enqueue(jobs ...queue.NewJob) []string {
-	r.t.Helper()
-	res, err := r.Queue().Enqueue(context.Background(), jobs)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	ids := make([]string, len(res))
-	for i, e := range res {
-		ids[i] = e.Job.ID
-	}
-	return ids
-}
-
-// Get reads a job.
-func (r *Relay) Get(id string) store.Job {
-	r.t.Helper()
-	j, err := r.Queue().Get(context.Background(), id)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return j
-}
-
-// WaitTerminal waits until every job has ended (bounded by d) and returns
-// them.
-func (r *Relay) WaitTerminal(d time.Duration, ids ...string) []store.Job {
-	r.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		out := make([]store.Job, len(ids))
-		done := true
-		for i, id := range ids {
-			out[i] = r.Get(id)
-			done = done && out[i].State.Terminal()
-		}
-		if done {
-			return out
-		}
-		if time.Now().After(deadline) {
-			var open []string
-			for _, j := range out {
-				if !j.State.Terminal() {
-					open = append(open, fmt.Sprintf("%s:%s(attempt %d)", j.ID, j.State, j.Attempt))
-				}
-			}
-			r.t.Fatalf("relaytest: %d jobs not finished after %s: %s", len(open), d, strings.Join(open, " "))
-		}
-		time.Sleep(20 * time.Millisecond)
+func (r *Relay) helper() {
+	if r.t != nil {
+		r.t.Helper()
 	}
 }
 
-// Counter sums a counter over every run of relay (each restart has its
-// own registry), for the series whose labels include labels.
-func (r *Relay) Counter(name string, labels map[string]string) float64 {
-	r.t.Helper()
-	r.mu.Lock()
-	regs := append([]*prometheus.Registry(nil), r.regs...)
-	r.mu.Unlock()
-	var sum float64
-	for _, reg := range regs {
-		mfs, err := reg.Gather()
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				if hasLabels(m, labels) && m.Counter != nil {
-					sum += m.Counter.GetValue()
-				}
-			}
-		}
+// fatalf fails the test, or panics without one.
+func (r *Relay) fatalf(format string, args ...any) {
+	if r.t != nil {
+		r.t.Helper()
+		r.t.Fatalf("relaytest: "+format, args...)
 	}
-	return sum
+	panic(fmt.Sprintf("relaytest: "+format, args...))
 }
 
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	for k, v := range want {
-		found := false
-		for _, l := range m.GetLabel() {
-			if l.GetName() == k && l.GetValue() == v {
-				found = true
-			}
-		}
-		if !found {
-			return false
-		}
+func (r *Relay) errorf(format string, args ...any) {
+	if r.t != nil {
+		r.t.Helper()
+		r.t.Errorf("relaytest: "+format, args...)
+		return
 	}
-	return true
-}
-
-// Identity makes a worker identity.
-func Identity(t testing.TB, name string) keys.Identity {
-	t.Helper()
-	certPEM, keyPEM, err := keys.GenerateIdentity(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := keys.ParseIdentity(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id
+	r.opts.Logger.Error(fmt.Sprintf("relaytest: "+format, args...))
 }

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/client"
 	"github.com/tunnel-dev/tunnel/relay/queue"
@@ -26,11 +28,11 @@ func BenchmarkCycle(b *testing.B) {
 }
 
 func benchCycle(b *testing.B, workers int) {
-	id := identity(b, "bench")
-	h := startRelay(b, harnessOptions{}, workerSpec{name: "bench", ids: []keys.Identity{id}, queues: map[string]string{"default": allActions}})
+	id := testutil.Identity(b, "bench")
+	h := startRelay(b, relaytest.Options{}, relaytest.Worker{Name: "bench", IDs: []keys.Identity{id}, Queues: map[string]string{"default": relaytest.AllActions}})
 	conns := make([]*client.Client, min(workers, 16))
 	for i := range conns {
-		conns[i] = h.dial(id)
+		conns[i] = h.Dial(id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -48,7 +50,7 @@ func benchCycle(b *testing.B, workers int) {
 			for i := range batch {
 				batch[i] = queue.NewJob{Queue: "default", Payload: payload}
 			}
-			if _, err := h.q.Enqueue(ctx, batch); err != nil {
+			if _, err := h.Queue().Enqueue(ctx, batch); err != nil {
 				b.Error(err)
 				return
 			}

@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/tunnel-dev/tunnel/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/client"
 	"github.com/tunnel-dev/tunnel/relay/proto"
@@ -21,17 +23,17 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
-func bunny(ids ...keys.Identity) workerSpec {
-	return workerSpec{name: "bunny", ids: ids, queues: map[string]string{"default": allActions}}
+func bunny(ids ...keys.Identity) relaytest.Worker {
+	return relaytest.Worker{Name: "bunny", IDs: ids, Queues: map[string]string{"default": relaytest.AllActions}}
 }
 
 func TestFullCycleOverQUIC(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
-	c := h.dial(id)
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
+	c := h.Dial(id)
 	ctx := ctxT(t, 20*time.Second)
 
-	j := h.enqueue(queue.NewJob{Queue: "default", Payload: []byte("payload"), LeaseDuration: 5 * time.Second})[0]
+	jobID := h.Enqueue(queue.NewJob{Queue: "default", Payload: []byte("payload"), LeaseDuration: 5 * time.Second})[0]
 	jobs, err := c.Lease(ctx, client.LeaseOptions{Max: 4, Wait: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +42,7 @@ func TestFullCycleOverQUIC(t *testing.T) {
 		t.Fatalf("leased %d jobs", len(jobs))
 	}
 	got := jobs[0]
-	if got.ID != j.ID || got.Queue != "default" || string(got.Payload) != "payload" || got.Lease.Attempt != 1 ||
+	if got.ID != jobID || got.Queue != "default" || string(got.Payload) != "payload" || got.Lease.Attempt != 1 ||
 		len(got.Lease.Token) != 16 || got.LeaseDuration != 5*time.Second || got.MaxAttempts != 25 {
 		t.Fatalf("job: %+v", got)
 	}
@@ -48,14 +50,14 @@ func TestFullCycleOverQUIC(t *testing.T) {
 		t.Fatalf("deadline in %s", d)
 	}
 	sts, err := c.Heartbeat(ctx, []client.Lease{got.Lease}, true)
-	if err != nil || len(sts) != 1 || sts[0].State != client.Held || sts[0].JobID != j.ID {
+	if err != nil || len(sts) != 1 || sts[0].State != client.Held || sts[0].JobID != jobID {
 		t.Fatalf("heartbeat: %+v %v", sts, err)
 	}
 	dup, err := c.Complete(ctx, got.Lease, []byte("result"))
 	if err != nil || dup {
 		t.Fatalf("complete: %v %v", dup, err)
 	}
-	if s := h.get(j.ID); s.State != store.Succeeded || string(s.Result) != "result" {
+	if s := h.Get(jobID); s.State != store.Succeeded || string(s.Result) != "result" {
 		t.Fatalf("job after complete: %+v", s)
 	}
 	// Idempotent: the same answer, and the first result stays.
@@ -63,7 +65,7 @@ func TestFullCycleOverQUIC(t *testing.T) {
 	if err != nil || !dup {
 		t.Fatalf("repeated complete: %v %v", dup, err)
 	}
-	if s := h.get(j.ID); string(s.Result) != "result" {
+	if s := h.Get(jobID); string(s.Result) != "result" {
 		t.Fatalf("result became %q", s.Result)
 	}
 	// An empty long poll returns empty after its wait.
@@ -72,7 +74,7 @@ func TestFullCycleOverQUIC(t *testing.T) {
 	if err != nil || len(jobs) != 0 || time.Since(start) < 200*time.Millisecond {
 		t.Fatalf("empty poll: %d jobs, %v, after %s", len(jobs), err, time.Since(start))
 	}
-	if n := h.metric("relay_calls_total", map[string]string{"call": "complete", "code": "OK"}); n != 2 {
+	if n := h.Metric("relay_calls_total", map[string]string{"call": "complete", "code": "OK"}); n != 2 {
 		t.Fatalf("relay_calls_total{complete,OK} = %v", n)
 	}
 }
@@ -80,17 +82,17 @@ func TestFullCycleOverQUIC(t *testing.T) {
 // Several workers, each with its own connection, share a stream of jobs:
 // every job completes exactly once.
 func TestConcurrentWorkersOverQUIC(t *testing.T) {
-	ids := []keys.Identity{identity(t, "a"), identity(t, "b")}
-	h := startRelay(t, harnessOptions{},
-		workerSpec{name: "wa", ids: ids[:1], queues: map[string]string{"default": allActions}},
-		workerSpec{name: "wb", ids: ids[1:], queues: map[string]string{"default": allActions}})
+	ids := []keys.Identity{testutil.Identity(t, "a"), testutil.Identity(t, "b")}
+	h := startRelay(t, relaytest.Options{},
+		relaytest.Worker{Name: "wa", IDs: ids[:1], Queues: map[string]string{"default": relaytest.AllActions}},
+		relaytest.Worker{Name: "wb", IDs: ids[1:], Queues: map[string]string{"default": relaytest.AllActions}})
 	const jobs, conns = 300, 8
 	ctx := ctxT(t, 60*time.Second)
 	var mu sync.Mutex
 	done := map[string]int{}
 	var wg sync.WaitGroup
 	for i := 0; i < conns; i++ {
-		c := h.dial(ids[i%2])
+		c := h.Dial(ids[i%2])
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -123,7 +125,7 @@ func TestConcurrentWorkersOverQUIC(t *testing.T) {
 		for k := range batch {
 			batch[k] = queue.NewJob{Queue: "default", Payload: []byte(fmt.Sprint(i + k))}
 		}
-		h.enqueue(batch...)
+		h.Enqueue(batch...)
 	}
 	wg.Wait()
 	if len(done) != jobs {
@@ -133,20 +135,20 @@ func TestConcurrentWorkersOverQUIC(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("job %s completed %d times", id, n)
 		}
-		if j := h.get(id); j.State != store.Succeeded || j.Attempt != 1 {
+		if j := h.Get(id); j.State != store.Succeeded || j.Attempt != 1 {
 			t.Fatalf("job %s: %+v", id, j)
 		}
 	}
 }
 
 func TestExpiryRedeliveryAndFencingOverQUIC(t *testing.T) {
-	id1, id2 := identity(t, "one"), identity(t, "two")
-	h := startRelay(t, harnessOptions{queue: queue.Options{Backoff: queue.Backoff{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond}}},
-		workerSpec{name: "one", ids: []keys.Identity{id1}, queues: map[string]string{"default": allActions}},
-		workerSpec{name: "two", ids: []keys.Identity{id2}, queues: map[string]string{"default": allActions}})
-	c1, c2 := h.dial(id1), h.dial(id2)
+	id1, id2 := testutil.Identity(t, "one"), testutil.Identity(t, "two")
+	h := startRelay(t, relaytest.Options{Queue: queue.Options{Backoff: queue.Backoff{Base: 10 * time.Millisecond, Max: 10 * time.Millisecond}}},
+		relaytest.Worker{Name: "one", IDs: []keys.Identity{id1}, Queues: map[string]string{"default": relaytest.AllActions}},
+		relaytest.Worker{Name: "two", IDs: []keys.Identity{id2}, Queues: map[string]string{"default": relaytest.AllActions}})
+	c1, c2 := h.Dial(id1), h.Dial(id2)
 	ctx := ctxT(t, 20*time.Second)
-	j := h.enqueue(queue.NewJob{Queue: "default", LeaseDuration: time.Second})[0]
+	jobID := h.Enqueue(queue.NewJob{Queue: "default", LeaseDuration: time.Second})[0]
 	first, err := c1.Lease(ctx, client.LeaseOptions{})
 	if err != nil || len(first) != 1 {
 		t.Fatalf("first lease: %v %v", first, err)
@@ -154,7 +156,7 @@ func TestExpiryRedeliveryAndFencingOverQUIC(t *testing.T) {
 	// Worker one goes quiet; after the lease expires, worker two gets the
 	// job as attempt 2.
 	second, err := c2.Lease(ctx, client.LeaseOptions{Wait: 5 * time.Second})
-	if err != nil || len(second) != 1 || second[0].ID != j.ID || second[0].Lease.Attempt != 2 {
+	if err != nil || len(second) != 1 || second[0].ID != jobID || second[0].Lease.Attempt != 2 {
 		t.Fatalf("redelivery: %+v %v", second, err)
 	}
 	// Worker one's late answers are fenced off.
@@ -171,23 +173,23 @@ func TestExpiryRedeliveryAndFencingOverQUIC(t *testing.T) {
 	if _, err := c2.Complete(ctx, second[0].Lease, []byte("ok")); err != nil {
 		t.Fatal(err)
 	}
-	if s := h.get(j.ID); s.State != store.Succeeded || string(s.Result) != "ok" {
+	if s := h.Get(jobID); s.State != store.Succeeded || string(s.Result) != "ok" {
 		t.Fatalf("%+v", s)
 	}
-	if n := h.metric("relay_lease_expirations_total", map[string]string{"queue": "default"}); n != 1 {
+	if n := h.Metric("relay_lease_expirations_total", map[string]string{"queue": "default"}); n != 1 {
 		t.Fatalf("expirations = %v", n)
 	}
-	if n := h.metric("relay_redeliveries_total", map[string]string{"queue": "default"}); n != 1 {
+	if n := h.Metric("relay_redeliveries_total", map[string]string{"queue": "default"}); n != 1 {
 		t.Fatalf("redeliveries = %v", n)
 	}
 }
 
 func TestMaxAttemptsDeadOverQUIC(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{queue: queue.Options{Backoff: queue.Backoff{Base: time.Millisecond, Max: time.Millisecond}}}, bunny(id))
-	c := h.dial(id)
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{Queue: queue.Options{Backoff: queue.Backoff{Base: time.Millisecond, Max: time.Millisecond}}}, bunny(id))
+	c := h.Dial(id)
 	ctx := ctxT(t, 20*time.Second)
-	j := h.enqueue(queue.NewJob{Queue: "default", MaxAttempts: 3})[0]
+	jobID := h.Enqueue(queue.NewJob{Queue: "default", MaxAttempts: 3})[0]
 	for attempt := 1; attempt <= 3; attempt++ {
 		got, err := c.Lease(ctx, client.LeaseOptions{Wait: 5 * time.Second})
 		if err != nil || len(got) != 1 || got[0].Lease.Attempt != uint32(attempt) {
@@ -209,7 +211,7 @@ func TestMaxAttemptsDeadOverQUIC(t *testing.T) {
 			t.Fatalf("repeated fail: %+v %v", again, err)
 		}
 	}
-	if s := h.get(j.ID); s.State != store.Dead || s.LastError != "boom 3" {
+	if s := h.Get(jobID); s.State != store.Dead || s.LastError != "boom 3" {
 		t.Fatalf("%+v", s)
 	}
 	if got, err := c.Lease(ctx, client.LeaseOptions{Wait: 100 * time.Millisecond}); err != nil || len(got) != 0 {
@@ -218,23 +220,23 @@ func TestMaxAttemptsDeadOverQUIC(t *testing.T) {
 }
 
 func TestCancelOverQUIC(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
-	c := h.dial(id)
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
+	c := h.Dial(id)
 	ctx := ctxT(t, 20*time.Second)
-	queued := h.enqueue(queue.NewJob{Queue: "default"})[0]
-	if _, err := h.q.Cancel(ctx, queued.ID); err != nil {
+	queuedID := h.Enqueue(queue.NewJob{Queue: "default"})[0]
+	if _, err := h.Queue().Cancel(ctx, queuedID); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := c.Lease(ctx, client.LeaseOptions{Wait: 100 * time.Millisecond}); len(got) != 0 {
 		t.Fatal("a cancelled job was leased")
 	}
-	running := h.enqueue(queue.NewJob{Queue: "default"})[0]
+	runningID := h.Enqueue(queue.NewJob{Queue: "default"})[0]
 	got, err := c.Lease(ctx, client.LeaseOptions{})
 	if err != nil || len(got) != 1 {
 		t.Fatal(got, err)
 	}
-	if _, err := h.q.Cancel(ctx, running.ID); err != nil {
+	if _, err := h.Queue().Cancel(ctx, runningID); err != nil {
 		t.Fatal(err)
 	}
 	sts, err := c.Heartbeat(ctx, []client.Lease{got[0].Lease}, false)
@@ -248,23 +250,23 @@ func TestCancelOverQUIC(t *testing.T) {
 }
 
 func TestUnknownIdentityRefused(t *testing.T) {
-	h := startRelay(t, harnessOptions{}, bunny(identity(t, "bunny")))
-	stranger := identity(t, "stranger")
-	_, err := h.dialErr(stranger, nil)
+	h := startRelay(t, relaytest.Options{}, bunny(testutil.Identity(t, "bunny")))
+	stranger := testutil.Identity(t, "stranger")
+	_, err := h.DialOver(stranger, nil)
 	if !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("dial with an unknown identity: %v, want ErrUnauthorized", err)
 	}
 	t.Logf("refused as: %v", err)
-	if n := h.metric("relay_refused_total", map[string]string{"reason": "unknown_identity"}); n < 1 {
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "unknown_identity"}); n < 1 {
 		t.Fatalf("refusal not counted: %v", n)
 	}
 }
 
 func TestWrongRelayPinRefused(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
 	ctx := ctxT(t, 10*time.Second)
-	_, err := client.Dial(ctx, client.Options{Addr: h.addr, Identity: id, RelayPin: identity(t, "impostor").Pin()})
+	_, err := client.Dial(ctx, client.Options{Addr: h.Addr, Identity: id, RelayPin: testutil.Identity(t, "impostor").Pin()})
 	if !errors.Is(err, client.ErrWrongRelay) {
 		t.Fatalf("dial with the wrong relay pin: %v, want ErrWrongRelay", err)
 	}
@@ -273,24 +275,24 @@ func TestWrongRelayPinRefused(t *testing.T) {
 
 // An identity is authorised per queue and per action.
 func TestQueueAndActionAuthorisation(t *testing.T) {
-	id := identity(t, "narrow")
-	h := startRelay(t, harnessOptions{}, workerSpec{name: "narrow", ids: []keys.Identity{id},
-		queues: map[string]string{"mine": allActions, "peek": "[lease, heartbeat]"}})
-	c := h.dial(id)
+	id := testutil.Identity(t, "narrow")
+	h := startRelay(t, relaytest.Options{}, relaytest.Worker{Name: "narrow", IDs: []keys.Identity{id},
+		Queues: map[string]string{"mine": relaytest.AllActions, "peek": "[lease, heartbeat]"}})
+	c := h.Dial(id)
 	ctx := ctxT(t, 20*time.Second)
-	other := h.enqueue(queue.NewJob{Queue: "theirs"})[0]
+	otherID := h.Enqueue(queue.NewJob{Queue: "theirs"})[0]
 
 	_, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{"theirs"}})
 	if !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("lease from a queue outside the identity's: %v", err)
 	}
 	t.Logf("refused as: %v", err)
-	_, err = c.Complete(ctx, client.Lease{JobID: other.ID, Attempt: 1, Token: make([]byte, 16)}, nil)
+	_, err = c.Complete(ctx, client.Lease{JobID: otherID, Attempt: 1, Token: make([]byte, 16)}, nil)
 	if !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("complete on a queue outside the identity's: %v", err)
 	}
 	// May lease from "peek" but not complete there.
-	h.enqueue(queue.NewJob{Queue: "peek"})
+	h.Enqueue(queue.NewJob{Queue: "peek"})
 	got, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{"peek"}})
 	if err != nil || len(got) != 1 {
 		t.Fatal(got, err)
@@ -299,28 +301,28 @@ func TestQueueAndActionAuthorisation(t *testing.T) {
 		t.Fatalf("complete without the action: %v", err)
 	}
 	// Empty Queues means every queue it may lease from.
-	mine := h.enqueue(queue.NewJob{Queue: "mine"})[0]
+	mineID := h.Enqueue(queue.NewJob{Queue: "mine"})[0]
 	got, err = c.Lease(ctx, client.LeaseOptions{Max: 5})
-	if err != nil || len(got) != 1 || got[0].ID != mine.ID {
+	if err != nil || len(got) != 1 || got[0].ID != mineID {
 		t.Fatalf("lease from the default queues: %+v %v", got, err)
 	}
-	if s := h.get(other.ID); s.State != store.Queued {
+	if s := h.Get(otherID); s.State != store.Queued {
 		t.Fatalf("the other queue's job changed: %+v", s)
 	}
-	if n := h.metric("relay_refused_total", map[string]string{"reason": "unauthorized_queue"}); n != 1 {
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "unauthorized_queue"}); n != 1 {
 		t.Fatalf("unauthorized_queue = %v", n)
 	}
-	if n := h.metric("relay_refused_total", map[string]string{"reason": "unauthorized_action"}); n != 2 {
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "unauthorized_action"}); n != 2 {
 		t.Fatalf("unauthorized_action = %v", n)
 	}
 }
 
 // rawConn is a bare QUIC connection to relay, to send what the client
 // never would.
-func rawConn(t *testing.T, h *relayHarness, id keys.Identity) *quic.Conn {
+func rawConn(t *testing.T, h *relaytest.Relay, id keys.Identity) *quic.Conn {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	conn, err := quic.DialAddr(ctx, h.addr, proto.ClientTLS(id, h.relayID.Pin()), proto.QUICOptions{}.Config(false))
+	conn, err := quic.DialAddr(ctx, h.Addr, proto.ClientTLS(id, h.ID.Pin()), proto.QUICOptions{}.Config(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,8 +351,8 @@ func rawCall(t *testing.T, conn *quic.Conn, b []byte) (*proto.Response, error) {
 
 // Malformed and oversized frames reset their stream and nothing else.
 func TestBadFramesResetOnlyTheirStream(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
 	conn := rawConn(t, h, id)
 	good, err := proto.AppendFrame(nil, &proto.Request{Version: proto.Version, Call: &proto.Request_Lease{Lease: &proto.LeaseRequest{MaxJobs: 1}}}, 0)
 	if err != nil {
@@ -380,14 +382,14 @@ func TestBadFramesResetOnlyTheirStream(t *testing.T) {
 	if err != nil || resp.GetError() != nil || resp.GetLease() == nil {
 		t.Fatalf("a good call after bad frames: %v %v", resp, err)
 	}
-	if n := h.metric("relay_refused_total", map[string]string{"reason": "bad_frame"}); n != float64(len(tests)) {
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "bad_frame"}); n != float64(len(tests)) {
 		t.Fatalf("bad_frame = %v", n)
 	}
 }
 
 func TestVersionAndEmptyCallRefused(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
 	conn := rawConn(t, h, id)
 	tests := []struct {
 		name string
@@ -416,18 +418,18 @@ func TestVersionAndEmptyCallRefused(t *testing.T) {
 // Removing a pin closes its connections with CREDENTIALS_REVOKED; the
 // worker's leases belong to its name and carry on over its new key.
 func TestRevokedPinClosesConnectionAndLeasesSurvive(t *testing.T) {
-	oldID, newID := identity(t, "bunny-old"), identity(t, "bunny-new")
-	h := startRelay(t, harnessOptions{}, bunny(oldID, newID))
+	oldID, newID := testutil.Identity(t, "bunny-old"), testutil.Identity(t, "bunny-new")
+	h := startRelay(t, relaytest.Options{}, bunny(oldID, newID))
 	ctx := ctxT(t, 20*time.Second)
-	oldC := h.dial(oldID)
-	h.enqueue(queue.NewJob{Queue: "default"})
+	oldC := h.Dial(oldID)
+	h.Enqueue(queue.NewJob{Queue: "default"})
 	got, err := oldC.Lease(ctx, client.LeaseOptions{})
 	if err != nil || len(got) != 1 {
 		t.Fatal(got, err)
 	}
-	newC := h.dial(newID)
+	newC := h.Dial(newID)
 
-	h.setWorkers(bunny(newID))
+	h.SetWorkers(bunny(newID))
 	select {
 	case <-oldC.Done():
 	case <-ctx.Done():
@@ -441,7 +443,7 @@ func TestRevokedPinClosesConnectionAndLeasesSurvive(t *testing.T) {
 	if _, err := oldC.Heartbeat(ctx, []client.Lease{got[0].Lease}, false); !errors.Is(err, client.ErrConnectionLost) {
 		t.Fatalf("call on the revoked connection: %v", err)
 	}
-	if _, err := h.dialErr(oldID, nil); !errors.Is(err, client.ErrUnauthorized) {
+	if _, err := h.DialOver(oldID, nil); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("redial with the revoked key: %v", err)
 	}
 	// The lease taken with the old key is the worker's: the new key
@@ -453,47 +455,47 @@ func TestRevokedPinClosesConnectionAndLeasesSurvive(t *testing.T) {
 	if _, err := newC.Complete(ctx, got[0].Lease, []byte("done")); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.metric("relay_refused_total", map[string]string{"reason": "credentials_revoked"}); n != 1 {
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "credentials_revoked"}); n != 1 {
 		t.Fatalf("credentials_revoked = %v", n)
 	}
 }
 
 // A long poll the worker abandons leases nothing.
 func TestAbandonedLongPollLeasesNothing(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
-	c := h.dial(id)
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
+	c := h.Dial(id)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Lease(ctx, client.LeaseOptions{Wait: 30 * time.Second})
 		errc <- err
 	}()
-	waitFor(t, 5*time.Second, "the poll to park", func() bool { return h.metric("relay_lease_waiters", nil) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the poll to park", func() bool { return h.Metric("relay_lease_waiters", nil) == 1 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned poll: %v", err)
 	}
-	waitFor(t, 5*time.Second, "relay to drop the poll", func() bool { return h.metric("relay_lease_waiters", nil) == 0 })
-	j := h.enqueue(queue.NewJob{Queue: "default"})[0]
+	testutil.Eventually(t, 5*time.Second, "relay to drop the poll", func() bool { return h.Metric("relay_lease_waiters", nil) == 0 })
+	jobID := h.Enqueue(queue.NewJob{Queue: "default"})[0]
 	got, err := c.Lease(ctxT(t, 10*time.Second), client.LeaseOptions{})
-	if err != nil || len(got) != 1 || got[0].ID != j.ID || got[0].Lease.Attempt != 1 {
+	if err != nil || len(got) != 1 || got[0].ID != jobID || got[0].Lease.Attempt != 1 {
 		t.Fatalf("after an abandoned poll: %+v %v", got, err)
 	}
 }
 
 // A long poll in flight when relay stops hears SHUTTING_DOWN.
 func TestShutdownEndsLongPolls(t *testing.T) {
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{}, bunny(id))
-	c := h.dial(id)
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{}, bunny(id))
+	c := h.Dial(id)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := c.Lease(ctxT(t, 30*time.Second), client.LeaseOptions{Wait: 30 * time.Second})
 		errc <- err
 	}()
-	waitFor(t, 5*time.Second, "the poll to park", func() bool { return h.metric("relay_lease_waiters", nil) == 1 })
-	h.stop()
+	testutil.Eventually(t, 5*time.Second, "the poll to park", func() bool { return h.Metric("relay_lease_waiters", nil) == 1 })
+	h.Stop()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, client.ErrShuttingDown) {
@@ -518,19 +520,19 @@ func (o onlyPacketConn) SetWriteDeadline(t time.Time) error        { return o.pc
 
 func TestServeAndDialOverPlainPacketConn(t *testing.T) {
 	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
-	id := identity(t, "bunny")
-	h := startRelay(t, harnessOptions{packetConn: func(pc net.PacketConn) net.PacketConn { return onlyPacketConn{pc} }}, bunny(id))
+	id := testutil.Identity(t, "bunny")
+	h := startRelay(t, relaytest.Options{PacketConn: func(pc net.PacketConn) net.PacketConn { return onlyPacketConn{pc} }}, bunny(id))
 	upc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = upc.Close() })
-	c, err := h.dialErr(id, onlyPacketConn{upc})
+	c, err := h.DialOver(id, onlyPacketConn{upc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t, 10*time.Second)
-	h.enqueue(queue.NewJob{Queue: "default", Payload: bytes.Repeat([]byte("x"), 64<<10)})
+	h.Enqueue(queue.NewJob{Queue: "default", Payload: bytes.Repeat([]byte("x"), 64<<10)})
 	got, err := c.Lease(ctx, client.LeaseOptions{})
 	if err != nil || len(got) != 1 || len(got[0].Payload) != 64<<10 {
 		t.Fatalf("lease over a plain PacketConn: %v", err)

@@ -11,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
@@ -145,8 +145,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	admin  chan string
 	exited chan struct{}
-	mu     sync.Mutex
-	logs   bytes.Buffer
+	logs   testutil.Buffer
 	err    error
 }
 
@@ -165,10 +164,7 @@ func startBunny(t *testing.T, bin string, args ...string) *proc {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.Write(sc.Bytes())
-			p.logs.WriteByte('\n')
-			p.mu.Unlock()
+			fmt.Fprintf(&p.logs, "%s\n", sc.Bytes())
 			var rec struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "admin server listening" {
 				p.admin <- "http://" + rec.Addr
@@ -193,8 +189,6 @@ func startBunny(t *testing.T, bin string, args ...string) *proc {
 }
 
 func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.logs.String()
 }
 
@@ -303,7 +297,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if code := p2.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("second bunny: exit code %d", code)
 	}
-	if n := r.Counter("relay_completions_total", nil); n != 6 {
+	if n := r.Metric("relay_completions_total", nil); n != 6 {
 		t.Errorf("relay counted %v completions of 6 jobs", n)
 	}
 }
