@@ -10,6 +10,9 @@
 //		dup, err := c.Complete(ctx, j.Lease, result)
 //	}
 //
+// The package's Example runs that cycle against a real relay on loopback
+// (go doc -http shows it; go test runs it).
+//
 // A Client is one QUIC connection; its methods are safe for concurrent
 // use, each call being its own stream. It does not reconnect: when Done is
 // closed, dial again (leases belong to the worker's name, not to the
