@@ -57,6 +57,13 @@ func setup(t *testing.T, handlers map[string]handler.Handler, tune func(*Options
 	if tune != nil {
 		tune(&o)
 	}
+	return newEnv(t, r, o, logs)
+}
+
+// newEnv starts a worker with o against r; it is shut down (and its log,
+// logs, shown if the test failed) when the test ends.
+func newEnv(t *testing.T, r *relaytest.Relay, o Options, logs *testutil.Buffer) *env {
+	t.Helper()
 	w, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -220,13 +227,7 @@ func TestRelayRestartMidJob(t *testing.T) {
 	}
 	ids := e.relay.Enqueue(jobs...)
 	e.run()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.now.Load() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("jobs did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the jobs to start", func() bool { return f.now.Load() >= 4 })
 	e.relay.Kill()
 	// The running jobs finish while relay is away: their results are held.
 	time.Sleep(700 * time.Millisecond)
@@ -265,13 +266,7 @@ func TestDrainFinishesRunningJobs(t *testing.T) {
 	}
 	ids := e.relay.Enqueue(jobs...)
 	e.run()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.now.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("jobs did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the jobs to start", func() bool { return f.now.Load() >= 2 })
 	if err := e.shutdown(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -300,13 +295,7 @@ func TestDrainFailsBackAfterGrace(t *testing.T) {
 		func(o *Options) { o.Concurrency = 1; o.ShutdownGrace = 200 * time.Millisecond })
 	ids := e.relay.Enqueue(queue.NewJob{Queue: "exec", Payload: []byte("x")})
 	e.run()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.relay.Get(ids[0]).State != store.Leased || fileEmpty(pidFile) {
-		if time.Now().After(deadline) {
-			t.Fatal("the job did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the job to start", func() bool { return e.relay.Get(ids[0]).State == store.Leased && !fileEmpty(pidFile) })
 	start := time.Now()
 	if err := e.shutdown(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -338,13 +327,7 @@ func TestCancelRequested(t *testing.T) {
 	e := setup(t, map[string]handler.Handler{"exec": &handler.Exec{Command: []string{"sleep", "60"}, Timeout: time.Minute, MaxOutput: 100}}, nil)
 	ids := e.relay.Enqueue(queue.NewJob{Queue: "exec", LeaseDuration: time.Second})
 	e.run()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.relay.Get(ids[0]).State != store.Leased {
-		if time.Now().After(deadline) {
-			t.Fatal("the job was not leased")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the job to be leased", func() bool { return e.relay.Get(ids[0]).State == store.Leased })
 	if _, err := e.relay.Queue().Cancel(context.Background(), ids[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -376,13 +359,7 @@ func TestUnreachableLogsOnce(t *testing.T) {
 		t.Errorf("only %d attempts in 1.5s", n)
 	}
 	e.relay.Start()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.w.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("did not connect once relay was back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "a connection once relay was back", func() bool { return e.w.Ready() == nil })
 }
 
 // val reads a counter or gauge.
@@ -405,30 +382,15 @@ func TestLostLeaseStopsHandler(t *testing.T) {
 	r := relaytest.Start(t, relaytest.Options{Worker: id, Queues: []string{"exec"}, Queue: queue.Options{
 		Backoff: queue.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}, RestartGrace: time.Millisecond}})
 	logs := &testutil.Buffer{}
-	w, err := New(Options{Addr: r.Addr, Identity: id, RelayPin: r.ID.Pin(), LeaseWait: time.Second,
+	e := newEnv(t, r, Options{Addr: r.Addr, Identity: id, RelayPin: r.ID.Pin(), LeaseWait: time.Second,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, CallTimeout: 2 * time.Second,
 		Handlers: map[string]handler.Handler{"exec": &handler.Exec{
 			Command: []string{"/bin/sh", "-c", `if [ "$BUNNY_ATTEMPT" = 1 ]; then sleep 30; fi; cat`}, Timeout: time.Minute, MaxOutput: 100}},
-		Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, relay: r, w: w, logs: logs}
-	t.Cleanup(func() {
-		e.shutdown(20 * time.Second)
-		if t.Failed() {
-			t.Logf("bunny's log:\n%s", logs.String())
-		}
-	})
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Registerer: prometheus.NewRegistry()}, logs)
 	ids := r.Enqueue(queue.NewJob{Queue: "exec", Payload: []byte("done"), LeaseDuration: time.Second})
+	w := e.w
 	e.run()
-	deadline := time.Now().Add(10 * time.Second)
-	for val(w.m.running) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the job did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the job to start", func() bool { return val(w.m.running) == 1 })
 	// relay is away for longer than the lease (heartbeat extensions are
 	// not durable) and comes back with a 1ms restart grace: the lease
 	// expires, the job is redelivered, and attempt 1 is no longer ours.

@@ -8,20 +8,10 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
-// LeaseState is what a heartbeat learns of one lease.
-type LeaseState = proto.LeaseState
-
-// Lease states.
-const (
-	Held            = proto.LeaseHeld
-	CancelRequested = proto.LeaseCancelRequested
-	Lost            = proto.LeaseLost
-)
-
 // LeaseStatus is one lease after a heartbeat.
 type LeaseStatus struct {
 	JobID    string
-	State    LeaseState
+	State    proto.LeaseState
 	Deadline time.Time
 }
 
@@ -43,7 +33,7 @@ func (q *Queue) Heartbeat(worker string, refs []Ref, allHeld bool) ([]LeaseStatu
 	now := time.Now()
 	out := make([]LeaseStatus, len(refs))
 	for i, ref := range refs {
-		out[i] = LeaseStatus{JobID: ref.JobID, State: Lost}
+		out[i] = LeaseStatus{JobID: ref.JobID, State: proto.LeaseLost}
 		e := q.jobs[ref.JobID]
 		if e == nil || !holds(e, worker, ref) {
 			q.m.fenced.WithLabelValues("heartbeat").Inc()
@@ -54,9 +44,9 @@ func (q *Queue) Heartbeat(worker string, refs []Ref, allHeld bool) ([]LeaseStatu
 		}
 		out[i].Deadline = e.job.LeaseDeadline
 		if e.job.CancelRequested {
-			out[i].State = CancelRequested
+			out[i].State = proto.LeaseCancelRequested
 		} else {
-			out[i].State = Held
+			out[i].State = proto.LeaseHeld
 		}
 	}
 	if allHeld {

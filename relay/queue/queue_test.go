@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
@@ -351,7 +352,7 @@ func TestLeaseExpiryRedeliversAndFencesLateAnswers(t *testing.T) {
 		t.Fatalf("late fail: %v, want ErrLeaseLost", err)
 	}
 	st, err := h.q.Heartbeat("w1", []Ref{ref(first)}, false)
-	if err != nil || st[0].State != Lost {
+	if err != nil || st[0].State != proto.LeaseLost {
 		t.Fatalf("late heartbeat: %+v %v", st, err)
 	}
 	if got := h.get(j.ID); got.State != store.Leased || got.Attempt != 2 || got.Result != nil {
@@ -413,7 +414,7 @@ func TestFencing(t *testing.T) {
 				t.Fatalf("fail: %v", err)
 			}
 			st, _ := h.q.Heartbeat(tt.worker, []Ref{tt.ref}, false)
-			if st[0].State != Lost {
+			if st[0].State != proto.LeaseLost {
 				t.Fatalf("heartbeat: %v", st[0].State)
 			}
 		})
@@ -433,7 +434,7 @@ func TestHeartbeatExtends(t *testing.T) {
 	end := time.Now().Add(2500 * time.Millisecond)
 	for time.Now().Before(end) {
 		st, err := h.q.Heartbeat("w", []Ref{ref(l)}, false)
-		if err != nil || st[0].State != Held {
+		if err != nil || st[0].State != proto.LeaseHeld {
 			t.Fatalf("heartbeat: %+v %v", st, err)
 		}
 		if d := time.Until(st[0].Deadline); d < 900*time.Millisecond {
@@ -549,7 +550,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("cancel leased: %+v %v", c, err)
 	}
 	st, err := h.q.Heartbeat("w", []Ref{ref(l)}, false)
-	if err != nil || st[0].State != CancelRequested {
+	if err != nil || st[0].State != proto.LeaseCancelRequested {
 		t.Fatalf("heartbeat: %+v %v", st, err)
 	}
 	res, err := h.q.Fail(context.Background(), "w", ref(l), "stopped on request", false, 0)
@@ -598,7 +599,7 @@ func TestRestartGrace(t *testing.T) {
 		t.Fatalf("after restart: %+v (deadline in %s)", got, time.Until(got.LeaseDeadline))
 	}
 	st, err := h.q.Heartbeat("w", []Ref{ref(l)}, false)
-	if err != nil || st[0].State != Held {
+	if err != nil || st[0].State != proto.LeaseHeld {
 		t.Fatalf("heartbeat after restart: %+v %v", st, err)
 	}
 	// Without more heartbeats it is redelivered.
