@@ -193,16 +193,16 @@ func TestWatcherReloads(t *testing.T) {
 		defer mu.Unlock()
 		return len(removed)
 	}
+	// waitFor asks the watcher to look at the file between polls.
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
+		testutil.Eventually(t, 5*time.Second, what, func() bool {
+			if cond() {
+				return true
 			}
 			w.Check()
-			time.Sleep(10 * time.Millisecond)
-		}
+			return false
+		})
 	}
 
 	// Rotation, step 1: add the new pin beside the old.

@@ -244,13 +244,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		m, _ := filepath.Glob(filepath.Join(marks, "*"+suffix))
 		return len(m)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for count(".start") < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("jobs did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 15*time.Second, "two jobs to start", func() bool { return count(".start") >= 2 })
 	if code, body := get(t, adminURL+"/readyz"); code != 200 {
 		t.Errorf("/readyz while connected: %d %q", code, body)
 	}
