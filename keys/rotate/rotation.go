@@ -11,7 +11,6 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
 // Side is one gateway as a rotation sees it: its key store, and where to
@@ -370,7 +369,7 @@ func (r *Rotation) setPeerKeys(ctx context.Context, step Step, item string, from
 		if !ok {
 			return store.Change{}, fmt.Errorf("%w: %s no longer has %s", errStale, r.Peer.Store, item)
 		}
-		active, next, err := config.ParsePeerKeys(b)
+		active, next, err := keys.ParsePeerKeys(b)
 		if err != nil {
 			return store.Change{}, fmt.Errorf("%w: %s: %s: %w", errStale, r.Peer.Store, item, err)
 		}

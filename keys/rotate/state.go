@@ -8,7 +8,6 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
 // State is where a rotation stands, as the two stores show it. Below, x is
@@ -158,7 +157,7 @@ func Classify(this, peer store.Snapshot, thisAddr, peerAddr, peerName string) (S
 	if !ok {
 		return sit, fmt.Errorf("%s has no %s: is --peer-name %q the name the peer gives this side, and is it the peer's store?", peerAddr, item, peerName)
 	}
-	active, next, err := config.ParsePeerKeys(fb)
+	active, next, err := keys.ParsePeerKeys(fb)
 	if err != nil {
 		return sit, fmt.Errorf("%s: %s: %w: %w", peerAddr, item, ErrBadKey, err)
 	}
@@ -219,7 +218,7 @@ func findPeerName(peer store.Snapshot, peerAddr string, x keys.PublicKey, n *key
 		if !ok {
 			continue
 		}
-		active, next, err := config.ParsePeerKeys(peer.Items[item])
+		active, next, err := keys.ParsePeerKeys(peer.Items[item])
 		if err != nil {
 			bad = append(bad, fmt.Errorf("%s: %s: %w: %w", peerAddr, item, ErrBadKey, err))
 			continue

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+
+	"github.com/tunnel-dev/tunnel/keys"
 )
 
 // Kinds of store address.
@@ -30,15 +32,12 @@ type Address struct {
 	Name      string // secret
 }
 
-var (
-	// dnsLabelRE is a namespace: an RFC 1123 label.
-	dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	// dnsSubdomainRE is a Secret's name: an RFC 1123 subdomain.
-	dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-)
+// dnsSubdomainRE is a Secret's name: an RFC 1123 subdomain.
+var dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
-// ValidNamespace reports whether s can be a Kubernetes namespace.
-func ValidNamespace(s string) bool { return dnsLabelRE.MatchString(s) }
+// ValidNamespace reports whether s can be a Kubernetes namespace: an
+// RFC 1123 label.
+func ValidNamespace(s string) bool { return keys.ValidName(s) }
 
 // ValidObjectName reports whether s can name a Secret (or a Pod).
 func ValidObjectName(s string) bool { return len(s) <= 253 && dnsSubdomainRE.MatchString(s) }

@@ -1,18 +1,11 @@
 package config
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/tunnel-dev/tunnel/keys"
 )
-
-// MaxPeerKeys is how many keys a peer key file may hold: the peer's key
-// and, during a rotation, its successor.
-const MaxPeerKeys = 2
 
 // ReadPeerKeyFile reads a peer key file: one base64 public key per line,
 // the active one first and an optional successor second. Blank lines and
@@ -22,41 +15,7 @@ func ReadPeerKeyFile(path string) (active keys.PublicKey, next *keys.PublicKey, 
 	if err != nil {
 		return active, nil, fmt.Errorf("reading peer key file: %w", err)
 	}
-	return ParsePeerKeys(b)
-}
-
-// ParsePeerKeys parses the contents of a peer key file.
-func ParsePeerKeys(b []byte) (active keys.PublicKey, next *keys.PublicKey, err error) {
-	var ks []keys.PublicKey
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	line := 0
-	for sc.Scan() {
-		line++
-		s := strings.TrimSpace(sc.Text())
-		if s == "" || strings.HasPrefix(s, "#") {
-			continue
-		}
-		k, err := keys.ParsePublicKey(s)
-		if err != nil {
-			return active, nil, fmt.Errorf("line %d: %w", line, err)
-		}
-		for _, prev := range ks {
-			if prev == k {
-				return active, nil, fmt.Errorf("line %d: the same key twice", line)
-			}
-		}
-		ks = append(ks, k)
-	}
-	switch {
-	case len(ks) == 0:
-		return active, nil, fmt.Errorf("no key in the file")
-	case len(ks) > MaxPeerKeys:
-		return active, nil, fmt.Errorf("%d keys; a peer has one, and a successor during a rotation", len(ks))
-	}
-	if len(ks) == 2 {
-		next = &ks[1]
-	}
-	return ks[0], next, nil
+	return keys.ParsePeerKeys(b)
 }
 
 // ResolveFiles reads the peer key files a configuration names, filling in

@@ -91,10 +91,7 @@ func (p *parser) fail(path, format string, args ...any) {
 	p.errs = append(p.errs, &FieldError{Line: yamlcheck.LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-var (
-	ifaceNameRE = regexp.MustCompile(`^[A-Za-z0-9_=+.-]{1,15}$`)
-	ruleNameRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-)
+var ifaceNameRE = regexp.MustCompile(`^[A-Za-z0-9_=+.-]{1,15}$`)
 
 func (p *parser) convert(r *rawConfig) *Config {
 	c := &Config{}
@@ -193,7 +190,7 @@ func (p *parser) peers(rs []rawPeer, c *Config) {
 		switch {
 		case r.Name == "":
 			p.fail(path+".name", "required: a name for the peer, used by rules and in logs")
-		case !ruleNameRE.MatchString(r.Name):
+		case !keys.ValidName(r.Name):
 			p.fail(path+".name", "%q is not a valid name (lowercase letters, digits and '-', up to 63)", r.Name)
 		default:
 			if prev, dup := names[r.Name]; dup {
@@ -400,7 +397,7 @@ func (p *parser) ruleName(path, name string, names map[string]int, n int, kind s
 	switch {
 	case name == "":
 		p.fail(path+".name", "required: a name for the rule, used in metrics and status")
-	case !ruleNameRE.MatchString(name):
+	case !keys.ValidName(name):
 		p.fail(path+".name", "%q is not a valid name (lowercase letters, digits and '-', up to 63)", name)
 	default:
 		if prev, dup := names[name]; dup {

@@ -293,14 +293,3 @@ func TestPeerKeyFiles(t *testing.T) {
 		t.Fatal("successor equal to the key")
 	}
 }
-
-func FuzzParsePeerKeys(f *testing.F) {
-	f.Add([]byte("6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU=\n"))
-	f.Add([]byte("# x\n\nxTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU="))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		k, next, err := ParsePeerKeys(b)
-		if err == nil && (k.IsZero() || (next != nil && *next == k)) {
-			t.Fatal("accepted a zero or repeated key")
-		}
-	})
-}

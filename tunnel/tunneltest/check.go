@@ -11,7 +11,6 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
 // Load reads a store.
@@ -37,7 +36,7 @@ func PublicOf(t testing.TB, snap store.Snapshot, item string) keys.PublicKey {
 // PeerKeys are the keys in a store's peer.<peer>.pub, in order.
 func PeerKeys(t testing.TB, snap store.Snapshot, peer string) []keys.PublicKey {
 	t.Helper()
-	a, n, err := config.ParsePeerKeys(snap.Items[keys.PeerKeyFile(peer)])
+	a, n, err := keys.ParsePeerKeys(snap.Items[keys.PeerKeyFile(peer)])
 	if err != nil {
 		t.Fatalf("peer.%s.pub: %v", peer, err)
 	}

@@ -126,7 +126,7 @@ func (c *keysRotateCmd) rotation(env cli.Env) (*rotate.Rotation, error) {
 	if c.Timeout <= 0 {
 		return nil, fmt.Errorf("--timeout %v: must be positive", c.Timeout)
 	}
-	if c.PeerName != "" && !keys.ValidPeerName(c.PeerName) {
+	if c.PeerName != "" && !keys.ValidName(c.PeerName) {
 		return nil, fmt.Errorf("--peer-name %q: not a peer name (lowercase letters, digits and '-', up to 63)", c.PeerName)
 	}
 	var stop rotate.Step
