@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/pinger"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
@@ -18,8 +19,8 @@ import (
 // the gateway keeps its running keys and traffic keeps flowing.
 func TestReloadRefusesBadKeys(t *testing.T) {
 	eks, aks, _ := filePair(t)
-	p := startPinger(t, forwardAddr(t, aks.gw, "relay"), 10*time.Millisecond)
-	testutil.Eventually(t, 10*time.Second, "traffic through the tunnel", func() bool { return p.got.Load() > 5 })
+	p := pinger.Start(t, forwardAddr(t, aks.gw, "relay"), 10*time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, "traffic through the tunnel", func() bool { return p.Got.Load() > 5 })
 
 	var logs testutil.Buffer
 	w := &tunnel.Watcher{Gateway: eks.gw, Path: eks.cfg, Every: 20 * time.Millisecond, Logger: logs.Logger()}
@@ -63,8 +64,8 @@ func TestReloadRefusesBadKeys(t *testing.T) {
 			if st.PublicKey != pub || len(st.Peers) != 1 || st.Peers[0].PublicKey != aks.pub.String() {
 				t.Fatalf("a refused key changed the gateway: key %s, peers %+v", st.PublicKey, st.Peers)
 			}
-			got := p.got.Load()
-			testutil.Eventually(t, 5*time.Second, "traffic to keep flowing", func() bool { return p.got.Load() > got+5 })
+			got := p.Got.Load()
+			testutil.Eventually(t, 5*time.Second, "traffic to keep flowing", func() bool { return p.Got.Load() > got+5 })
 			// Put the good key back before the next case.
 			if err := keys.WriteFile(eks.keyFile(), goodPriv, 0o600); err != nil {
 				t.Fatal(err)

@@ -8,11 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/pinger"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
@@ -112,85 +111,6 @@ func writePeerFile(t *testing.T, path string, ks ...keys.PublicKey) {
 	}
 }
 
-// pinger sends a numbered datagram through the tunnel every interval and
-// records the longest gap between answers.
-type pinger struct {
-	sent, got atomic.Int64
-	mu        sync.Mutex
-	last      time.Time
-	longest   time.Duration
-	stop      chan struct{}
-	done      sync.WaitGroup
-}
-
-func startPinger(t *testing.T, addr string, every time.Duration) *pinger {
-	t.Helper()
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pinger{stop: make(chan struct{}), last: time.Now()}
-	p.done.Add(2)
-	go func() {
-		defer p.done.Done()
-		tk := time.NewTicker(every)
-		defer tk.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-tk.C:
-				_, _ = c.Write(fmt.Appendf(nil, "%d", p.sent.Add(1)))
-			}
-		}
-	}()
-	go func() {
-		defer p.done.Done()
-		buf := make([]byte, 100)
-		for {
-			_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			_, err := c.Read(buf)
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
-			if err != nil {
-				continue
-			}
-			p.got.Add(1)
-			now := time.Now()
-			p.mu.Lock()
-			p.longest = max(p.longest, now.Sub(p.last))
-			p.last = now
-			p.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { p.halt(); c.Close() })
-	return p
-}
-
-func (p *pinger) halt() {
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	p.done.Wait()
-}
-
-func (p *pinger) gap() time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return max(p.longest, time.Since(p.last))
-}
-
-func (p *pinger) resetGap() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.longest, p.last = 0, time.Now()
-}
-
 func forwardAddr(t *testing.T, gw *tunnel.Gateway, name string) string {
 	t.Helper()
 	ap, ok := gw.ForwardAddr(name)
@@ -252,23 +172,23 @@ func rotate(t *testing.T, r, o *fileSide) keys.PrivateKey {
 // handshake, and afterwards the old key gets no handshake.
 func TestRotationWithSuccessorKey(t *testing.T) {
 	eks, aks, _ := filePair(t)
-	p := startPinger(t, forwardAddr(t, aks.gw, "relay"), 5*time.Millisecond)
-	testutil.Eventually(t, 10*time.Second, "echoes through the tunnel", func() bool { return p.got.Load() > 20 })
-	p.resetGap()
+	p := pinger.Start(t, forwardAddr(t, aks.gw, "relay"), 5*time.Millisecond)
+	testutil.Eventually(t, 10*time.Second, "echoes through the tunnel", func() bool { return p.Got.Load() > 20 })
+	p.ResetGap()
 
 	rotate(t, aks, eks)
-	before := p.got.Load()
-	testutil.Eventually(t, 10*time.Second, "echoes after rotating aks", func() bool { return p.got.Load() > before+20 })
-	gapAKS := p.gap()
-	p.resetGap()
+	before := p.Got.Load()
+	testutil.Eventually(t, 10*time.Second, "echoes after rotating aks", func() bool { return p.Got.Load() > before+20 })
+	gapAKS := p.Gap()
+	p.ResetGap()
 
 	oldEKS := rotate(t, eks, aks)
-	before = p.got.Load()
-	testutil.Eventually(t, 10*time.Second, "echoes after rotating eks", func() bool { return p.got.Load() > before+20 })
-	gapEKS := p.gap()
-	p.halt()
+	before = p.Got.Load()
+	testutil.Eventually(t, 10*time.Second, "echoes after rotating eks", func() bool { return p.Got.Load() > before+20 })
+	gapEKS := p.Gap()
+	p.Halt()
 	t.Logf("rotation under traffic: %d datagrams sent every 5ms, %d echoed; longest silence rotating aks %v, eks %v",
-		p.sent.Load(), p.got.Load(), gapAKS, gapEKS)
+		p.Sent.Load(), p.Got.Load(), gapAKS, gapEKS)
 
 	// A gateway holding eks's old key dials aks: no handshake, and aks
 	// counts the refusal.

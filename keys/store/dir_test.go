@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/kubelet"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // layouts are the two ways a key directory is laid out: plain files, and
@@ -42,7 +42,7 @@ var layouts = []struct {
 	}},
 	{"kubelet", func(t *testing.T, dir string, items map[string][]byte) {
 		t.Helper()
-		(&tunneltest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
+		(&kubelet.Volume{Dir: dir, Mode: 0o400}).Publish(t, items)
 	}},
 }
 

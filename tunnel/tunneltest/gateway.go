@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/echo"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -50,7 +51,7 @@ type Options struct {
 	Every time.Duration
 	// Layout publishes a side's initial items into its key directory; nil
 	// writes them with store.Dir into a plain directory. Kubelet layouts
-	// come from a Kubelet's Publish.
+	// come from a kubelet.Volume's Publish.
 	Layout func(t testing.TB, side, dir string, items map[string][]byte)
 }
 
@@ -175,17 +176,7 @@ func UDPEcho(t testing.TB) string {
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() { pc.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	go func() { defer close(done); echo.UDP(pc) }()
 	return pc.LocalAddr().String()
 }
 

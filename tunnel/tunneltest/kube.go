@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/tunnel-dev/tunnel/internal/kubelet"
 )
 
 // ProxyableIP returns an address of this machine that the API server's pod
@@ -78,7 +80,7 @@ func GatewayPod(t testing.TB, admin kubernetes.Interface, ns, name string, label
 // SyncSecret does a kubelet's job for one Secret volume: it publishes the
 // Secret's data into k's directory whenever the Secret changes, polling
 // every 50ms until the test ends. It publishes once before returning.
-func SyncSecret(t testing.TB, admin kubernetes.Interface, ns, name string, k *Kubelet) {
+func SyncSecret(t testing.TB, admin kubernetes.Interface, ns, name string, k *kubelet.Volume) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	seen := ""
@@ -90,7 +92,7 @@ func SyncSecret(t testing.TB, admin kubernetes.Interface, ns, name string, k *Ku
 		if sec.ResourceVersion == seen {
 			return nil
 		}
-		if err := k.publish(sec.Data); err != nil {
+		if err := k.Write(sec.Data); err != nil {
 			return err
 		}
 		seen = sec.ResourceVersion

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/tunnel-dev/tunnel/internal/kubelet"
+	"github.com/tunnel-dev/tunnel/internal/pinger"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/kube"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -178,7 +180,7 @@ func rotateArgs(r, o *tunneltest.Side, extra ...string) []string {
 func TestKeysRotateKilledAfterEachWrite(t *testing.T) {
 	p := tunneltest.StartPair(t, tunneltest.Options{})
 	tunneltest.MonitorWorkingKeys(t, p)
-	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	for i, step := range []string{"prepare", "stage", "switch", "revoke"} {
 		r, o := p.AKS, p.EKS
@@ -287,7 +289,7 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 		AdminHost: ip,
 		Layout: func(t testing.TB, side, dir string, items map[string][]byte) {
 			tunneltest.CreateSecret(t, admin, ns[side], "tunnel-keys", items)
-			tunneltest.SyncSecret(t, admin, ns[side], "tunnel-keys", &tunneltest.Kubelet{Dir: dir, Mode: 0o400})
+			tunneltest.SyncSecret(t, admin, ns[side], "tunnel-keys", &kubelet.Volume{Dir: dir, Mode: 0o400})
 		},
 	})
 	status := map[string]string{}
@@ -305,7 +307,7 @@ func TestKeysRotateThroughKubernetes(t *testing.T) {
 		sec := kube.NewSecret(rotator.CoreV1().RESTClient(), n, "tunnel-keys", "")
 		tunneltest.WaitForAccess(t, "the Role to take effect", func() error { _, err := sec.Load(context.Background()); return err })
 	}
-	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	tunneltest.MonitorWorkingKeys(t, p)
 

@@ -1,4 +1,4 @@
-package rotate_test
+package tunneltest
 
 import (
 	"bytes"
@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/kubelet"
+	"github.com/tunnel-dev/tunnel/internal/pinger"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // kubeletLayout publishes eks's key store as a mounted Secret is laid out,
@@ -20,7 +21,7 @@ import (
 func kubeletLayout(t testing.TB, side, dir string, items map[string][]byte) {
 	t.Helper()
 	if side == "eks" {
-		(&tunneltest.Kubelet{Dir: dir, Mode: 0o400}).Publish(t, items)
+		(&kubelet.Volume{Dir: dir, Mode: 0o400}).Publish(t, items)
 		return
 	}
 	if _, err := store.NewDir(dir).Write(context.Background(), "", store.Change{Set: items}); err != nil {
@@ -28,14 +29,14 @@ func kubeletLayout(t testing.TB, side, dir string, items map[string][]byte) {
 	}
 }
 
-func startPair(t *testing.T) *tunneltest.Pair {
+func startPair(t *testing.T) *Pair {
 	t.Helper()
-	return tunneltest.StartPair(t, tunneltest.Options{Layout: kubeletLayout})
+	return StartPair(t, Options{Layout: kubeletLayout})
 }
 
 // rotation rotates r's key, with o as the peer, through both gateways'
 // admin URLs.
-func rotation(t *testing.T, r, o *tunneltest.Side, out *bytes.Buffer) *rotate.Rotation {
+func rotation(t *testing.T, r, o *Side, out *bytes.Buffer) *rotate.Rotation {
 	t.Helper()
 	return &rotate.Rotation{
 		This:    rotate.Side{Store: r.Store(), Status: httpStatus(t, r.AdminURL())},
@@ -55,18 +56,18 @@ func httpStatus(t *testing.T, u string) *rotate.HTTPStatus {
 	return &rotate.HTTPStatus{URL: pu}
 }
 
-func load(t testing.TB, s store.Store) store.Snapshot { return tunneltest.Load(t, s) }
+func load(t testing.TB, s store.Store) store.Snapshot { return Load(t, s) }
 
 func privateOf(t testing.TB, snap store.Snapshot, item string) keys.PublicKey {
-	return tunneltest.PublicOf(t, snap, item)
+	return PublicOf(t, snap, item)
 }
 
-func checkInvariant(t *testing.T, p *tunneltest.Pair, when string) {
-	tunneltest.CheckWorkingKeys(t, p, when)
+func checkInvariant(t *testing.T, p *Pair, when string) {
+	CheckWorkingKeys(t, p, when)
 }
 
-func settled(t *testing.T, r, o *tunneltest.Side, want keys.PublicKey) {
-	tunneltest.CheckSettled(t, r, o, want)
+func settled(t *testing.T, r, o *Side, want keys.PublicKey) {
+	CheckSettled(t, r, o, want)
 }
 
 // Rotating aks, then eks, while datagrams flow through the tunnel every
@@ -74,14 +75,14 @@ func settled(t *testing.T, r, o *tunneltest.Side, want keys.PublicKey) {
 // and afterwards a gateway holding eks's old key gets no handshake.
 func TestRotateBothSidesUnderTraffic(t *testing.T) {
 	p := startPair(t)
-	ping := tunneltest.StartPinger(t, p.Forward(t), 5*time.Millisecond)
-	tunneltest.MonitorWorkingKeys(t, p)
+	ping := pinger.Start(t, p.Forward(t), 5*time.Millisecond)
+	MonitorWorkingKeys(t, p)
 	ping.Flowing(t, 10*time.Second, 20, "before rotating")
 	ping.ResetGap()
 
 	var gaps []time.Duration
 	var oldEKS keys.PrivateKey
-	for _, pair := range [][2]*tunneltest.Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
+	for _, pair := range [][2]*Side{{p.AKS, p.EKS}, {p.EKS, p.AKS}} {
 		r, o := pair[0], pair[1]
 		before := r.PublicKey()
 		if r.Name == "eks" {
@@ -139,9 +140,9 @@ func TestRotateBothSidesUnderTraffic(t *testing.T) {
 // stop both sides have a working key and traffic flows.
 func TestRotateStoppedAfterEachStep(t *testing.T) {
 	p := startPair(t)
-	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 10, "before rotating")
-	tunneltest.MonitorWorkingKeys(t, p)
+	MonitorWorkingKeys(t, p)
 	steps := []rotate.Step{rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}
 	for i, stop := range steps {
 		r, o := p.AKS, p.EKS

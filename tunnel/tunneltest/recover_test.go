@@ -1,4 +1,4 @@
-package rotate_test
+package tunneltest
 
 import (
 	"bytes"
@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/pinger"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/tunnel"
-	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // set writes items into a store as an operator (or a crash) would have.
@@ -29,7 +29,7 @@ func set(t *testing.T, s store.Store, items map[string][]byte, del ...string) {
 	}
 }
 
-func lists(g *tunneltest.Side, k keys.PublicKey) bool {
+func lists(g *Side, k keys.PublicKey) bool {
 	for _, ps := range g.Gateway.Status().Peers {
 		if ps.PublicKey == k.String() {
 			return true
@@ -46,20 +46,20 @@ func TestRecoveries(t *testing.T) {
 		name string
 		// make puts the stores into the state; it returns the key the
 		// rotation must end with (zero: any new key).
-		make      func(t *testing.T, p *tunneltest.Pair) keys.PublicKey
+		make      func(t *testing.T, p *Pair) keys.PublicKey
 		wantSteps []rotate.Step
 		// broken: the state made has no working key (so the monitor
 		// of working keys is not run)
 		broken bool
 	}{
-		{"peer stages a successor nobody holds", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
+		{"peer stages a successor nobody holds", func(t *testing.T, p *Pair) keys.PublicKey {
 			stray := testutil.PrivateKey(t).Public()
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
 			testutil.Eventually(t, 5*time.Second, "eks to stage the stray key", func() bool { return lists(p.EKS, stray) })
 			return keys.PublicKey{}
 		}, []rotate.Step{rotate.Unstage, rotate.Prepare, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
-		{"next.key replaced after staging", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
+		{"next.key replaced after staging", func(t *testing.T, p *Pair) keys.PublicKey {
 			stray, next := testutil.PrivateKey(t).Public(), testutil.PrivateKey(t)
 			set(t, p.EKS.Store(), map[string][]byte{"peer.aks.pub": keys.FormatPeerKeys(p.AKS.PublicKey(), stray)})
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
@@ -67,7 +67,7 @@ func TestRecoveries(t *testing.T) {
 			return next.Public()
 		}, []rotate.Step{rotate.Unstage, rotate.Stage, rotate.Switch, rotate.Revoke}, false},
 
-		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
+		{"switch interrupted between writing private.key and deleting next.key", func(t *testing.T, p *Pair) keys.PublicKey {
 			var out bytes.Buffer
 			rot := rotation(t, p.AKS, p.EKS, &out)
 			rot.StopAfter = rotate.Stage
@@ -83,10 +83,10 @@ func TestRecoveries(t *testing.T) {
 			return k.Public()
 		}, []rotate.Step{rotate.Tidy, rotate.Revoke}, false},
 
-		{"peer accepts only the next key", func(t *testing.T, p *tunneltest.Pair) keys.PublicKey {
+		{"peer accepts only the next key", func(t *testing.T, p *Pair) keys.PublicKey {
 			// The tunnel is broken here, and the monitor the other tests
 			// rely on sees it.
-			mon := tunneltest.WatchWorkingKeys(p)
+			mon := WatchWorkingKeys(p)
 			defer mon.Stop()
 			next := testutil.PrivateKey(t)
 			set(t, p.AKS.Store(), map[string][]byte{keys.NextKeyFile: []byte(next.Base64())})
@@ -98,10 +98,10 @@ func TestRecoveries(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startPair(t)
-			ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+			ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 			ping.Flowing(t, 10*time.Second, 5, "before")
 			if !tc.broken {
-				tunneltest.MonitorWorkingKeys(t, p)
+				MonitorWorkingKeys(t, p)
 			}
 			want := tc.make(t, p)
 			var out bytes.Buffer
@@ -155,7 +155,7 @@ func TestRefusesWithoutAWorkingKey(t *testing.T) {
 // both finish, and the stores end settled with working keys.
 func TestConcurrentRotations(t *testing.T) {
 	p := startPair(t)
-	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	var wg sync.WaitGroup
 	var outs [2]bytes.Buffer
@@ -200,7 +200,7 @@ func TestTimeoutNamesTheStep(t *testing.T) {
 	p := startPair(t)
 	// Traffic, so that aks handshakes as soon as it switches (without it,
 	// eks's next handshake retry comes up to 5s later).
-	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	wrong := p.Stranger(t, testutil.PrivateKey(t))
 	var out bytes.Buffer
@@ -220,7 +220,7 @@ func TestTimeoutNamesTheStep(t *testing.T) {
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("a 1s timeout took %v", d)
 	}
-	tunneltest.CheckWorkingKeys(t, p, "after the timeout")
+	CheckWorkingKeys(t, p, "after the timeout")
 	out.Reset()
 	res, err := rotation(t, p.AKS, p.EKS, &out).Run(context.Background())
 	if err != nil || !slices.Equal(res.Steps, []rotate.Step{rotate.Switch, rotate.Revoke}) {

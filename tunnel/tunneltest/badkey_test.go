@@ -1,4 +1,4 @@
-package rotate_test
+package tunneltest
 
 import (
 	"bytes"
@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/pinger"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/rotate"
 	"github.com/tunnel-dev/tunnel/keys/store"
-	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // A malformed or weak key written into a store: the gateway's reload
@@ -22,7 +22,7 @@ import (
 // and writes nothing.
 func TestBadKeyInStore(t *testing.T) {
 	p := startPair(t)
-	ping := tunneltest.StartPinger(t, p.Forward(t), 10*time.Millisecond)
+	ping := pinger.Start(t, p.Forward(t), 10*time.Millisecond)
 	ping.Flowing(t, 10*time.Second, 5, "before")
 	for _, tc := range []struct {
 		name, side, item, value, why string

@@ -1,4 +1,4 @@
-package tunneltest
+package pinger
 
 import (
 	"fmt"
@@ -11,20 +11,22 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
-// Pinger sends a datagram through the tunnel every interval and records
-// the longest silence between echoes.
+// Pinger sends a datagram every interval and records the longest silence
+// between echoes.
 type Pinger struct {
 	Sent, Got atomic.Int64
+
+	stop chan struct{}
+	done sync.WaitGroup
 
 	mu      sync.Mutex
 	last    time.Time
 	longest time.Duration
-	stop    chan struct{}
-	done    sync.WaitGroup
 }
 
-// StartPinger pings addr every interval until the test ends or Halt.
-func StartPinger(t testing.TB, addr string, every time.Duration) *Pinger {
+// Start pings addr (a UDP echo, usually behind a tunnel) every interval
+// until the test ends or Halt.
+func Start(t testing.TB, addr string, every time.Duration) *Pinger {
 	t.Helper()
 	c, err := net.Dial("udp", addr)
 	if err != nil {

@@ -1,4 +1,4 @@
-package tunneltest
+package kubelet
 
 import (
 	"fmt"
@@ -9,13 +9,10 @@ import (
 	"testing"
 )
 
-// Kubelet publishes a Secret's items into a directory the way kubelet's
-// atomic writer updates a Secret volume: each version in a new timestamped
-// directory, an atomic rename of a "..data" symlink onto it, and one
-// "name -> ..data/name" symlink per item. It is written here from
-// kubelet's description, independently of store.Dir, so that tests of the
-// store read a layout the store did not make.
-type Kubelet struct {
+// Volume is a directory kubelet keeps a Secret's items in: each version in
+// a new timestamped directory, an atomic rename of a "..data" symlink onto
+// it, and one "name -> ..data/name" symlink per item.
+type Volume struct {
 	Dir string
 	// Mode is every file's mode, as a volume's defaultMode; 0 is 0400.
 	Mode fs.FileMode
@@ -27,14 +24,16 @@ type Kubelet struct {
 }
 
 // Publish replaces the directory's items with items.
-func (k *Kubelet) Publish(t testing.TB, items map[string][]byte) {
+func (k *Volume) Publish(t testing.TB, items map[string][]byte) {
 	t.Helper()
-	if err := k.publish(items); err != nil {
+	if err := k.Write(items); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (k *Kubelet) publish(items map[string][]byte) error {
+// Write replaces the directory's items with items, as kubelet's atomic
+// writer does.
+func (k *Volume) Write(items map[string][]byte) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	mode := k.Mode

@@ -1,4 +1,4 @@
-package kube_test
+package tunneltest
 
 import (
 	"context"
@@ -18,7 +18,6 @@ import (
 	"github.com/tunnel-dev/tunnel/keys/kube"
 	"github.com/tunnel-dev/tunnel/keys/store"
 	"github.com/tunnel-dev/tunnel/manifests/kubetest"
-	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // One kube-apiserver + etcd for the package's tests.
@@ -97,7 +96,7 @@ func TestSecretStore(t *testing.T) {
 	}
 	if string(sec.Data[keys.NextKeyFile]) != string(next) || string(sec.Data[keys.PrivateKeyFile]) != string(priv) ||
 		sec.Data["empty.pub"] == nil || len(sec.Data["empty.pub"]) != 0 || len(sec.Data) != 3 {
-		t.Fatalf("after the patch the Secret holds %v", tunneltest.Keys(sec.Data))
+		t.Fatalf("after the patch the Secret holds %v", Keys(sec.Data))
 	}
 	if store.Version(sec.ResourceVersion) != patched.Version {
 		t.Fatalf("patch returned version %s, the Secret is at %s", patched.Version, sec.ResourceVersion)
@@ -148,16 +147,16 @@ func TestRotateRole(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t, nil)
 	admin := kubernetes.NewForConfigOrDie(env.AdminConfig())
-	tunneltest.CreateSecret(t, admin, ns, "tunnel-keys", map[string][]byte{keys.PrivateKeyFile: privateKey(t)})
-	tunneltest.CreateSecret(t, admin, ns, "other", map[string][]byte{"x": []byte("y")})
-	role := tunneltest.ApplyRBAC(t, admin, ns, rbacManifest(t))
+	CreateSecret(t, admin, ns, "tunnel-keys", map[string][]byte{keys.PrivateKeyFile: privateKey(t)})
+	CreateSecret(t, admin, ns, "other", map[string][]byte{"x": []byte("y")})
+	role := ApplyRBAC(t, admin, ns, rbacManifest(t))
 	if role.Name != "tunnel-key-rotator" {
 		t.Fatalf("role %q", role.Name)
 	}
 
 	alice := clientFor(t, env, "alice", "tunnel-key-rotators")
 	mine := kube.NewSecret(alice.CoreV1().RESTClient(), ns, "tunnel-keys", "")
-	tunneltest.WaitForAccess(t, "alice reading the Secret", func() error { _, err := mine.Load(ctx); return err })
+	WaitForAccess(t, "alice reading the Secret", func() error { _, err := mine.Load(ctx); return err })
 	if _, err := store.Update(ctx, mine, func(store.Snapshot) (store.Change, error) {
 		return store.Change{Set: map[string][]byte{keys.NextKeyFile: privateKey(t)}}, nil
 	}); err != nil {
@@ -170,11 +169,11 @@ func TestRotateRole(t *testing.T) {
 		t.Fatalf("alice deleting the Secret: %v", err)
 	}
 
-	ip, ok := tunneltest.ProxyableIP()
+	ip, ok := ProxyableIP()
 	if ok {
-		p := tunneltest.StartPair(t, tunneltest.Options{AdminHost: ip})
+		p := StartPair(t, Options{AdminHost: ip})
 		port := strings.TrimPrefix(p.AKS.AdminURL(), "http://"+ip+":")
-		tunneltest.GatewayPod(t, admin, ns, "gateway-0", map[string]string{"app.kubernetes.io/name": "tunnel-gateway"}, ip)
+		GatewayPod(t, admin, ns, "gateway-0", map[string]string{"app.kubernetes.io/name": "tunnel-gateway"}, ip)
 		addr, err := kube.ParsePodAddress("pod:" + ns + "/app.kubernetes.io/name=tunnel-gateway:" + port)
 		if err != nil {
 			t.Fatal(err)
