@@ -3,18 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
-
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
@@ -158,28 +152,13 @@ func Load(path string) (*Config, error) {
 // LoadOffline reads, parses and validates the file at path without
 // reading the files it names.
 func LoadOffline(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := yamlcheck.ReadFile(path, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("reading configuration: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading configuration %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("reading configuration %s: larger than %d bytes", path, MaxFileSize)
+		return nil, err
 	}
 	c, err := Parse(data)
 	if err != nil {
-		var es Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				e.File = path
-			}
-			return nil, es
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, yamlcheck.InFile(path, err)
 	}
 	return c, nil
 }
@@ -212,47 +191,31 @@ func (c *Config) ResolveFiles() error {
 // Parse parses and validates a configuration. The error is an Errors
 // listing every problem, each naming its field and line.
 func Parse(data []byte) (*Config, error) {
-	var raw rawConfig
-	root, err := yamlcheck.Decode(data, &raw)
-	if err != nil {
-		return nil, err
-	}
-	p := &parser{root: root}
-	c := p.convert(&raw)
-	if len(p.errs) > 0 {
-		return nil, p.errs
-	}
-	return c, nil
+	return yamlcheck.Parse(data, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
 }
 
-type parser struct {
-	root *yaml.Node
-	errs Errors
-}
-
-func (p *parser) fail(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Line: yamlcheck.LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
-}
+// parser converts a rawConfig, collecting every problem.
+type parser struct{ *yamlcheck.Parser }
 
 func (p *parser) convert(r *rawConfig) *Config {
 	c := &Config{}
 	// relay
 	c.Relay.Address = strings.TrimSpace(r.Relay.Address)
 	if c.Relay.Address == "" {
-		p.fail("relay.address", "required: relay's host:port (UDP; in production the local gateway's forward port)")
+		p.Fail("relay.address", "required: relay's host:port (UDP; in production the local gateway's forward port)")
 	} else {
-		p.hostPort("relay.address", c.Relay.Address, false)
+		p.HostPort("relay.address", c.Relay.Address, false)
 	}
 	pin, pinFile := strings.TrimSpace(r.Relay.Pin), strings.TrimSpace(r.Relay.PinFile)
 	switch {
 	case pin != "" && pinFile != "":
-		p.fail("relay.pin", "give pin or pinFile, not both")
+		p.Fail("relay.pin", "give pin or pinFile, not both")
 	case pin == "" && pinFile == "":
-		p.fail("relay.pin", "required: relay's identity pin (sha256/…, from `tunnel keys pin identity.crt`), or pinFile: relay's identity.crt")
+		p.Fail("relay.pin", "required: relay's identity pin (sha256/…, from `tunnel keys pin identity.crt`), or pinFile: relay's identity.crt")
 	case pin != "":
 		pv, err := keys.ParsePin(pin)
 		if err != nil {
-			p.fail("relay.pin", "%v", err)
+			p.Fail("relay.pin", "%v", err)
 		}
 		c.Relay.Pin = pv
 	default:
@@ -262,17 +225,17 @@ func (p *parser) convert(r *rawConfig) *Config {
 	c.Identity.CertFile = strings.TrimSpace(r.Identity.CertFile)
 	c.Identity.KeyFile = strings.TrimSpace(r.Identity.KeyFile)
 	if c.Identity.CertFile == "" {
-		p.fail("identity.certFile", "required: bunny's identity certificate (identity.crt from `tunnel keys identity`)")
+		p.Fail("identity.certFile", "required: bunny's identity certificate (identity.crt from `tunnel keys identity`)")
 	}
 	if c.Identity.KeyFile == "" {
-		p.fail("identity.keyFile", "required: bunny's identity private key file (identity.key, mode 0600 or 0400)")
+		p.Fail("identity.keyFile", "required: bunny's identity private key file (identity.key, mode 0600 or 0400)")
 	}
 	// admin
 	c.Admin.Listen = DefaultAdminListen
 	if r.Admin.Listen != nil {
 		c.Admin.Listen = strings.TrimSpace(*r.Admin.Listen)
 		if c.Admin.Listen != "" {
-			p.hostPort("admin.listen", c.Admin.Listen, true)
+			p.HostPort("admin.listen", c.Admin.Listen, true)
 		}
 	}
 	// concurrency
@@ -280,7 +243,7 @@ func (p *parser) convert(r *rawConfig) *Config {
 	if s := strings.TrimSpace(r.Concurrency); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 || v > MaxConcurrency {
-			p.fail("concurrency", "%q is not a whole number from 1 to %d", r.Concurrency, MaxConcurrency)
+			p.Fail("concurrency", "%q is not a whole number from 1 to %d", r.Concurrency, MaxConcurrency)
 		} else {
 			c.Concurrency = v
 		}
@@ -289,7 +252,7 @@ func (p *parser) convert(r *rawConfig) *Config {
 	if s := strings.TrimSpace(r.ShutdownGrace); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 || d > MaxShutdownGrace {
-			p.fail("shutdownGrace", "%q is not a duration from 0s to %s (such as 30s)", r.ShutdownGrace, MaxShutdownGrace)
+			p.Fail("shutdownGrace", "%q is not a duration from 0s to %s (such as 30s)", r.ShutdownGrace, MaxShutdownGrace)
 		} else {
 			c.ShutdownGrace = d
 		}
@@ -300,26 +263,26 @@ func (p *parser) convert(r *rawConfig) *Config {
 
 func (p *parser) queues(rs []rawQueue, c *Config) {
 	if len(rs) == 0 {
-		p.fail("queues", "required: at least one queue, with an exec or http handler")
+		p.Fail("queues", "required: at least one queue, with an exec or http handler")
 	}
 	names := map[string]int{}
 	for n, r := range rs {
 		path := fmt.Sprintf("queues[%d]", n)
 		q := Queue{Name: strings.TrimSpace(r.Name)}
 		if q.Name == "" {
-			p.fail(path+".name", "required: the relay queue to lease from")
+			p.Fail(path+".name", "required: the relay queue to lease from")
 		} else if err := proto.CheckName("queue", q.Name); err != nil {
-			p.fail(path+".name", "%v", err)
+			p.Fail(path+".name", "%v", err)
 		} else if prev, dup := names[q.Name]; dup {
-			p.fail(path+".name", "%q is already the name of queues[%d]", q.Name, prev)
+			p.Fail(path+".name", "%q is already the name of queues[%d]", q.Name, prev)
 		} else {
 			names[q.Name] = n
 		}
 		switch {
 		case r.Exec != nil && r.HTTP != nil:
-			p.fail(path, "give exec or http, not both")
+			p.Fail(path, "give exec or http, not both")
 		case r.Exec == nil && r.HTTP == nil:
-			p.fail(path, "required: a handler, exec or http")
+			p.Fail(path, "required: a handler, exec or http")
 		case r.Exec != nil:
 			q.Exec = p.exec(path+".exec", r.Exec)
 		default:
@@ -332,13 +295,13 @@ func (p *parser) queues(rs []rawQueue, c *Config) {
 func (p *parser) exec(path string, r *rawExec) *Exec {
 	e := &Exec{Command: r.Command}
 	if len(r.Command) == 0 {
-		p.fail(path+".command", "required: the program and its arguments, such as [\"/bin/sh\", \"-c\", \"tr a-z A-Z\"]")
+		p.Fail(path+".command", "required: the program and its arguments, such as [\"/bin/sh\", \"-c\", \"tr a-z A-Z\"]")
 	} else if strings.TrimSpace(r.Command[0]) == "" {
-		p.fail(path+".command[0]", "the program is empty")
+		p.Fail(path+".command[0]", "the program is empty")
 	}
 	for i, a := range r.Command {
 		if strings.IndexByte(a, 0) >= 0 {
-			p.fail(fmt.Sprintf("%s.command[%d]", path, i), "contains a NUL byte")
+			p.Fail(fmt.Sprintf("%s.command[%d]", path, i), "contains a NUL byte")
 		}
 	}
 	e.Timeout = p.timeout(path+".timeout", r.Timeout, DefaultExecTimeout)
@@ -349,13 +312,13 @@ func (p *parser) exec(path string, r *rawExec) *Exec {
 func (p *parser) http(path string, r *rawHTTP) *HTTP {
 	h := &HTTP{URL: strings.TrimSpace(r.URL)}
 	if h.URL == "" {
-		p.fail(path+".url", "required: the URL to POST each payload to, such as http://127.0.0.1:8081/run")
+		p.Fail(path+".url", "required: the URL to POST each payload to, such as http://127.0.0.1:8081/run")
 	} else if u, err := url.Parse(h.URL); err != nil {
-		p.fail(path+".url", "%q is not a URL: %v", h.URL, errors.Unwrap(err))
+		p.Fail(path+".url", "%q is not a URL: %v", h.URL, errors.Unwrap(err))
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.fail(path+".url", "%q is not an absolute http:// or https:// URL", h.URL)
+		p.Fail(path+".url", "%q is not an absolute http:// or https:// URL", h.URL)
 	} else if u.User != nil {
-		p.fail(path+".url", "must not hold credentials")
+		p.Fail(path+".url", "must not hold credentials")
 	}
 	h.Timeout = p.timeout(path+".timeout", r.Timeout, DefaultHTTPTimeout)
 	h.MaxOutput = p.size(path+".maxOutput", r.MaxOutput)
@@ -369,7 +332,7 @@ func (p *parser) timeout(path, s string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 || d > MaxTimeout {
-		p.fail(path, "%q is not a duration above 0s and at most %s (such as 5m)", s, MaxTimeout)
+		p.Fail(path, "%q is not a duration above 0s and at most %s (such as 5m)", s, MaxTimeout)
 		return def
 	}
 	return d
@@ -382,11 +345,11 @@ func (p *parser) size(path, s string) int {
 	}
 	v, err := ParseSize(s)
 	if err != nil {
-		p.fail(path, "%v", err)
+		p.Fail(path, "%v", err)
 		return DefaultMaxOutput
 	}
 	if v < 1 || v > MaxOutputLimit {
-		p.fail(path, "%q is out of range: want 1 byte to 1MiB (relay's result limit)", s)
+		p.Fail(path, "%q is out of range: want 1 byte to 1MiB (relay's result limit)", s)
 		return DefaultMaxOutput
 	}
 	return int(v)
@@ -411,28 +374,4 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size (a whole number of bytes, or with KiB or MiB, such as 1MiB)", s)
 	}
 	return v * mult, nil
-}
-
-func (p *parser) hostPort(path, s string, listen bool) {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		p.fail(path, "%q is not host:port: %v", s, cleanAddrErr(err))
-		return
-	}
-	if !listen && host == "" {
-		p.fail(path, "%q has no host", s)
-		return
-	}
-	pv, err := strconv.Atoi(port)
-	if err != nil || pv < 0 || pv > 65535 || (!listen && pv == 0) {
-		p.fail(path, "%q: port %q is not a number from 1 to 65535", s, port)
-	}
-}
-
-func cleanAddrErr(err error) string {
-	var ae *net.AddrError
-	if errors.As(err, &ae) {
-		return ae.Err
-	}
-	return err.Error()
 }

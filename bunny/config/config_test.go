@@ -102,6 +102,7 @@ func TestParseErrors(t *testing.T) {
 		{"address without host", "address: 127.0.0.1:7443", "address: :7443", "relay.address", 2, "no host"},
 		{"address bad port", "127.0.0.1:7443", "127.0.0.1:99999", "relay.address", 2, "port"},
 		{"address port zero", "127.0.0.1:7443", "127.0.0.1:0", "relay.address", 2, "port"},
+		{"address with a path", "127.0.0.1:7443", "relay/x:7443", "relay.address", 2, "not a valid host"},
 		{"bad pin", testPin, "sha256/nope", "relay.pin", 3, "pin"},
 		{"pin and pinFile", "  pin: " + testPin, "  pin: " + testPin + "\n  pinFile: /x.crt", "relay.pin", 3, "not both"},
 		{"no pin", "  pin: " + testPin, "", "relay.pin", 0, "required"},

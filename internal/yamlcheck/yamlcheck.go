@@ -2,8 +2,9 @@
 // yaml.v3 leaves out: it walks the document against the struct it will be
 // decoded into and names the first unknown, repeated or wrongly shaped
 // field with its line; it finds the line of any field path; and it holds
-// the errors that name a field, shared by the gateway's and bunny's
-// config packages.
+// the errors that name a field and the Parser that collects them, shared
+// by the gateway's and bunny's config packages (relay's workers file uses
+// its Strict decoding).
 package yamlcheck
 
 import (
@@ -244,10 +245,22 @@ func Decode(data []byte, out any) (*yaml.Node, error) {
 		}
 		return nil, Errors{{Msg: err.Error()}}
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil {
+	if _, err := Strict(data, out); err != nil {
 		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	return &root, nil
+}
+
+// Strict decodes the first YAML document of data into out with yaml.v3's
+// KnownFields, so that a field out does not have is an error, and reports
+// whether another well-formed document follows it. The error is io.EOF
+// when data holds no document, else yaml.v3's.
+func Strict(data []byte, out any) (more bool, err error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil {
+		return false, err
+	}
+	var next yaml.Node
+	return dec.Decode(&next) == nil, nil
 }

@@ -1,21 +1,14 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
-
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -37,31 +30,16 @@ func Load(path string) (*Config, error) { return load(path, true) }
 func LoadOffline(path string) (*Config, error) { return load(path, false) }
 
 func load(path string, resolve bool) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := yamlcheck.ReadFile(path, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("reading configuration: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading configuration %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("reading configuration %s: larger than %d bytes", path, MaxFileSize)
+		return nil, err
 	}
 	c, err := Parse(data)
 	if err == nil && resolve {
 		err = ResolveFiles(c)
 	}
 	if err != nil {
-		var es Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				e.File = path
-			}
-			return nil, es
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, yamlcheck.InFile(path, err)
 	}
 	return c, nil
 }
@@ -69,27 +47,11 @@ func load(path string, resolve bool) (*Config, error) {
 // Parse parses and validates a configuration. The error is an Errors
 // listing every problem, each naming its field and line.
 func Parse(data []byte) (*Config, error) {
-	var raw rawConfig
-	root, err := yamlcheck.Decode(data, &raw)
-	if err != nil {
-		return nil, err
-	}
-	p := &parser{root: root}
-	c := p.convert(&raw)
-	if len(p.errs) > 0 {
-		return nil, p.errs
-	}
-	return c, nil
+	return yamlcheck.Parse(data, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
 }
 
-type parser struct {
-	root *yaml.Node
-	errs Errors
-}
-
-func (p *parser) fail(path, format string, args ...any) {
-	p.errs = append(p.errs, &FieldError{Line: yamlcheck.LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
-}
+// parser converts a rawConfig, collecting every problem.
+type parser struct{ *yamlcheck.Parser }
 
 var ifaceNameRE = regexp.MustCompile(`^[A-Za-z0-9_=+.-]{1,15}$`)
 
@@ -101,7 +63,7 @@ func (p *parser) convert(r *rawConfig) *Config {
 	c.Admin.Listen = DefaultAdminListen
 	if s := strings.TrimSpace(r.Admin.Listen); s != "" {
 		if s != Disabled {
-			p.hostPort("admin.listen", s, true)
+			p.HostPort("admin.listen", s, true)
 		}
 		c.Admin.Listen = s
 	}
@@ -110,7 +72,7 @@ func (p *parser) convert(r *rawConfig) *Config {
 	case "true":
 		c.Admin.Pprof = true
 	default:
-		p.fail("admin.pprof", "%q is not true or false", r.Admin.Pprof)
+		p.Fail("admin.pprof", "%q is not true or false", r.Admin.Pprof)
 	}
 	p.exposes(r.Expose, c)
 	p.forwards(r.Forward, c)
@@ -121,19 +83,19 @@ func (p *parser) iface(r *rawInterface, i *Interface) {
 	i.Name = DefaultName
 	if r.Name != "" {
 		if !ifaceNameRE.MatchString(r.Name) {
-			p.fail("interface.name", "%q is not a valid interface name (1-15 of A-Z a-z 0-9 _ = + . -)", r.Name)
+			p.Fail("interface.name", "%q is not a valid interface name (1-15 of A-Z a-z 0-9 _ = + . -)", r.Name)
 		}
 		i.Name = r.Name
 	}
 	if r.PrivateKeyFile == "" {
-		p.fail("interface.privateKeyFile", "required: the file holding this gateway's private key (make one with `tunnel keys generate`)")
+		p.Fail("interface.privateKeyFile", "required: the file holding this gateway's private key (make one with `tunnel keys generate`)")
 	}
 	i.PrivateKeyFile = r.PrivateKeyFile
 	if r.ListenPort != "" {
 		i.ListenPort = p.port("interface.listenPort", r.ListenPort, true)
 	}
 	if len(r.Addresses) == 0 {
-		p.fail("interface.addresses", "required: this gateway's tunnel address, such as [10.99.0.1]")
+		p.Fail("interface.addresses", "required: this gateway's tunnel address, such as [10.99.0.1]")
 	}
 	seen := map[netip.Addr]bool{}
 	for n, s := range r.Addresses {
@@ -141,18 +103,18 @@ func (p *parser) iface(r *rawInterface, i *Interface) {
 		a, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil {
 			if pfx, perr := netip.ParsePrefix(strings.TrimSpace(s)); perr == nil {
-				p.fail(path, "%q is a prefix; give the address alone (%s)", s, pfx.Addr())
+				p.Fail(path, "%q is a prefix; give the address alone (%s)", s, pfx.Addr())
 			} else {
-				p.fail(path, "%q is not an IP address", s)
+				p.Fail(path, "%q is not an IP address", s)
 			}
 			continue
 		}
 		if a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
-			p.fail(path, "%s cannot be a tunnel address (unspecified, loopback, multicast or zoned)", a)
+			p.Fail(path, "%s cannot be a tunnel address (unspecified, loopback, multicast or zoned)", a)
 			continue
 		}
 		if seen[a] {
-			p.fail(path, "%s is listed twice", a)
+			p.Fail(path, "%s is listed twice", a)
 		}
 		seen[a] = true
 		i.Addresses = append(i.Addresses, a.Unmap())
@@ -161,7 +123,7 @@ func (p *parser) iface(r *rawInterface, i *Interface) {
 	if r.MTU != "" {
 		v, err := strconv.Atoi(strings.TrimSpace(r.MTU))
 		if err != nil || v < 1280 || v > 9000 {
-			p.fail("interface.mtu", "%q is not an MTU between 1280 and 9000 (default 1420: a 1500-byte path less WireGuard's 80 bytes)", r.MTU)
+			p.Fail("interface.mtu", "%q is not an MTU between 1280 and 9000 (default 1420: a 1500-byte path less WireGuard's 80 bytes)", r.MTU)
 		} else {
 			i.MTU = v
 		}
@@ -174,7 +136,7 @@ func (p *parser) iface(r *rawInterface, i *Interface) {
 
 func (p *parser) peers(rs []rawPeer, c *Config) {
 	if len(rs) == 0 {
-		p.fail("peers", "required: at least one peer (the other gateway)")
+		p.Fail("peers", "required: at least one peer (the other gateway)")
 	}
 	names := map[string]int{}
 	pubs := map[keys.PublicKey]int{}
@@ -189,31 +151,31 @@ func (p *parser) peers(rs []rawPeer, c *Config) {
 		peer.Name = r.Name
 		switch {
 		case r.Name == "":
-			p.fail(path+".name", "required: a name for the peer, used by rules and in logs")
+			p.Fail(path+".name", "required: a name for the peer, used by rules and in logs")
 		case !keys.ValidName(r.Name):
-			p.fail(path+".name", "%q is not a valid name (lowercase letters, digits and '-', up to 63)", r.Name)
+			p.Fail(path+".name", "%q is not a valid name (lowercase letters, digits and '-', up to 63)", r.Name)
 		default:
 			if prev, dup := names[r.Name]; dup {
-				p.fail(path+".name", "%q is already the name of peers[%d]", r.Name, prev)
+				p.Fail(path+".name", "%q is already the name of peers[%d]", r.Name, prev)
 			}
 			names[r.Name] = n
 		}
 		switch {
 		case r.PublicKey != "" && r.PublicKeyFile != "":
-			p.fail(path+".publicKeyFile", "give publicKey or publicKeyFile, not both")
+			p.Fail(path+".publicKeyFile", "give publicKey or publicKeyFile, not both")
 		case r.PublicKeyFile != "":
 			if r.NextPublicKey != "" {
-				p.fail(path+".nextPublicKey", "with publicKeyFile, the successor key is the file's second line")
+				p.Fail(path+".nextPublicKey", "with publicKeyFile, the successor key is the file's second line")
 			}
 			peer.PublicKeyFile = r.PublicKeyFile
 		case r.PublicKey == "":
-			p.fail(path+".publicKey", "required: the peer's base64 public key (`tunnel keys public` prints it), or publicKeyFile")
+			p.Fail(path+".publicKey", "required: the peer's base64 public key (`tunnel keys public` prints it), or publicKeyFile")
 		default:
 			if k, err := keys.ParsePublicKey(r.PublicKey); err != nil {
-				p.fail(path+".publicKey", "%v", err)
+				p.Fail(path+".publicKey", "%v", err)
 			} else {
 				if prev, dup := pubs[k]; dup {
-					p.fail(path+".publicKey", "the same key as peers[%d]", prev)
+					p.Fail(path+".publicKey", "the same key as peers[%d]", prev)
 				}
 				pubs[k] = n
 				peer.Key = k
@@ -221,12 +183,12 @@ func (p *parser) peers(rs []rawPeer, c *Config) {
 			}
 			if r.NextPublicKey != "" {
 				if k, err := keys.ParsePublicKey(r.NextPublicKey); err != nil {
-					p.fail(path+".nextPublicKey", "%v", err)
+					p.Fail(path+".nextPublicKey", "%v", err)
 				} else if k == peer.Key {
-					p.fail(path+".nextPublicKey", "the same key as publicKey")
+					p.Fail(path+".nextPublicKey", "the same key as publicKey")
 				} else {
 					if prev, dup := pubs[k]; dup {
-						p.fail(path+".nextPublicKey", "the same key as peers[%d]", prev)
+						p.Fail(path+".nextPublicKey", "the same key as peers[%d]", prev)
 					}
 					pubs[k] = n
 					peer.NextKey = &k
@@ -236,46 +198,46 @@ func (p *parser) peers(rs []rawPeer, c *Config) {
 		}
 		peer.PresharedKeyFile = r.PresharedKeyFile
 		if r.Endpoint != "" {
-			p.hostPort(path+".endpoint", r.Endpoint, false)
+			p.HostPort(path+".endpoint", r.Endpoint, false)
 			peer.Endpoint = strings.TrimSpace(r.Endpoint)
 		}
 		if r.PersistentKeepalive != "" {
 			d := p.duration(path+".persistentKeepalive", r.PersistentKeepalive)
 			if d < 0 || d > 65535*time.Second || d%time.Second != 0 {
-				p.fail(path+".persistentKeepalive", "%q must be whole seconds between 0s and 65535s (25s is usual)", r.PersistentKeepalive)
+				p.Fail(path+".persistentKeepalive", "%q must be whole seconds between 0s and 65535s (25s is usual)", r.PersistentKeepalive)
 			}
 			peer.PersistentKeepalive = d
 		}
 		if len(r.AllowedIPs) == 0 {
-			p.fail(path+".allowedIPs", "required: the peer's tunnel address(es), such as [10.99.0.2/32]")
+			p.Fail(path+".allowedIPs", "required: the peer's tunnel address(es), such as [10.99.0.2/32]")
 		}
 		for m, s := range r.AllowedIPs {
 			ipath := fmt.Sprintf("%s.allowedIPs[%d]", path, m)
 			pfx, err := netip.ParsePrefix(strings.TrimSpace(s))
 			if err != nil {
 				if a, aerr := netip.ParseAddr(strings.TrimSpace(s)); aerr == nil {
-					p.fail(ipath, "%q needs a prefix length: %s/%d for one address", s, a, a.BitLen())
+					p.Fail(ipath, "%q needs a prefix length: %s/%d for one address", s, a, a.BitLen())
 				} else {
-					p.fail(ipath, "%q is not a CIDR prefix: %v", s, cleanNetipErr(err))
+					p.Fail(ipath, "%q is not a CIDR prefix: %v", s, cleanNetipErr(err))
 				}
 				continue
 			}
 			if pfx.Masked() != pfx {
-				p.fail(ipath, "%q has host bits set; did you mean %s (one address: %s/%d)?", s, pfx.Masked(), pfx.Addr(), pfx.Addr().BitLen())
+				p.Fail(ipath, "%q has host bits set; did you mean %s (one address: %s/%d)?", s, pfx.Masked(), pfx.Addr(), pfx.Addr().BitLen())
 				continue
 			}
 			if pfx.Bits() == 0 {
-				p.fail(ipath, "%q would let this peer use every source address; the tunnel routes nothing, so give the peer's own address(es)", s)
+				p.Fail(ipath, "%q would let this peer use every source address; the tunnel routes nothing, so give the peer's own address(es)", s)
 				continue
 			}
 			for _, o := range all {
 				if o.pfx.Overlaps(pfx) {
-					p.fail(ipath, "%s overlaps %s of peers[%d]: each inner source address must belong to exactly one peer key", pfx, o.pfx, o.peer)
+					p.Fail(ipath, "%s overlaps %s of peers[%d]: each inner source address must belong to exactly one peer key", pfx, o.pfx, o.peer)
 				}
 			}
 			for _, a := range c.Interface.Addresses {
 				if pfx.Contains(a) {
-					p.fail(ipath, "%s contains this gateway's own address %s", pfx, a)
+					p.Fail(ipath, "%s contains this gateway's own address %s", pfx, a)
 				}
 			}
 			all = append(all, owned{pfx, n})
@@ -294,29 +256,29 @@ func (p *parser) exposes(rs []rawExpose, c *Config) {
 		p.ruleName(path, r.Name, names, n, "expose")
 		e.Protocol = p.protocol(path+".protocol", r.Protocol)
 		if r.Port == "" {
-			p.fail(path+".port", "required: the port on this gateway's tunnel address")
+			p.Fail(path+".port", "required: the port on this gateway's tunnel address")
 		} else {
 			e.Port = uint16(p.port(path+".port", r.Port, false))
 		}
 		if e.Protocol != "" && e.Port != 0 {
 			key := fmt.Sprintf("%s/%d", e.Protocol, e.Port)
 			if prev, dup := ports[key]; dup {
-				p.fail(path+".port", "%s is already exposed by expose[%d]", key, prev)
+				p.Fail(path+".port", "%s is already exposed by expose[%d]", key, prev)
 			}
 			ports[key] = n
 		}
 		if r.Target == "" {
-			p.fail(path+".target", "required: host:port of the service this port reaches, such as relay.relay.svc.cluster.local:7000")
+			p.Fail(path+".target", "required: host:port of the service this port reaches, such as relay.relay.svc.cluster.local:7000")
 		} else {
-			p.hostPort(path+".target", r.Target, false)
+			p.HostPort(path+".target", r.Target, false)
 			e.Target = strings.TrimSpace(r.Target)
 		}
 		if len(r.Peers) == 0 {
-			p.fail(path+".peers", "required: the peers allowed to reach this port (by name)")
+			p.Fail(path+".peers", "required: the peers allowed to reach this port (by name)")
 		}
 		for m, name := range r.Peers {
 			if c.PeerByName(name) == nil {
-				p.fail(fmt.Sprintf("%s.peers[%d]", path, m), "%q is not a peer; known peers: %s", name, peerNames(c))
+				p.Fail(fmt.Sprintf("%s.peers[%d]", path, m), "%q is not a peer; known peers: %s", name, peerNames(c))
 				continue
 			}
 			e.Peers = append(e.Peers, name)
@@ -334,32 +296,32 @@ func (p *parser) forwards(rs []rawForward, c *Config) {
 		p.ruleName(path, r.Name, names, n, "forward")
 		f.Protocol = p.protocol(path+".protocol", r.Protocol)
 		if r.Listen == "" {
-			p.fail(path+".listen", "required: the local address to listen on, such as 0.0.0.0:7000")
+			p.Fail(path+".listen", "required: the local address to listen on, such as 0.0.0.0:7000")
 		} else {
-			p.hostPort(path+".listen", r.Listen, true)
+			p.HostPort(path+".listen", r.Listen, true)
 			f.Listen = strings.TrimSpace(r.Listen)
 			key := f.Protocol + "/" + f.Listen
 			if prev, dup := listens[key]; dup && !strings.HasSuffix(f.Listen, ":0") {
-				p.fail(path+".listen", "%s is already used by forward[%d]", key, prev)
+				p.Fail(path+".listen", "%s is already used by forward[%d]", key, prev)
 			}
 			listens[key] = n
 		}
 		peer := c.PeerByName(r.Peer)
 		switch {
 		case r.Peer == "":
-			p.fail(path+".peer", "required: the peer whose exposed port this forwards to")
+			p.Fail(path+".peer", "required: the peer whose exposed port this forwards to")
 		case peer == nil:
-			p.fail(path+".peer", "%q is not a peer; known peers: %s", r.Peer, peerNames(c))
+			p.Fail(path+".peer", "%q is not a peer; known peers: %s", r.Peer, peerNames(c))
 		}
 		f.Peer = r.Peer
 		if r.To == "" {
-			p.fail(path+".to", "required: the peer's tunnel address and port, such as 10.99.0.1:7000")
+			p.Fail(path+".to", "required: the peer's tunnel address and port, such as 10.99.0.1:7000")
 		} else if ap, err := netip.ParseAddrPort(strings.TrimSpace(r.To)); err != nil || ap.Port() == 0 {
-			p.fail(path+".to", "%q is not an address:port (such as 10.99.0.1:7000)", r.To)
+			p.Fail(path+".to", "%q is not an address:port (such as 10.99.0.1:7000)", r.To)
 		} else {
 			f.To = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			if peer != nil && !prefixesContain(peer.AllowedIPs, f.To.Addr()) {
-				p.fail(path+".to", "%s is not one of peer %q's addresses (%s)", f.To.Addr(), peer.Name, prefixList(peer.AllowedIPs))
+				p.Fail(path+".to", "%s is not one of peer %q's addresses (%s)", f.To.Addr(), peer.Name, prefixList(peer.AllowedIPs))
 			}
 		}
 		c.Forward = append(c.Forward, f)
@@ -375,14 +337,14 @@ func (p *parser) limits(r *rawLimits, l *Limits) {
 		if d := p.duration("limits.udpIdleTimeout", r.UDPIdleTimeout); d > 0 {
 			l.UDPIdleTimeout = d
 		} else {
-			p.fail("limits.udpIdleTimeout", "must be positive")
+			p.Fail("limits.udpIdleTimeout", "must be positive")
 		}
 	}
 	if r.TCPDialTimeout != "" {
 		if d := p.duration("limits.tcpDialTimeout", r.TCPDialTimeout); d > 0 {
 			l.TCPDialTimeout = d
 		} else {
-			p.fail("limits.tcpDialTimeout", "must be positive")
+			p.Fail("limits.tcpDialTimeout", "must be positive")
 		}
 	}
 	if r.UDPMaxSessions != "" {
@@ -396,12 +358,12 @@ func (p *parser) limits(r *rawLimits, l *Limits) {
 func (p *parser) ruleName(path, name string, names map[string]int, n int, kind string) {
 	switch {
 	case name == "":
-		p.fail(path+".name", "required: a name for the rule, used in metrics and status")
+		p.Fail(path+".name", "required: a name for the rule, used in metrics and status")
 	case !keys.ValidName(name):
-		p.fail(path+".name", "%q is not a valid name (lowercase letters, digits and '-', up to 63)", name)
+		p.Fail(path+".name", "%q is not a valid name (lowercase letters, digits and '-', up to 63)", name)
 	default:
 		if prev, dup := names[name]; dup {
-			p.fail(path+".name", "%q is already the name of %s[%d]", name, kind, prev)
+			p.Fail(path+".name", "%q is already the name of %s[%d]", name, kind, prev)
 		}
 		names[name] = n
 	}
@@ -414,9 +376,9 @@ func (p *parser) protocol(path, s string) string {
 	case UDP:
 		return UDP
 	case "":
-		p.fail(path, "required: tcp or udp")
+		p.Fail(path, "required: tcp or udp")
 	default:
-		p.fail(path, "%q is not tcp or udp", s)
+		p.Fail(path, "%q is not tcp or udp", s)
 	}
 	return ""
 }
@@ -424,7 +386,7 @@ func (p *parser) protocol(path, s string) string {
 func (p *parser) port(path, s string, allowZero bool) int {
 	v, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || v < 0 || v > 65535 || (v == 0 && !allowZero) {
-		p.fail(path, "%q is not a port (1-65535)", s)
+		p.Fail(path, "%q is not a port (1-65535)", s)
 		return 0
 	}
 	return v
@@ -433,7 +395,7 @@ func (p *parser) port(path, s string, allowZero bool) int {
 func (p *parser) count(path, s string) int {
 	v, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || v < 1 || v > 1<<20 {
-		p.fail(path, "%q is not a count between 1 and 1048576", s)
+		p.Fail(path, "%q is not a count between 1 and 1048576", s)
 		return 1
 	}
 	return v
@@ -442,39 +404,10 @@ func (p *parser) count(path, s string) int {
 func (p *parser) duration(path, s string) time.Duration {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		p.fail(path, "%q is not a duration (such as 25s, 2m)", s)
+		p.Fail(path, "%q is not a duration (such as 25s, 2m)", s)
 		return 0
 	}
 	return d
-}
-
-// hostPort checks host:port. A listen address may have an empty host.
-func (p *parser) hostPort(path, s string, listen bool) {
-	host, port, err := net.SplitHostPort(strings.TrimSpace(s))
-	if err != nil {
-		p.fail(path, "%q is not host:port: %v", s, cleanAddrErr(err))
-		return
-	}
-	if host == "" && !listen {
-		p.fail(path, "%q has no host", s)
-		return
-	}
-	if strings.ContainsAny(host, " /") {
-		p.fail(path, "%q is not a valid host", host)
-		return
-	}
-	v, err := strconv.Atoi(port)
-	if err != nil || v < 0 || v > 65535 || (v == 0 && !listen) {
-		p.fail(path, "%q is not a port (1-65535)", port)
-	}
-}
-
-func cleanAddrErr(err error) string {
-	var ae *net.AddrError
-	if errors.As(err, &ae) {
-		return ae.Err
-	}
-	return err.Error()
 }
 
 func cleanNetipErr(err error) string {

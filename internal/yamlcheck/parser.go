@@ -1,0 +1,79 @@
+package yamlcheck
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tunnel-dev/tunnel/internal/hostport"
+)
+
+// Parser collects the problems a config package finds while it converts
+// a decoded raw config, each naming its field and the field's line.
+type Parser struct {
+	root *yaml.Node
+	errs Errors
+}
+
+// Parse decodes data strictly (Decode) into a raw R, then has convert turn
+// it into the config C, reporting each problem with Fail. The error is an
+// Errors listing every problem, each naming its field and line.
+func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error) {
+	var raw R
+	root, err := Decode(data, &raw)
+	if err != nil {
+		return nil, err
+	}
+	p := &Parser{root: root}
+	c := convert(p, &raw)
+	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	return c, nil
+}
+
+// Fail records a problem with the field at path.
+func (p *Parser) Fail(path, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{Line: LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// HostPort fails path unless s is host:port (hostport.Check). A listen
+// address may leave the host empty and use port 0.
+func (p *Parser) HostPort(path, s string, listen bool) {
+	if err := hostport.Check(s, listen); err != nil {
+		p.Fail(path, "%v", err)
+	}
+}
+
+// ReadFile reads a config file of at most max bytes.
+func ReadFile(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration %s: %w", path, err)
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("reading configuration %s: larger than %d bytes", path, max)
+	}
+	return data, nil
+}
+
+// InFile names the file path in err: each FieldError of an Errors gets
+// it as File; any other error is prefixed with it.
+func InFile(path string, err error) error {
+	var es Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			e.File = path
+		}
+		return es
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
