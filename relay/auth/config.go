@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
@@ -147,16 +147,14 @@ func parseFiles(files []file) (*Config, error) {
 	pinOwner := map[keys.Pin]string{} // pin → worker
 	for _, f := range files {
 		var raw rawFile
-		dec := yaml.NewDecoder(bytes.NewReader(f.data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%s: empty; want a 'workers:' list", f.name)
-			}
+		more, err := yamlcheck.Strict(f.data, &raw)
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty; want a 'workers:' list", f.name)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: %s", f.name, explainYAML(err))
 		}
-		var extra yaml.Node
-		if err := dec.Decode(&extra); err == nil {
+		if more {
 			return nil, fmt.Errorf("%s: more than one YAML document; put every worker in one 'workers:' list", f.name)
 		}
 		for i, rw := range raw.Workers {
