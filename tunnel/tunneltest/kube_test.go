@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/keys/kube"
 	"github.com/tunnel-dev/tunnel/keys/store"
@@ -49,11 +50,7 @@ func clientFor(t *testing.T, env *kubetest.Env, user string, groups ...string) k
 
 func privateKey(t *testing.T) []byte {
 	t.Helper()
-	k, err := keys.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return []byte(k.Base64() + "\n")
+	return []byte(testutil.PrivateKey(t).Base64() + "\n")
 }
 
 // The Secret store against a real API server: created, read, patched
