@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/echo"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
 
@@ -141,21 +142,12 @@ func TestTCPShutdownDrains(t *testing.T) {
 
 func TestUDPSessionsAndLimits(t *testing.T) {
 	// The "other side": an echo on loopback.
-	echo, err := net.ListenPacket("udp", "127.0.0.1:0")
+	peer, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer echo.Close()
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := echo.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = echo.WriteTo(buf[:n], from)
-		}
-	}()
+	defer peer.Close()
+	go echo.UDP(peer)
 	front, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +158,7 @@ func TestUDPSessionsAndLimits(t *testing.T) {
 		MaxSessions: 2, MaxUp: 100, MaxDown: 100, Stats: &st, Logger: slog.New(slog.DiscardHandler),
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "udp", echo.LocalAddr().String())
+			return d.DialContext(ctx, "udp", peer.LocalAddr().String())
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
