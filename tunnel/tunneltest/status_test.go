@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,9 @@ func TestGatewayStatusMatchesTheGateway(t *testing.T) {
 	if got.PublicKey != want.PublicKey || len(got.Peers) != len(want.Peers) || len(got.Peers) != 2 {
 		t.Fatalf("got %+v, the gateway says %+v", got, want)
 	}
+	// The gateway lists its peers in no set order: compare them by key.
+	slices.SortFunc(got.Peers, func(a, b rotate.PeerStatus) int { return strings.Compare(a.PublicKey, b.PublicKey) })
+	slices.SortFunc(want.Peers, func(a, b tunnel.PeerStatus) int { return strings.Compare(a.PublicKey, b.PublicKey) })
 	for i, w := range want.Peers {
 		g := got.Peers[i]
 		if g.Name != w.Name || g.Key != w.Key || g.PublicKey != w.PublicKey || !g.LastHandshake.Equal(w.LastHandshake) {
