@@ -117,7 +117,7 @@ func (p *TCP) handle(ctx context.Context, in net.Conn) {
 	cancel()
 	if err != nil {
 		p.Stats.drop(DropDialFailed)
-		p.Logger.Warn("dial failed", "rule", p.Name, "from", in.RemoteAddr().String(), "err", err)
+		p.Logger.Warn("dial failed", "rule", p.Name, "from", addrString(in.RemoteAddr()), "err", err)
 		in.Close()
 		return
 	}
@@ -131,4 +131,13 @@ func (p *TCP) handle(ctx context.Context, in net.Conn) {
 		p.mu.Unlock()
 	}()
 	Join(in, out, &p.Stats.bytesUp, &p.Stats.bytesDown)
+}
+
+// addrString is a's text, or "unknown" when a is nil: a netstack
+// connection whose peer has already reset has no remote address.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "unknown"
+	}
+	return a.String()
 }
