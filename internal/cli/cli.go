@@ -60,23 +60,40 @@ type Env struct {
 	Stderr io.Writer
 }
 
-// Main parses args into grammar and runs the chosen command. Every flag can
-// also be set by an environment variable named envPrefix + "_" + FLAG_NAME.
-// The command's Run method may take a context.Context (cancelled on SIGINT
-// or SIGTERM) and an Env. Extra kong options (Vars, for a version) follow.
-// Main returns the exit code.
-func Main(name, description, envPrefix string, grammar any, args []string, stdout, stderr io.Writer, opts ...kong.Option) int {
-	exitCode := -1
+// App names a binary: its name, one-line description, the prefix of its
+// environment variables and its version.
+type App struct {
+	Name        string
+	Description string
+	EnvPrefix   string // TUNNEL: flags read $TUNNEL_FLAG_NAME
+	Version     string
+}
+
+// New builds the parser for grammar: every flag but --help and --version
+// can also be set by an environment variable (EnvPrefix + "_" + FLAG_NAME
+// unless the flag's env:"…" tag names another), and --help shows every
+// default and variable. Extra kong options follow.
+func (a App) New(grammar any, stdout, stderr io.Writer, opts ...kong.Option) (*kong.Kong, error) {
 	opts = append([]kong.Option{
-		kong.Name(name),
-		kong.Description(description),
-		kong.DefaultEnvars(envPrefix),
+		kong.Name(a.Name),
+		kong.Description(a.Description),
+		envars(a.EnvPrefix),
 		kong.Writers(stdout, stderr),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, Summary: true}),
-		kong.Exit(func(code int) { exitCode = code }),
+		kong.ValueFormatter(helpValue),
+		kong.Vars{"version": a.Version},
 	}, opts...)
-	parser, err := kong.New(grammar, opts...)
+	return kong.New(grammar, opts...)
+}
+
+// Main parses args into grammar (see New) and runs the chosen command.
+// The command's Run method may take a context.Context (cancelled on SIGINT
+// or SIGTERM) and an Env. Main returns the exit code.
+func (a App) Main(grammar any, args []string, stdout, stderr io.Writer) int {
+	name := a.Name
+	exitCode := -1
+	parser, err := a.New(grammar, stdout, stderr, kong.Exit(func(code int) { exitCode = code }))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: internal error building the command line: %v\n", name, err)
 		return ExitFailure

@@ -33,9 +33,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// app names the binary for the command line.
+func app() cli.App {
+	return cli.App{
+		Name:        "bunny",
+		Description: "The worker that leases jobs from relay over QUIC and always returns their results (see docs/bunny.md).",
+		EnvPrefix:   "BUNNY",
+		Version:     version,
+	}
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
-	var c commands
-	return cli.Main("bunny",
-		"The worker that leases jobs from relay over QUIC and always returns their results (see docs/bunny.md).",
-		"BUNNY", &c, args, stdout, stderr, kong.Vars{"version": version})
+	return app().Main(&commands{}, args, stdout, stderr)
 }

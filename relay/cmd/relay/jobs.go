@@ -17,12 +17,12 @@ import (
 )
 
 type jobsCmd struct {
-	Server  string        `default:"http://127.0.0.1:8080" placeholder:"URL" help:"relay's internal HTTP address."`
-	Timeout time.Duration `default:"30s" help:"How long to wait for relay's answer."`
+	Server  string        `default:"http://127.0.0.1:8080" placeholder:"URL" help:"relay's internal HTTP address (its --http), for every jobs command."`
+	Timeout time.Duration `default:"30s" help:"How long to wait for relay's answer, for every jobs command."`
 
-	Submit jobsSubmitCmd `cmd:"" help:"Enqueue a job and print it (JSON)."`
-	Get    jobsGetCmd    `cmd:"" help:"Print a job (JSON), or only its result."`
-	List   jobsListCmd   `cmd:"" help:"List jobs by queue and state, oldest first."`
+	Submit jobsSubmitCmd `cmd:"" envprefix:"SUBMIT_" help:"Enqueue a job and print it (JSON)."`
+	Get    jobsGetCmd    `cmd:"" envprefix:"GET_" help:"Print a job (JSON), or only its result."`
+	List   jobsListCmd   `cmd:"" envprefix:"LIST_" help:"List jobs by queue and state, oldest first."`
 	Cancel jobsCancelCmd `cmd:"" help:"Cancel a job: a queued one at once, a running one at its next heartbeat."`
 	Retry  jobsRetryCmd  `cmd:"" help:"Put a dead, failed or cancelled job back in its queue."`
 }
@@ -50,7 +50,7 @@ type jobsSubmitCmd struct {
 	Queue       string        `short:"q" required:"" help:"Queue to put the job in."`
 	Payload     string        `short:"p" xor:"payload" help:"The payload, as text."`
 	PayloadFile string        `short:"f" xor:"payload" placeholder:"FILE" help:"Read the payload from a file; - reads standard input."`
-	Key         string        `short:"k" placeholder:"KEY" help:"Idempotency key: submitting the same key again returns the first job."`
+	Key         string        `name:"idempotency-key" short:"k" aliases:"key" placeholder:"KEY" help:"Idempotency key: submitting the same key again returns the first job."`
 	MaxAttempts uint32        `placeholder:"N" help:"Attempts before the job is dead (default: relay's)."`
 	Lease       time.Duration `help:"Lease duration (default: relay's)."`
 	RunAfter    string        `placeholder:"WHEN" help:"Hold the job back until then: an RFC 3339 time or a delay such as 5m."`

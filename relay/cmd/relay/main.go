@@ -26,9 +26,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// app names the binary for the command line.
+func app() cli.App {
+	return cli.App{
+		Name:        "relay",
+		Description: "A durable task queue whose workers lease jobs over QUIC (see docs/relay.md).",
+		EnvPrefix:   "RELAY",
+		Version:     version,
+	}
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
-	var c commands
-	return cli.Main("relay",
-		"A durable task queue whose workers lease jobs over QUIC (see docs/relay.md).",
-		"RELAY", &c, args, stdout, stderr, kong.Vars{"version": version})
+	return app().Main(&commands{}, args, stdout, stderr)
 }

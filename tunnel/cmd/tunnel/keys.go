@@ -17,11 +17,11 @@ import (
 )
 
 type keysCmd struct {
-	Generate keysGenerateCmd `cmd:"" help:"Generate a WireGuard key pair into a directory (private.key 0600, public.key) and print the public key."`
+	Generate keysGenerateCmd `cmd:"" envprefix:"GENERATE_" help:"Generate a WireGuard key pair into a directory (private.key 0600, public.key) and print the public key."`
 	Public   keysPublicCmd   `cmd:"" help:"Print the public key of a private key file (or of a key on standard input)."`
-	Identity keysIdentityCmd `cmd:"" help:"Generate a QUIC identity (identity.key 0600, identity.crt) into a directory and print its pin."`
+	Identity keysIdentityCmd `cmd:"" envprefix:"IDENTITY_" help:"Generate a QUIC identity (identity.key 0600, identity.crt) into a directory and print its pin."`
 	Pin      keysPinCmd      `cmd:"" help:"Print the pin (sha256/…) of an identity certificate, as relay's workers file wants it."`
-	Rotate   keysRotateCmd   `cmd:"" help:"Replace a gateway's WireGuard key with no moment without a working key: stage the new key at the peer, switch, confirm, revoke the old one. Resumable: run it again after any interruption."`
+	Rotate   keysRotateCmd   `cmd:"" envprefix:"ROTATE_" help:"Replace a gateway's WireGuard key with no moment without a working key: stage the new key at the peer, switch, confirm, revoke the old one. Resumable: run it again after any interruption."`
 }
 
 type keysGenerateCmd struct {

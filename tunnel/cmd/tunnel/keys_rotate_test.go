@@ -141,7 +141,7 @@ func dirStore(dir string, replace map[string][]byte) string {
 func TestKeysRotateDryRun(t *testing.T) {
 	aks, eks, a := storesWithKeys(t)
 	before := tunneltest.Load(t, store.NewDir(aks)).Version
-	t.Setenv("TUNNEL_PEER_STORE", "dir:"+eks)
+	t.Setenv("TUNNEL_ROTATE_PEER_STORE", "dir:"+eks)
 	code, out, errOut := runCLI(t, "keys", "rotate", "--store", "dir:"+aks, "--dry-run")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

@@ -20,10 +20,10 @@ type commands struct {
 	Config  struct {
 		Check configCheckCmd `cmd:"" help:"Validate a gateway config file and print exactly what it exposes to whom."`
 	} `cmd:"" help:"Work with gateway config files."`
-	Status statusCmd `cmd:"" help:"Show a running gateway's peers (handshakes, traffic) and rules (flows, bytes, drops)."`
+	Status statusCmd `cmd:"" envprefix:"STATUS_" help:"Show a running gateway's peers (handshakes, traffic) and rules (flows, bytes, drops)."`
 	Keys   keysCmd   `cmd:"" help:"Generate and inspect WireGuard keys and QUIC worker identities."`
-	Demo   demoCmd   `cmd:"" help:"Run relay, both gateways and bunny as processes on loopback: jobs through the tunnel, checked, with a summary."`
-	Bench  benchCmd  `cmd:"" help:"Measure the tunnel's throughput, latency, CPU and memory beside raw loopback and stock tun/netstack."`
+	Demo   demoCmd   `cmd:"" envprefix:"DEMO_" help:"Run relay, both gateways and bunny as processes on loopback: jobs through the tunnel, checked, with a summary."`
+	Bench  benchCmd  `cmd:"" envprefix:"BENCH_" help:"Measure the tunnel's throughput, latency, CPU and memory beside raw loopback and stock tun/netstack."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
@@ -32,9 +32,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// app names the binary for the command line.
+func app() cli.App {
+	return cli.App{
+		Name:        "tunnel",
+		Description: "A WireGuard point-to-point tunnel appliance: one port, one peer key, no privileges.",
+		EnvPrefix:   "TUNNEL",
+		Version:     version,
+	}
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
-	var c commands
-	return cli.Main("tunnel",
-		"A WireGuard point-to-point tunnel appliance: one port, one peer key, no privileges.",
-		"TUNNEL", &c, args, stdout, stderr, kong.Vars{"version": version})
+	return app().Main(&commands{}, args, stdout, stderr)
 }

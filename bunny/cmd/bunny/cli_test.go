@@ -1,0 +1,28 @@
+package main
+
+import (
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tunnel-dev/tunnel/internal/cli"
+)
+
+// Every flag of every command but --help and --version has its own
+// environment variable, and no variable means two things.
+func TestEnvironmentVariables(t *testing.T) {
+	k, err := app().New(&commands{}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.CheckEnv(k.Model); err != nil {
+		t.Fatal(err)
+	}
+	// A variable named like --version must not stop the worker starting.
+	t.Setenv("BUNNY_VERSION", "1")
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	if code, out, errOut := runInProcess("run", "--config", missing); code != 2 || out != "" || !strings.Contains(errOut, "none.yaml") {
+		t.Errorf("BUNNY_VERSION set: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+}

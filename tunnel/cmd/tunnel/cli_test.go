@@ -1,0 +1,34 @@
+package main
+
+import (
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tunnel-dev/tunnel/internal/cli"
+)
+
+// Every flag of every command but --help and --version has its own
+// environment variable, and no variable means two things.
+func TestEnvironmentVariables(t *testing.T) {
+	k, err := app().New(&commands{}, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.CheckEnv(k.Model); err != nil {
+		t.Fatal(err)
+	}
+	// A variable named like --version no longer turns the gateway's start
+	// into printing "dev" and exiting 0.
+	t.Setenv("TUNNEL_VERSION", "anything")
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	if code, out, errOut := runCLI(t, "gateway", "-c", missing); code != 2 || out != "" || !strings.Contains(errOut, "none.yaml") {
+		t.Errorf("TUNNEL_VERSION set: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	// status's --name is not the identity's --name.
+	t.Setenv("TUNNEL_STATUS_NAME", "tun-eks")
+	if code, _, errOut := runCLI(t, "keys", "identity", "--out-dir", t.TempDir()); code != 2 || !strings.Contains(errOut, "--name") {
+		t.Errorf("keys identity took TUNNEL_STATUS_NAME: exit %d, %s", code, errOut)
+	}
+}
