@@ -139,3 +139,10 @@ func TestHelpShowsDefaults(t *testing.T) {
 		}
 	}
 }
+
+// Every default reaches --help, on every command.
+func TestCheckHelp(t *testing.T) {
+	if err := testApp.CheckHelp(func() any { return &prefixedGrammar{} }); err != nil {
+		t.Fatal(err)
+	}
+}

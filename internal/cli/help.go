@@ -1,6 +1,11 @@
 package cli
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -50,4 +55,43 @@ func shownDefault(v *kong.Value) string {
 		}
 	}
 	return v.Default
+}
+
+// CheckHelp renders the --help of every command of the grammar that
+// newGrammar returns and reports, all at once, each flag whose default it
+// does not show.
+func (a App) CheckHelp(newGrammar func() any) error {
+	k, err := a.New(newGrammar(), io.Discard, io.Discard)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	var walk func(n *kong.Node, path []string)
+	walk = func(n *kong.Node, path []string) {
+		var out bytes.Buffer
+		if code := a.Main(newGrammar(), append(slices.Clone(path), "--help"), &out, io.Discard); code != ExitOK {
+			errs = append(errs, fmt.Errorf("%s --help: exit %d", commandName(n), code))
+			return
+		}
+		help := strings.Join(strings.Fields(out.String()), " ")
+		for _, f := range n.Flags {
+			if f.Hidden || !f.HasDefault || f.Default == "" || (f.IsBool() && f.Default == "false") {
+				continue
+			}
+			want := "default: " + f.Default
+			if f.PlaceHolder == "" && !f.IsBool() {
+				want = "--" + f.Name + "=" + f.FormatPlaceHolder()
+			}
+			if !strings.Contains(help, want) {
+				errs = append(errs, fmt.Errorf("%s --help does not show --%s's default %q (no %q)", commandName(n), f.Name, f.Default, want))
+			}
+		}
+		for _, c := range n.Children {
+			if c.Type == kong.CommandNode {
+				walk(c, append(path, c.Name))
+			}
+		}
+	}
+	walk(k.Model.Node, nil)
+	return errors.Join(errs...)
 }

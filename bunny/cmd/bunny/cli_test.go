@@ -10,13 +10,17 @@ import (
 )
 
 // Every flag of every command but --help and --version has its own
-// environment variable, and no variable means two things.
+// environment variable, no variable means two things, and --help shows
+// every default.
 func TestEnvironmentVariables(t *testing.T) {
 	k, err := app().New(&commands{}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cli.CheckEnv(k.Model); err != nil {
+		t.Fatal(err)
+	}
+	if err := app().CheckHelp(func() any { return &commands{} }); err != nil {
 		t.Fatal(err)
 	}
 	// A variable named like --version must not stop the worker starting.

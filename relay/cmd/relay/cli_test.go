@@ -10,7 +10,8 @@ import (
 )
 
 // Every flag of every command but --help and --version has its own
-// environment variable, and no variable means two things.
+// environment variable, no variable means two things, and --help shows
+// every default.
 func TestEnvironmentVariables(t *testing.T) {
 	k, err := app().New(&commands{}, io.Discard, io.Discard)
 	if err != nil {
@@ -18,6 +19,19 @@ func TestEnvironmentVariables(t *testing.T) {
 	}
 	if err := cli.CheckEnv(k.Model); err != nil {
 		t.Fatal(err)
+	}
+	if err := app().CheckHelp(func() any { return &commands{} }); err != nil {
+		t.Fatal(err)
+	}
+	// The defaults the issue found missing are shown.
+	var help bytes.Buffer
+	run([]string{"serve", "--help"}, &help, io.Discard)
+	run([]string{"jobs", "--help"}, &help, io.Discard)
+	text := strings.Join(strings.Fields(help.String()), " ")
+	for _, want := range []string{"(default: relay.db; $RELAY_DB)", "(default: :7443; $RELAY_LISTEN)", "(default: :8080; $RELAY_HTTP)", "(default: http://127.0.0.1:8080; $RELAY_SERVER)", "--idle-timeout=15s"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("--help lacks %q", want)
+		}
 	}
 	// RELAY_VERSION=false used to print "dev" and exit 0 instead of serving.
 	t.Setenv("RELAY_VERSION", "false")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -31,13 +32,24 @@ func (j *jobsCmd) client() *api.Client {
 	return &api.Client{BaseURL: j.Server, HTTP: &http.Client{Timeout: j.Timeout}}
 }
 
-// apiError makes a refusal of the user's input exit 2.
-func apiError(err error) error {
+// apiError makes a refusal of the user's input exit 2, and says which
+// server a call could not reach and how to name another.
+func (j *jobsCmd) apiError(err error) error {
 	var ae *api.Error
-	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
-		return cli.Usage(err)
+	if errors.As(err, &ae) {
+		if ae.Status == http.StatusBadRequest {
+			return cli.Usage(err)
+		}
+		return err
 	}
-	return err
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	if ue.Timeout() {
+		return fmt.Errorf("relay at %s did not answer within %s (--timeout, $RELAY_TIMEOUT): %w", j.Server, j.Timeout, ue.Err)
+	}
+	return fmt.Errorf("cannot reach relay at %s (set its API address with --server or $RELAY_SERVER): %w", j.Server, ue.Err)
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -48,7 +60,7 @@ func printJSON(w io.Writer, v any) error {
 
 type jobsSubmitCmd struct {
 	Queue       string        `short:"q" required:"" help:"Queue to put the job in."`
-	Payload     string        `short:"p" xor:"payload" help:"The payload, as text."`
+	Payload     *string       `short:"p" xor:"payload" help:"The payload, as text (-p '' for an empty one)."`
 	PayloadFile string        `short:"f" xor:"payload" placeholder:"FILE" help:"Read the payload from a file; - reads standard input."`
 	Key         string        `name:"idempotency-key" short:"k" aliases:"key" placeholder:"KEY" help:"Idempotency key: submitting the same key again returns the first job."`
 	MaxAttempts uint32        `placeholder:"N" help:"Attempts before the job is dead (default: relay's)."`
@@ -71,8 +83,10 @@ func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) e
 			return cli.Usage(fmt.Errorf("--payload-file: %w", err))
 		}
 		req.Payload = b
+	case c.Payload != nil:
+		req.Payload = []byte(*c.Payload)
 	default:
-		req.Payload = []byte(c.Payload)
+		return cli.Usage(errors.New("no payload: give it with -p TEXT, -f FILE or -f - (standard input); -p '' submits an empty one"))
 	}
 	if c.Lease != 0 {
 		req.LeaseDuration = c.Lease.String()
@@ -86,7 +100,7 @@ func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) e
 	}
 	j, err := parent.client().Enqueue(ctx, req)
 	if err != nil {
-		return apiError(err)
+		return parent.apiError(err)
 	}
 	return printJSON(env.Stdout, j)
 }
@@ -111,7 +125,7 @@ type jobsGetCmd struct {
 func (c *jobsGetCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
 	j, err := parent.client().Get(ctx, c.ID)
 	if err != nil {
-		return apiError(err)
+		return parent.apiError(err)
 	}
 	if c.Result {
 		_, err := env.Stdout.Write(j.Result)
@@ -139,7 +153,7 @@ func (c *jobsListCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) err
 	for page := 0; page < 100; page++ {
 		resp, err := cl.List(ctx, o)
 		if err != nil {
-			return apiError(err)
+			return parent.apiError(err)
 		}
 		all.Jobs = append(all.Jobs, resp.Jobs...)
 		all.Next = resp.Next
@@ -181,7 +195,7 @@ type jobsCancelCmd struct {
 func (c *jobsCancelCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
 	j, err := parent.client().Cancel(ctx, c.ID)
 	if err != nil {
-		return apiError(err)
+		return parent.apiError(err)
 	}
 	return printJSON(env.Stdout, j)
 }
@@ -193,7 +207,7 @@ type jobsRetryCmd struct {
 func (c *jobsRetryCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
 	j, err := parent.client().Retry(ctx, c.ID)
 	if err != nil {
-		return apiError(err)
+		return parent.apiError(err)
 	}
 	return printJSON(env.Stdout, j)
 }

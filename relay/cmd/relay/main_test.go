@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,7 +99,15 @@ type proc struct {
 // startRelay runs `relay serve` and waits until it listens.
 func startRelay(t *testing.T, s *setup, extra ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], s.serveArgs(extra...)...)
+	return startRelayIn(t, "", s.serveArgs(extra...))
+}
+
+// startRelayIn runs relay with args in the working directory dir ("" is
+// the test's).
+func startRelayIn(t *testing.T, dir string, args []string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "RELAY_TEST_MAIN=1", "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -454,11 +463,11 @@ func TestJobsCommands(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "404") {
 		t.Fatalf("get of an unknown job: exit %d %q", code, errOut)
 	}
-	code, _, errOut = runCLI(t, "jobs", srv, "submit", "-q", "no spaces")
+	code, _, errOut = runCLI(t, "jobs", srv, "submit", "-q", "no spaces", "-p", "x")
 	if code != 2 || !strings.Contains(errOut, "queue name") {
 		t.Fatalf("submit to a bad queue name: exit %d %q", code, errOut)
 	}
-	code, _, errOut = runCLI(t, "jobs", srv, "submit", "-q", "q", "--run-after", "someday")
+	code, _, errOut = runCLI(t, "jobs", srv, "submit", "-q", "q", "-p", "x", "--run-after", "someday")
 	if code != 2 || !strings.Contains(errOut, "--run-after") {
 		t.Fatalf("bad --run-after: exit %d %q", code, errOut)
 	}
@@ -466,6 +475,76 @@ func TestJobsCommands(t *testing.T) {
 	// An identity outside the workers file is refused at Dial.
 	if _, err := p.dial(ctx, s, s.stranger); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("a stranger's dial: %v", err)
+	}
+
+	// No payload is refused before anything is sent; -p '' is an empty one.
+	code, _, errOut = runCLI(t, "jobs", srv, "submit", "-q", "empty")
+	if code != 2 || !strings.Contains(errOut, "no payload: give it with -p TEXT, -f FILE or -f -") {
+		t.Fatalf("submit without a payload: exit %d %q", code, errOut)
+	}
+	if resp, err := p.api().List(ctx, api.ListOptions{Queue: "empty"}); err != nil || len(resp.Jobs) != 0 {
+		t.Fatalf("a refused submit enqueued %+v (%v)", resp.Jobs, err)
+	}
+	code, out, errOut = runCLI(t, "jobs", srv, "submit", "-q", "empty", "-p", "")
+	var empty api.Job
+	if code != 0 || json.Unmarshal([]byte(out), &empty) != nil || empty.ID == "" || len(empty.Payload) != 0 {
+		t.Fatalf("submit -p '': exit %d %q %s", code, out, errOut)
+	}
+	// --idempotency-key is -k's long name; RELAY_SUBMIT_IDEMPOTENCY_KEY sets it.
+	t.Setenv("RELAY_SUBMIT_IDEMPOTENCY_KEY", "key-1")
+	code, out, _ = runCLI(t, "jobs", srv, "submit", "-q", "default", "-p", "other")
+	if code != 0 || json.Unmarshal([]byte(out), &again) != nil || again.ID != j.ID {
+		t.Fatalf("RELAY_SUBMIT_IDEMPOTENCY_KEY: exit %d, %q", code, out)
+	}
+}
+
+// A jobs command that reaches no relay names the address it tried and how
+// to change it.
+func TestJobsUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "http://" + l.Addr().String()
+	l.Close()
+	code, _, errOut := runCLI(t, "jobs", "--server", addr, "get", "x")
+	want := "cannot reach relay at " + addr + " (set its API address with --server or $RELAY_SERVER)"
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("exit %d, %q; want %q", code, errOut, want)
+	}
+	t.Setenv("RELAY_SERVER", addr)
+	if code, _, errOut := runCLI(t, "jobs", "list"); code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("RELAY_SERVER: exit %d, %q", code, errOut)
+	}
+}
+
+// Without --db relay keeps relay.db in its working directory, so it runs
+// on a laptop as it is; a directory that is not there is refused naming
+// --db.
+func TestServeDefaultDB(t *testing.T) {
+	s := newSetup(t)
+	var args []string
+	for i := 0; i < len(s.serveArgs()); i++ {
+		if a := s.serveArgs()[i]; a == "--db" {
+			i++
+		} else {
+			args = append(args, a)
+		}
+	}
+	wd := t.TempDir()
+	p := startRelayIn(t, wd, args)
+	if _, err := p.api().Enqueue(context.Background(), api.JobRequest{Queue: "default", PayloadText: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(wd, "relay.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("relay.db in the working directory: %v %v", fi, err)
+	}
+	p.kill()
+
+	missing := filepath.Join(s.dir, "no-such-dir", "relay.db")
+	code, _, errOut := runCLI(t, append(args, "--db", missing)...)
+	if code != 2 || !strings.Contains(errOut, "--db "+missing) || !strings.Contains(errOut, "$RELAY_DB") {
+		t.Fatalf("missing directory: exit %d, %q", code, errOut)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/signal"
@@ -23,7 +24,7 @@ import (
 )
 
 type serveCmd struct {
-	DB           string        `default:"/var/lib/relay/relay.db" placeholder:"FILE" help:"The job store (one bbolt file, created 0600; its directory must exist)."`
+	DB           string        `default:"relay.db" placeholder:"FILE" help:"The job store: one bbolt file, created 0600, relative to the working directory unless absolute; its directory must exist."`
 	Listen       string        `default:":7443" placeholder:"ADDR" help:"UDP address workers reach over QUIC (the port the tunnel exposes)."`
 	HTTP         string        `name:"http" default:":8080" placeholder:"ADDR" help:"Internal HTTP address: producer API (/v1/), /metrics, /healthz, /readyz. Never expose it through the tunnel."`
 	IdentityCert string        `required:"" type:"path" placeholder:"FILE" help:"relay's QUIC certificate (identity.crt from tunnel keys identity); workers pin its key."`
@@ -45,7 +46,7 @@ type serveCmd struct {
 	PacketSize       uint16        `default:"1372" help:"QUIC UDP payload size: the tunnel's inner MTU (1420) less 48, so no packet is fragmented."`
 	PathMTUDiscovery bool          `name:"pmtud" help:"Let QUIC probe for larger packets (off: inside the tunnel the size is known)."`
 	KeepAlive        time.Duration `default:"5s" help:"QUIC keep-alive interval; keep it below the gateway's UDP idle expiry (120s)."`
-	IdleTimeout      time.Duration `default:"30s" help:"Close a QUIC connection whose worker stopped answering after this long."`
+	IdleTimeout      time.Duration `default:"15s" help:"Close a QUIC connection whose worker stopped answering after this long (bunny's is 15s too; the shorter of the two applies)."`
 	MaxStreams       int64         `default:"256" help:"Concurrent calls one worker connection may have open."`
 	DrainTimeout     time.Duration `default:"10s" help:"On SIGTERM, how long calls in flight may take to finish."`
 	cli.Logging
@@ -113,7 +114,7 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	}
 	st, err := store.OpenBolt(store.BoltOptions{Path: c.DB, Logger: log, Registerer: reg})
 	if err != nil {
-		return err
+		return dbError(c.DB, err)
 	}
 	defer st.Close()
 	q, err := queue.Open(ctx, queue.Options{
@@ -194,4 +195,14 @@ loop:
 		}
 	}
 	return failure
+}
+
+// dbError names --db in a store that cannot be opened; a directory that
+// is not there is the user's to fix (exit 2).
+func dbError(path string, err error) error {
+	err = fmt.Errorf("--db %s: %w (set --db or $RELAY_DB to a file in a directory that exists)", path, err)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return cli.Usage(err)
+	}
+	return err
 }
