@@ -6,6 +6,10 @@ BIN       ?= bin
 PKGS      ?= ./...
 TESTFLAGS ?=
 GOFLAGS_BUILD := -trimpath
+# --version and *_build_info report these (internal/buildinfo).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X github.com/tunnel-dev/tunnel/internal/buildinfo.version=$(VERSION) -X github.com/tunnel-dev/tunnel/internal/buildinfo.revision=$(REVISION)
 
 .PHONY: all build test test-short lint tidy fmt vet staticcheck demo bench image proto clean help
 
@@ -18,7 +22,7 @@ CMDS = $(wildcard tunnel/cmd/tunnel relay/cmd/relay bunny/cmd/bunny)
 
 build: ## build bin/tunnel, bin/relay and bin/bunny
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ $(addprefix ./,$(CMDS))
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
 
 lint: tidy fmt vet staticcheck ## go.mod tidy, gofmt, go vet and staticcheck
 
@@ -49,7 +53,7 @@ bench: build ## tunnel bench (each lever, beside raw loopback and stock tun/nets
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tunnel/...
 
 image: ## build the container image (tunnel, relay, bunny on an empty base) as bin/tunnel-image.tar, no Docker needed
-	$(GO) run ./manifests/image/build -o $(BIN)/tunnel-image.tar
+	$(GO) run ./manifests/image/build -o $(BIN)/tunnel-image.tar -version '$(VERSION)' -revision '$(REVISION)'
 
 proto: ## regenerate relay/proto from relay/proto/relay.proto (needs protoc + protoc-gen-go)
 	cd relay/proto && protoc --go_out=. --go_opt=paths=source_relative relay.proto

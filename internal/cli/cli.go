@@ -66,7 +66,7 @@ type App struct {
 	Name        string
 	Description string
 	EnvPrefix   string // TUNNEL: flags read $TUNNEL_FLAG_NAME
-	Version     string
+	Version     string // what --version prints after the name
 }
 
 // New builds the parser for grammar: every flag but --help and --version
@@ -82,7 +82,7 @@ func (a App) New(grammar any, stdout, stderr io.Writer, opts ...kong.Option) (*k
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, Summary: true}),
 		kong.ValueFormatter(helpValue),
-		kong.Vars{"version": a.Version},
+		kong.Vars{"version": a.Name + " " + a.Version},
 	}, opts...)
 	return kong.New(grammar, opts...)
 }

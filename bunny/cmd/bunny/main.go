@@ -12,11 +12,9 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type commands struct {
 	Run    runCmd    `cmd:"" help:"Run the worker: lease jobs from relay, run them, return the results; drain on SIGTERM."`
@@ -39,7 +37,7 @@ func app() cli.App {
 		Name:        "bunny",
 		Description: "The worker that leases jobs from relay over QUIC and always returns their results (see docs/bunny.md).",
 		EnvPrefix:   "BUNNY",
-		Version:     version,
+		Version:     buildinfo.Read().String(),
 	}
 }
 

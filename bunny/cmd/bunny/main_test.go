@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
@@ -120,7 +121,7 @@ func TestBadConfigExits2(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "valid") || !strings.Contains(stdout, "at most 2 jobs") {
 		t.Fatalf("config check --offline: %d %q", code, stdout)
 	}
-	if code, stdout, _ := runInProcess("--version"); code != 0 || strings.TrimSpace(stdout) != "dev" {
+	if code, stdout, _ := runInProcess("--version"); code != 0 || strings.TrimSpace(stdout) != "bunny "+buildinfo.Read().String() {
 		t.Fatalf("--version: %d %q", code, stdout)
 	}
 }

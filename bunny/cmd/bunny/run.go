@@ -11,6 +11,7 @@ import (
 	"github.com/tunnel-dev/tunnel/bunny/handler"
 	"github.com/tunnel-dev/tunnel/bunny/worker"
 	"github.com/tunnel-dev/tunnel/internal/admin"
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 )
@@ -92,7 +93,9 @@ func (c *runCmd) Run(ctx context.Context, env cli.Env) error {
 	if grace == 0 {
 		grace = -1 // worker.Options: negative is none, zero the default
 	}
+	build := buildinfo.Read()
 	reg := admin.NewRegistry()
+	reg.MustRegister(build.Collector("bunny"))
 	w, err := worker.New(worker.Options{
 		Addr:          cfg.Relay.Address,
 		Identity:      id,
@@ -116,7 +119,7 @@ func (c *runCmd) Run(ctx context.Context, env cli.Env) error {
 	for i, q := range cfg.Queues {
 		queues[i] = q.Name
 	}
-	log.Info("bunny started", "version", version, "relay", cfg.Relay.Address, "relayPin", cfg.Relay.Pin.String(),
+	log.Info("bunny started", "version", build.Version, "revision", build.Revision, "relay", cfg.Relay.Address, "relayPin", cfg.Relay.Pin.String(),
 		"worker", id.Name(), "pin", id.Pin().String(), "queues", queues, "concurrency", cfg.Concurrency,
 		"shutdownGrace", cfg.ShutdownGrace.String())
 	start := time.Now()

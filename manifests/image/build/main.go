@@ -8,21 +8,44 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/manifests/image"
 )
 
 func main() {
 	out := flag.String("o", "bin/tunnel-image.tar", "where to write the image tarball")
 	tag := flag.String("tag", "tunnel:dev", "the image's tag")
+	version := flag.String("version", "", "the version --version and *_build_info report (default: git describe --tags --always --dirty)")
+	revision := flag.String("revision", "", "the commit they report (default: git rev-parse HEAD)")
 	flag.Parse()
-	if err := run(*out, *tag); err != nil {
+	if *version == "" {
+		*version = git("describe", "--tags", "--always", "--dirty")
+	}
+	if *version == "" {
+		*version = buildinfo.Unknown
+	}
+	if *revision == "" {
+		*revision = git("rev-parse", "HEAD")
+	}
+	if err := run(*out, *tag, buildinfo.LDFlags(*version, *revision)); err != nil {
 		fmt.Fprintln(os.Stderr, "image:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, tag string) error {
+// git returns the trimmed output of a git command, or "" outside a
+// checkout.
+func git(args ...string) string {
+	b, err := exec.Command("git", args...).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func run(out, tag, stamp string) error {
 	dir, err := os.MkdirTemp("", "tunnel-image-")
 	if err != nil {
 		return err
@@ -39,7 +62,7 @@ func run(out, tag string) error {
 			continue
 		}
 		bin := filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w "+stamp, "-o", bin, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {

@@ -9,11 +9,9 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type commands struct {
 	Serve serveCmd `cmd:"" help:"Run relay: the job store, workers over QUIC, the producer API and metrics over HTTP."`
@@ -32,7 +30,7 @@ func app() cli.App {
 		Name:        "relay",
 		Description: "A durable task queue whose workers lease jobs over QUIC (see docs/relay.md).",
 		EnvPrefix:   "RELAY",
-		Version:     version,
+		Version:     buildinfo.Read().String(),
 	}
 }
 

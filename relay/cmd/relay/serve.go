@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/admin"
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
@@ -95,7 +96,9 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return cli.Usage(fmt.Errorf("--identity-cert/--identity-key: %w", err))
 	}
+	build := buildinfo.Read()
 	reg := admin.NewRegistry()
+	reg.MustRegister(build.Collector("relay"))
 	// The server is needed by the watcher's callback, and the watcher by
 	// the server: the callback reads srv once both exist.
 	var srvp atomic.Pointer[server.Server]
@@ -164,7 +167,7 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(sctx, c.Listen) }()
-	log.Info("relay started", "db", c.DB, "quic", c.Listen, "http", c.HTTP, "pin", id.Pin().String())
+	log.Info("relay started", "version", build.Version, "revision", build.Revision, "db", c.DB, "quic", c.Listen, "http", c.HTTP, "pin", id.Pin().String())
 
 	health := time.NewTicker(time.Second)
 	defer health.Stop()

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/admin"
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
@@ -26,7 +28,11 @@ func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return cli.Usage(err)
 	}
-	gw := &tunnel.Gateway{Config: cfg, Logger: log, DrainTimeout: c.DrainTimeout}
+	build := buildinfo.Read()
+	reg := admin.NewRegistry()
+	reg.MustRegister(build.Collector("tunnel"))
+	log.Info("tunnel gateway starting", "version", build.Version, "revision", build.Revision)
+	gw := &tunnel.Gateway{Config: cfg, Logger: log, DrainTimeout: c.DrainTimeout, Registry: reg}
 	if err := gw.Start(ctx); err != nil {
 		if errors.Is(err, tunnel.ErrBadConfig) {
 			return cli.Usage(err)

@@ -9,11 +9,9 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type commands struct {
 	Gateway gatewayCmd `cmd:"" help:"Run the gateway (the daemon a gateway pod runs)."`
@@ -38,7 +36,7 @@ func app() cli.App {
 		Name:        "tunnel",
 		Description: "A WireGuard point-to-point tunnel appliance: one port, one peer key, no privileges.",
 		EnvPrefix:   "TUNNEL",
-		Version:     version,
+		Version:     buildinfo.Read().String(),
 	}
 }
 

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -131,13 +133,18 @@ func TestKeysCommands(t *testing.T) {
 	}
 }
 
-// TestGatewayProcess runs the real binary: it starts, reports ready, shows
-// in `tunnel status`, and exits 0 on SIGTERM.
+// TestGatewayProcess runs the real binary, stamped as make build stamps
+// it: it reports its version, starts, reports ready, shows in `tunnel
+// status`, and exits 0 on SIGTERM.
 func TestGatewayProcess(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "tunnel")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-ldflags", buildinfo.LDFlags("v9.9.9-test", "feedface"), "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
+	}
+	goVersion := runtime.Version()
+	if out, err := exec.Command(bin, "--version").Output(); err != nil || string(out) != "tunnel v9.9.9-test (revision feedface, "+goVersion+")\n" {
+		t.Fatalf("--version: %q %v", out, err)
 	}
 	dir := t.TempDir()
 	path, pub := gatewayConfig(t, dir)
@@ -187,7 +194,8 @@ func TestGatewayProcess(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"tunnel_gateway_up{name=\"clitest\"} 1", "tunnel_rule_active_flows", "tunnel_ingress_dropped_packets_total", "go_goroutines"} {
+	for _, m := range []string{"tunnel_gateway_up{name=\"clitest\"} 1", "tunnel_rule_active_flows", "tunnel_ingress_dropped_packets_total", "go_goroutines",
+		`tunnel_build_info{goversion="` + goVersion + `",revision="feedface",version="v9.9.9-test"} 1`} {
 		if !bytes.Contains(metrics, []byte(m)) {
 			t.Errorf("metrics lack %s", m)
 		}
