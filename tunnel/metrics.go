@@ -18,20 +18,26 @@ type gatewayCollector struct {
 	udpDrops                                                *prometheus.Desc
 }
 
+// ruleLabels are on every tunnel_rule_* series, before the series' own
+// dimension, so rule metrics join and aggregate alike.
+func ruleLabels(extra ...string) []string {
+	return append([]string{"rule", "kind", "protocol"}, extra...)
+}
+
 func (g *Gateway) registerMetrics() {
 	c := &gatewayCollector{
 		g:             g,
 		up:            prometheus.NewDesc("tunnel_gateway_up", "1 while the gateway is running.", []string{"name"}, nil),
-		peerHandshake: prometheus.NewDesc("tunnel_peer_last_handshake_seconds", "Unix time of the peer's last completed handshake; 0 if none.", []string{"peer"}, nil),
+		peerHandshake: prometheus.NewDesc("tunnel_peer_last_handshake_timestamp_seconds", "Unix time of the peer's last completed handshake; 0 if none.", []string{"peer"}, nil),
 		peerRx:        prometheus.NewDesc("tunnel_peer_receive_bytes_total", "WireGuard bytes received from the peer.", []string{"peer"}, nil),
 		peerTx:        prometheus.NewDesc("tunnel_peer_transmit_bytes_total", "WireGuard bytes sent to the peer.", []string{"peer"}, nil),
-		ruleActive:    prometheus.NewDesc("tunnel_rule_active_flows", "Flows (TCP connections, UDP sessions) open on the rule.", []string{"rule", "kind", "protocol"}, nil),
-		ruleFlows:     prometheus.NewDesc("tunnel_rule_flows_total", "Flows the rule has carried.", []string{"rule", "kind", "protocol"}, nil),
-		ruleBytes:     prometheus.NewDesc("tunnel_rule_bytes_total", "Payload bytes the rule has carried; up is from the listening side.", []string{"rule", "direction"}, nil),
-		ruleDrops:     prometheus.NewDesc("tunnel_rule_drops_total", "Flows or datagrams the rule dropped, by reason.", []string{"rule", "reason"}, nil),
-		ruleDenied:    prometheus.NewDesc("tunnel_rule_denied_packets_total", "Packets that reached an exposed port from a peer not named on the rule.", []string{"rule"}, nil),
+		ruleActive:    prometheus.NewDesc("tunnel_rule_active_flows", "Flows (TCP connections, UDP sessions) open on the rule.", ruleLabels(), nil),
+		ruleFlows:     prometheus.NewDesc("tunnel_rule_flows_total", "Flows the rule has carried.", ruleLabels(), nil),
+		ruleBytes:     prometheus.NewDesc("tunnel_rule_bytes_total", "Payload bytes the rule has carried; up is from the listening side.", ruleLabels("direction"), nil),
+		ruleDrops:     prometheus.NewDesc("tunnel_rule_drops_total", "Flows or datagrams the rule dropped, by reason.", ruleLabels("reason"), nil),
+		ruleDenied:    prometheus.NewDesc("tunnel_rule_denied_packets_total", "Packets that reached an exposed port from a peer not named on the rule.", ruleLabels(), nil),
 		ingress:       prometheus.NewDesc("tunnel_ingress_dropped_packets_total", "Packets from the tunnel the policy dropped before the netstack, by reason.", []string{"reason"}, nil),
-		wgRefused:     prometheus.NewDesc("tunnel_wireguard_refused_total", "What WireGuard refused: spoofed inner sources, handshakes from unknown keys.", []string{"reason"}, nil),
+		wgRefused:     prometheus.NewDesc("tunnel_wireguard_refused_packets_total", "Packets WireGuard refused, by reason: spoofed_source (an inner source outside the peer's allowed IPs), handshake_refused (a handshake from an unknown key).", []string{"reason"}, nil),
 		nsPackets:     prometheus.NewDesc("tunnel_netstack_packets_total", "Packets between WireGuard and the netstack.", []string{"direction"}, nil),
 		nsBytes:       prometheus.NewDesc("tunnel_netstack_bytes_total", "Bytes between WireGuard and the netstack.", []string{"direction"}, nil),
 		nsQueueDrops:  prometheus.NewDesc("tunnel_netstack_queue_dropped_packets_total", "Outbound packets dropped because WireGuard did not keep up.", nil, nil),
@@ -73,13 +79,13 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range st.Rules {
 		ch <- prometheus.MustNewConstMetric(c.ruleActive, prometheus.GaugeValue, float64(r.Active), r.Name, r.Kind, r.Protocol)
 		ch <- prometheus.MustNewConstMetric(c.ruleFlows, prometheus.CounterValue, float64(r.Flows), r.Name, r.Kind, r.Protocol)
-		ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(r.BytesUp), r.Name, "up")
-		ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(r.BytesDown), r.Name, "down")
+		ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(r.BytesUp), r.Name, r.Kind, r.Protocol, "up")
+		ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(r.BytesDown), r.Name, r.Kind, r.Protocol, "down")
 		for _, d := range forward.Drops() {
-			ch <- prometheus.MustNewConstMetric(c.ruleDrops, prometheus.CounterValue, float64(r.Drops[d.String()]), r.Name, d.String())
+			ch <- prometheus.MustNewConstMetric(c.ruleDrops, prometheus.CounterValue, float64(r.Drops[d.String()]), r.Name, r.Kind, r.Protocol, d.String())
 		}
 		if r.Kind == kindExpose {
-			ch <- prometheus.MustNewConstMetric(c.ruleDenied, prometheus.CounterValue, float64(r.Denied), r.Name)
+			ch <- prometheus.MustNewConstMetric(c.ruleDenied, prometheus.CounterValue, float64(r.Denied), r.Name, r.Kind, r.Protocol)
 		}
 	}
 	for _, reason := range policy.Reasons() {

@@ -19,7 +19,12 @@ type metrics struct {
 	settleErrors *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// failReasons are the reason label's values of bunny_jobs_failed_total.
+func failReasons() []string { return []string{"handler", "cancelled", "shutdown", "rejected"} }
+
+// newMetrics creates bunny's metrics, with every series of the queues it
+// serves at zero from the start.
+func newMetrics(reg prometheus.Registerer, queues []string) (*metrics, error) {
 	m := &metrics{
 		running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "bunny_jobs_running",
 			Help: "Jobs whose handler is running."}),
@@ -44,6 +49,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Results and failures held until relay acknowledges them."}),
 		settleErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bunny_settle_retries_total",
 			Help: "Complete and fail calls retried, by call."}, []string{"call"}),
+	}
+	for _, q := range queues {
+		m.succeeded.WithLabelValues(q)
+		m.lost.WithLabelValues(q)
+		for _, r := range failReasons() {
+			m.failed.WithLabelValues(q, r)
+		}
+		for _, o := range []string{"ok", "error"} {
+			m.duration.WithLabelValues(q, o)
+		}
+	}
+	for _, call := range []string{"complete", "fail"} {
+		m.settleErrors.WithLabelValues(call)
 	}
 	if reg == nil {
 		return m, nil

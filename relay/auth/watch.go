@@ -74,6 +74,9 @@ func Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 			Help: "Workers in the running workers configuration.",
 		}),
 	}
+	for _, result := range []string{"ok", "error"} {
+		w.reloads.WithLabelValues(result) // both exist at zero from the start
+	}
 	if opts.Registerer != nil {
 		for _, col := range []prometheus.Collector{w.reloads, w.workers} {
 			if err := opts.Registerer.Register(col); err != nil {

@@ -127,6 +127,7 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []NewJob) ([]Enqueued, error) 
 	if len(added) > 0 {
 		c = q.write(added...)
 		for _, e := range added {
+			q.m.declare(e.job.Queue) // a new queue's series start at zero
 			q.m.enqueued.WithLabelValues(e.job.Queue).Inc()
 		}
 		// Waiting workers get the new jobs now; their leases are written

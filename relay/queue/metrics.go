@@ -2,8 +2,11 @@ package queue
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
 type metrics struct {
@@ -20,6 +23,19 @@ type metrics struct {
 	waiters      prometheus.Gauge
 	leaseLatency prometheus.Histogram
 	jobWait      prometheus.Histogram
+
+	declaredMu sync.Mutex
+	declared   map[string]bool // queues whose series exist at zero
+}
+
+// failureOutcomes are what a job whose attempt ended badly can become.
+func failureOutcomes() []store.State {
+	return []store.State{store.Retrying, store.Failed, store.Dead, store.Cancelled}
+}
+
+// allStates are the states relay_jobs reports for every known queue.
+func allStates() []store.State {
+	return []store.State{store.Queued, store.Leased, store.Retrying, store.Succeeded, store.Failed, store.Dead, store.Cancelled}
 }
 
 func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
@@ -58,11 +74,15 @@ func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
 		}),
 	}
+	m.declared = map[string]bool{}
+	for _, call := range []string{"heartbeat", "complete", "fail"} {
+		m.fenced.WithLabelValues(call)
+	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.enqueued, m.leases, m.redeliveries, m.completions, m.failures,
-		m.expirations, m.released, m.cancels, m.retries, m.fenced, m.waiters, m.leaseLatency, m.jobWait, newDepthCollector(q)} {
+		m.expirations, m.released, m.cancels, m.retries, m.fenced, m.waiters, m.leaseLatency, m.jobWait, newDepthCollector(q, m)} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering queue metrics: %w", err)
 		}
@@ -70,20 +90,64 @@ func newMetrics(q *Queue, reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// depthCollector reports the number of jobs by queue and state.
+// declare creates every per-queue series of the named queues at zero, so
+// that rates and alerts see a queue before its first event.
+func (m *metrics) declare(names ...string) {
+	m.declaredMu.Lock()
+	defer m.declaredMu.Unlock()
+	for _, name := range names {
+		if m.declared[name] {
+			continue
+		}
+		m.declared[name] = true
+		for _, c := range []*prometheus.CounterVec{m.enqueued, m.leases, m.redeliveries, m.completions,
+			m.expirations, m.released, m.cancels, m.retries} {
+			c.WithLabelValues(name)
+		}
+		for _, o := range failureOutcomes() {
+			m.failures.WithLabelValues(name, string(o))
+		}
+	}
+}
+
+func (m *metrics) declaredQueues() []string {
+	m.declaredMu.Lock()
+	defer m.declaredMu.Unlock()
+	out := make([]string, 0, len(m.declared))
+	for name := range m.declared {
+		out = append(out, name)
+	}
+	return out
+}
+
+// DeclareQueues makes the named queues' metrics exist at zero before their
+// first job (relay serve names the queues of its workers file).
+func (q *Queue) DeclareQueues(names ...string) { q.m.declare(names...) }
+
+// depthCollector reports the number of jobs by queue and state: every
+// state of a declared queue, zero or not, and any other non-zero one.
 type depthCollector struct {
 	q    *Queue
+	m    *metrics
 	desc *prometheus.Desc
 }
 
-func newDepthCollector(q *Queue) depthCollector {
-	return depthCollector{q: q, desc: prometheus.NewDesc("relay_jobs", "Jobs by queue and state (queue depth).", []string{"queue", "state"}, nil)}
+func newDepthCollector(q *Queue, m *metrics) depthCollector {
+	return depthCollector{q: q, m: m, desc: prometheus.NewDesc("relay_jobs", "Jobs by queue and state (queue depth).", []string{"queue", "state"}, nil)}
 }
 
 func (d depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
 
 func (d depthCollector) Collect(ch chan<- prometheus.Metric) {
-	for k, n := range d.q.Counts() {
+	counts := d.q.Counts()
+	for _, name := range d.m.declaredQueues() {
+		for _, st := range allStates() {
+			k := store.QueueState{Queue: name, State: st}
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(counts[k]), name, string(st))
+			delete(counts, k)
+		}
+	}
+	for k, n := range counts {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(n), k.Queue, string(k.State))
 	}
 }

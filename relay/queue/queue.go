@@ -217,6 +217,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if q.m, err = newMetrics(q, opts.Registerer); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)
 	}
+	for k := range q.counts {
+		q.m.declare(k.Queue)
+	}
 	go q.run()
 	return q, nil
 }

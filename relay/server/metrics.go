@@ -2,9 +2,22 @@ package server
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tunnel-dev/tunnel/relay/proto"
 )
+
+// callNames are the calls a worker makes (the call label).
+func callNames() []string { return []string{"lease", "heartbeat", "complete", "fail"} }
+
+// refusalReasons are the reason label's values: every series exists at
+// zero from the start.
+func refusalReasons() []string {
+	return []string{"unknown_identity", "credentials_revoked", "unauthorized_queue", "unauthorized_action",
+		"bad_frame", "version", "invalid_argument", "overloaded"}
+}
 
 type metrics struct {
 	connections prometheus.Gauge
@@ -30,8 +43,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"call"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relay_refused_total",
-			Help: "Worker connections and calls refused, by reason: unknown_identity, credentials_revoked, unauthorized_queue, unauthorized_action, bad_frame, version, invalid_argument, overloaded.",
+			Help: "Worker connections and calls refused, by reason: " + strings.Join(refusalReasons(), ", ") + ".",
 		}, []string{"reason"}),
+	}
+	for _, call := range callNames() {
+		m.calls.WithLabelValues(call, proto.Code_OK.String())
+		m.callSeconds.WithLabelValues(call)
+	}
+	for _, r := range refusalReasons() {
+		m.refused.WithLabelValues(r)
 	}
 	if reg == nil {
 		return m, nil

@@ -126,7 +126,8 @@ func TestBadConfigExits2(t *testing.T) {
 	}
 }
 
-// buildBunny builds the command into a temporary directory.
+// buildBunny builds the command into a temporary directory, stamped as
+// make build stamps it (version v9.9.9-test, revision feedface).
 func buildBunny(t *testing.T) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
@@ -134,7 +135,7 @@ func buildBunny(t *testing.T) string {
 		t.Skip("no go command to build bunny with")
 	}
 	bin := filepath.Join(t.TempDir(), "bunny")
-	cmd := exec.Command(gobin, "build", "-o", bin, ".")
+	cmd := exec.Command(gobin, "build", "-ldflags", buildinfo.LDFlags("v9.9.9-test", "feedface"), "-o", bin, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

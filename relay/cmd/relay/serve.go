@@ -138,6 +138,7 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 		return err
 	}
 	defer q.Close()
+	q.DeclareQueues(workerQueues(w.Config())...)
 
 	srv, err := server.New(server.Options{
 		Queue: q, Identity: id, Workers: w.Config, QUIC: c.quic(),
@@ -208,4 +209,16 @@ func dbError(path string, err error) error {
 		return cli.Usage(err)
 	}
 	return err
+}
+
+// workerQueues lists the queues a workers file names, whose metrics then
+// exist from the start.
+func workerQueues(c *auth.Config) []string {
+	var out []string
+	for _, wk := range c.Workers {
+		for name := range wk.Queues {
+			out = append(out, name)
+		}
+	}
+	return out
 }

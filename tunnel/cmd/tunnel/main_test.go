@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/buildinfo"
+	"github.com/tunnel-dev/tunnel/internal/metricstest"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -188,18 +188,23 @@ func TestGatewayProcess(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "bunny") || !strings.Contains(out, "relay") || !strings.Contains(out, pub.Fingerprint()) {
 		t.Fatalf("status: exit %d\n%s\n%s", code, out, errOut)
 	}
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, m := range []string{"tunnel_gateway_up{name=\"clitest\"} 1", "tunnel_rule_active_flows", "tunnel_ingress_dropped_packets_total", "go_goroutines",
-		`tunnel_build_info{goversion="` + goVersion + `",revision="feedface",version="v9.9.9-test"} 1`} {
-		if !bytes.Contains(metrics, []byte(m)) {
-			t.Errorf("metrics lack %s", m)
-		}
-	}
+	// Right after start, before any traffic, every series is there.
+	m := metricstest.Get(t, "http://"+adminAddr+"/metrics")
+	m.Require(t,
+		`tunnel_build_info{goversion="`+goVersion+`",revision="feedface",version="v9.9.9-test"}=1`,
+		`tunnel_gateway_up{name="clitest"}=1`,
+		`tunnel_peer_last_handshake_timestamp_seconds{peer="bunny"}=0`,
+		`tunnel_peer_receive_bytes_total{peer="bunny"}=0`,
+		`tunnel_rule_active_flows{kind="expose",protocol="udp",rule="relay"}=0`,
+		`tunnel_rule_flows_total{kind="expose",protocol="udp",rule="relay"}=0`,
+		`tunnel_rule_bytes_total{direction="up",kind="expose",protocol="udp",rule="relay"}=0`,
+		`tunnel_rule_denied_packets_total{kind="expose",protocol="udp",rule="relay"}=0`,
+		`tunnel_ingress_dropped_packets_total{reason="not_exposed"}=0`,
+		`tunnel_wireguard_refused_packets_total{reason="handshake_refused"}=0`,
+		`tunnel_netstack_queue_dropped_packets_total=0`,
+		"go_goroutines",
+	)
+	m.RequireFamilies(t, metricstest.Documented(t, "../../../docs/gateway.md", "tunnel_")...)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
