@@ -33,6 +33,9 @@ type Status struct {
 	// the UDP socket they were for (a rule's or the embedding program's)
 	// was not reading fast enough.
 	TunnelSocketDrops uint64 `json:"tunnel_socket_drops"`
+	// DialOnly is set when the config names no listen port: the socket is
+	// connected to the peer, and ListenPort is only its source port.
+	DialOnly bool `json:"dial_only"`
 }
 
 // WireGuardCounts are refusals counted from wireguard-go.
@@ -76,6 +79,7 @@ func (g *Gateway) Status() Status {
 		Name:      g.conf().Interface.Name,
 		PublicKey: g.PublicKey().String(),
 		Addresses: g.conf().Interface.Addresses,
+		DialOnly:  g.conf().Interface.ListenPort == 0,
 		Ingress:   map[string]uint64{},
 	}
 	if g.state.Load() == stateRunning {

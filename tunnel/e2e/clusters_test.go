@@ -219,7 +219,7 @@ func listenIn(t *testing.T, ns, addr string) net.PacketConn {
 
 // status reads a gateway's tunnel status inside its namespace.
 func (c *clusters) status(ns string) string {
-	out, _ := netns.Output("ip", "netns", "exec", ns, bin(c.t, "tunnel"), "status", "--admin", "http://127.0.0.1:9090", "--name", "-")
+	out, _ := netns.Output("ip", "netns", "exec", ns, bin(c.t, "tunnel"), "status", "--admin", "http://127.0.0.1:9090")
 	return out
 }
 

@@ -184,9 +184,20 @@ func TestGatewayProcess(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	code, out, errOut := runCLI(t, "status", "--name", "clitest-none", "--admin", "http://"+adminAddr)
-	if code != 0 || !strings.Contains(out, "bunny") || !strings.Contains(out, "relay") || !strings.Contains(out, pub.Fingerprint()) {
-		t.Fatalf("status: exit %d\n%s\n%s", code, out, errOut)
+	// One flag finds the gateway: its config file or its admin URL. This
+	// side only dials, and status says so.
+	for _, args := range [][]string{{"status", "--config", path}, {"status", "--admin", "http://" + adminAddr}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 0 || !strings.Contains(out, "gateway clitest  key "+pub.Fingerprint()) || !strings.Contains(out, "bunny") || !strings.Contains(out, "relay") ||
+			!strings.Contains(out, "WireGuard dials its peer (no endpoint yet), listening on no port") || strings.Contains(out, "listening on udp") {
+			t.Errorf("%v: exit %d\n%s\n%s", args, code, out, errOut)
+		}
+	}
+	// A name that is not the admin endpoint's gateway is refused, not
+	// paired with it.
+	code, _, errOut := runCLI(t, "status", "--name", "clitest-none", "--admin", "http://"+adminAddr)
+	if want := `the admin endpoint http://` + adminAddr + ` is gateway "clitest", not "clitest-none"`; code != 2 || !strings.Contains(errOut, want) {
+		t.Errorf("mismatched --name: exit %d, %s; want %q", code, errOut, want)
 	}
 	// Right after start, before any traffic, every series is there.
 	m := metricstest.Get(t, "http://"+adminAddr+"/metrics")

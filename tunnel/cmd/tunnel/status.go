@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"sort"
@@ -18,21 +19,90 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
 type statusCmd struct {
-	Name  string `default:"tunnel0" help:"The gateway's interface name: its UAPI socket is /var/run/wireguard/NAME.sock."`
-	Admin string `default:"http://127.0.0.1:9090" help:"The gateway's admin URL, for rules, flows and drops."`
-	JSON  bool   `help:"Print the status as JSON."`
+	Config string `short:"c" type:"path" placeholder:"FILE" xor:"name,admin" help:"The gateway's config file: its interface name, UAPI directory and admin address come from it."`
+	Name   string `placeholder:"NAME" xor:"name" help:"The gateway's interface name: its UAPI socket is /var/run/wireguard/NAME.sock (default: the name the admin endpoint reports, else tunnel0)."`
+	Admin  string `placeholder:"URL" xor:"admin" help:"The gateway's admin URL, for rules, flows and drops (default: http://127.0.0.1:9090)."`
+	JSON   bool   `help:"Print the status as JSON."`
+}
+
+// statusTarget is the gateway status reads: its admin endpoint ("" if it
+// has none) and its WireGuard device.
+type statusTarget struct {
+	admin   string
+	name    string // "" until the admin endpoint reports it
+	uapiDir string
+}
+
+// target works out the gateway from at most one flag.
+func (c *statusCmd) target() (statusTarget, error) {
+	if c.Config == "" {
+		t := statusTarget{admin: c.Admin, name: c.Name, uapiDir: config.DefaultUAPIDir}
+		if t.admin == "" {
+			t.admin = adminURL(config.DefaultAdminListen)
+		}
+		return t, nil
+	}
+	cfg, err := config.LoadOffline(c.Config)
+	if err != nil {
+		return statusTarget{}, err
+	}
+	t := statusTarget{name: cfg.Interface.Name, uapiDir: cfg.Interface.UAPIDir}
+	if cfg.Admin.Listen != config.Disabled {
+		t.admin = adminURL(cfg.Admin.Listen)
+	}
+	return t, nil
+}
+
+// adminURL is the URL of an admin listen address, reached from the same
+// host: an unspecified address (0.0.0.0:9090 in pods) is loopback.
+func adminURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if err == nil && ip.Is6() {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func (c *statusCmd) Run(ctx context.Context, env cli.Env) error {
+	t, err := c.target()
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--config: %w", err))
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	st, adminErr := fetchStatus(ctx, c.Admin)
-	peers, wgErr := wgPeers(c.Name)
+	var st tunnel.Status
+	adminErr := errors.New("admin endpoint disabled (admin.listen: -)")
+	if t.admin != "" {
+		st, adminErr = fetchStatus(ctx, t.admin)
+	}
+	if adminErr == nil {
+		switch {
+		case t.name == "":
+			t.name = st.Name
+		case st.Name != t.name:
+			return cli.Usage(fmt.Errorf("the admin endpoint %s is gateway %q, not %q: pass the --admin of %q, or --config with its config file", t.admin, st.Name, t.name, t.name))
+		}
+	}
+	if t.name == "" {
+		t.name = "tunnel0"
+	}
+	var peers []tunnel.PeerStatus
+	wgErr := fmt.Errorf("its UAPI socket is in %s, and wgctrl reads only %s", t.uapiDir, config.DefaultUAPIDir)
+	if t.uapiDir == config.DefaultUAPIDir {
+		peers, wgErr = wgPeers(t.name)
+	}
 	if adminErr != nil && wgErr != nil {
-		return fmt.Errorf("no gateway found: admin %s: %v; WireGuard device %q: %v", c.Admin, adminErr, c.Name, wgErr)
+		return fmt.Errorf("no gateway found: admin %s: %v; WireGuard device %q: %v (point at it with --config FILE, --admin URL or --name NAME)", orDash(t.admin), adminErr, t.name, wgErr)
 	}
 	if wgErr == nil {
 		// WireGuard's own view of the peers; names come from the gateway.
@@ -108,17 +178,9 @@ func wgPeers(name string) ([]tunnel.PeerStatus, error) {
 }
 
 func printStatus(w io.Writer, st tunnel.Status, adminErr, wgErr error) {
-	listen := "no listening port (dials its peers)"
-	if st.ListenPort > 0 {
-		listen = fmt.Sprintf("WireGuard on udp/%d", st.ListenPort)
-	}
-	if adminErr == nil {
-		fmt.Fprintf(w, "gateway %s  key %s  %s  addresses %v  up %s\n", st.Name, fingerprint(st.PublicKey), listen, st.Addresses, st.Uptime.Round(time.Second))
-	} else {
-		fmt.Fprintf(w, "gateway: admin endpoint unreachable (%v); showing WireGuard's view only\n", adminErr)
-	}
+	fmt.Fprintln(w, header(st, adminErr))
 	if wgErr != nil {
-		fmt.Fprintf(w, "(WireGuard socket not readable: %v; peers from the admin endpoint)\n", wgErr)
+		fmt.Fprintf(w, "(WireGuard's UAPI socket not readable: %v; peers from the admin endpoint)\n", wgErr)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -151,6 +213,29 @@ func printStatus(w io.Writer, st tunnel.Status, adminErr, wgErr error) {
 	fmt.Fprintf(w, "\nrefused at ingress: %s\n", dropList(st.Ingress))
 	fmt.Fprintf(w, "refused by WireGuard: spoofed_source=%d handshake_refused=%d\n", st.WireGuard.SpoofedSource, st.WireGuard.HandshakeRefused)
 	fmt.Fprintf(w, "lost for lack of room: netstack queue %d, UDP receive buffers %d\n", st.QueueDrops, st.UDPReceiveDrops)
+}
+
+// header is status's first line: which gateway, and its WireGuard socket.
+func header(st tunnel.Status, adminErr error) string {
+	if adminErr != nil {
+		return fmt.Sprintf("gateway: admin endpoint unreachable (%v); showing WireGuard's view only", adminErr)
+	}
+	return fmt.Sprintf("gateway %s  key %s  %s  addresses %v  up %s", st.Name, fingerprint(st.PublicKey), socketLine(st), st.Addresses, st.Uptime.Round(time.Second))
+}
+
+// socketLine says what WireGuard's UDP socket does. A dial-only gateway's
+// socket is connected to its peer: its port is only the source port the
+// kernel picked, not one anything may send to.
+func socketLine(st tunnel.Status) string {
+	if !st.DialOnly {
+		return fmt.Sprintf("WireGuard listening on udp/%d", st.ListenPort)
+	}
+	for _, p := range st.Peers {
+		if p.Endpoint != "" {
+			return fmt.Sprintf("WireGuard socket connected to %s from udp/%d, listening on no port", p.Endpoint, st.ListenPort)
+		}
+	}
+	return "WireGuard dials its peer (no endpoint yet), listening on no port"
 }
 
 func dropList(m map[string]uint64) string {
