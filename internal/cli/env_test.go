@@ -145,4 +145,10 @@ func TestCheckHelp(t *testing.T) {
 	if err := testApp.CheckHelp(func() any { return &prefixedGrammar{} }); err != nil {
 		t.Fatal(err)
 	}
+	if err := testApp.Check(func() any { return &prefixedGrammar{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := testApp.Check(func() any { return &clashGrammar{} }); err == nil || !strings.Contains(err.Error(), "$DEMO_TIMEOUT means two things") {
+		t.Fatalf("Check of a clash: %v", err)
+	}
 }

@@ -95,3 +95,13 @@ func (a App) CheckHelp(newGrammar func() any) error {
 	walk(k.Model.Node, nil)
 	return errors.Join(errs...)
 }
+
+// Check proves a binary's command line keeps the rules, reporting every
+// breach at once: CheckEnv on its whole model, then CheckHelp.
+func (a App) Check(newGrammar func() any) error {
+	k, err := a.New(newGrammar(), io.Discard, io.Discard)
+	if err != nil {
+		return err
+	}
+	return errors.Join(CheckEnv(k.Model), a.CheckHelp(newGrammar))
+}

@@ -1,26 +1,16 @@
 package main
 
 import (
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/tunnel-dev/tunnel/internal/cli"
 )
 
 // Every flag of every command but --help and --version has its own
 // environment variable, no variable means two things, and --help shows
 // every default.
 func TestEnvironmentVariables(t *testing.T) {
-	k, err := app().New(&commands{}, io.Discard, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cli.CheckEnv(k.Model); err != nil {
-		t.Fatal(err)
-	}
-	if err := app().CheckHelp(func() any { return &commands{} }); err != nil {
+	if err := app().Check(func() any { return &commands{} }); err != nil {
 		t.Fatal(err)
 	}
 	// A variable named like --version must not stop the worker starting.

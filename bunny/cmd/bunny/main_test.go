@@ -190,6 +190,18 @@ func startBunny(t *testing.T, bin string, args ...string) *proc {
 	return p
 }
 
+// adminURL waits for bunny's admin server and returns its base URL.
+func (p *proc) adminURL(t *testing.T) string {
+	t.Helper()
+	select {
+	case u := <-p.admin:
+		return u
+	case <-time.After(20 * time.Second):
+		t.Fatal("bunny's admin server did not start")
+		return ""
+	}
+}
+
 func (p *proc) log() string {
 	return p.logs.String()
 }
@@ -236,12 +248,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	ids := r.Enqueue(jobs...)
 
 	p := startBunny(t, bin, "run", "--config", cfg, "--log-format", "json")
-	var adminURL string
-	select {
-	case adminURL = <-p.admin:
-	case <-time.After(20 * time.Second):
-		t.Fatal("bunny's admin server did not start")
-	}
+	adminURL := p.adminURL(t)
 	count := func(suffix string) int {
 		m, _ := filepath.Glob(filepath.Join(marks, "*"+suffix))
 		return len(m)

@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/metricstest"
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
@@ -22,12 +21,7 @@ func TestMetricsAtStart(t *testing.T) {
 	r := relaytest.Start(t, relaytest.Options{Worker: f.id, Queues: []string{"default"}})
 	cfg := f.config(t, r.Addr, r.ID.Pin(), "", "/bin/cat")
 	p := startBunny(t, bin, "run", "--config", cfg, "--log-format", "json")
-	var adminURL string
-	select {
-	case adminURL = <-p.admin:
-	case <-time.After(20 * time.Second):
-		t.Fatal("bunny's admin server did not start")
-	}
+	adminURL := p.adminURL(t)
 	m := metricstest.Get(t, adminURL+"/metrics")
 	m.Require(t,
 		`bunny_build_info{goversion="`+runtime.Version()+`",revision="feedface",version="v9.9.9-test"}=1`,
