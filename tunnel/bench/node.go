@@ -97,7 +97,7 @@ func runTunnelNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, pee
 	c := &config.Config{
 		Interface: config.Interface{Name: "bench-" + spec.Role, MTU: mtu, UAPIDir: config.Disabled},
 		Limits: config.Limits{
-			UDPIdleTimeout: time.Minute, UDPMaxSessions: 4096,
+			UDPIdleTimeout: time.Minute, UDPMaxSessions: 4096, UDPDialTimeout: 5 * time.Second,
 			TCPDialTimeout: 5 * time.Second, TCPMaxConnections: 4096,
 		},
 		Admin: config.Admin{Listen: config.Disabled},

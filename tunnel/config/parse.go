@@ -331,27 +331,30 @@ func (p *parser) forwards(rs []rawForward, c *Config) {
 func (p *parser) limits(r *rawLimits, l *Limits) {
 	l.UDPIdleTimeout = DefaultUDPIdleTimeout
 	l.UDPMaxSessions = DefaultUDPMaxSessions
+	l.UDPDialTimeout = DefaultUDPDialTimeout
 	l.TCPDialTimeout = DefaultTCPDialTimeout
 	l.TCPMaxConnections = DefaultTCPMaxConnections
-	if r.UDPIdleTimeout != "" {
-		if d := p.duration("limits.udpIdleTimeout", r.UDPIdleTimeout); d > 0 {
-			l.UDPIdleTimeout = d
-		} else {
-			p.Fail("limits.udpIdleTimeout", "must be positive")
-		}
-	}
-	if r.TCPDialTimeout != "" {
-		if d := p.duration("limits.tcpDialTimeout", r.TCPDialTimeout); d > 0 {
-			l.TCPDialTimeout = d
-		} else {
-			p.Fail("limits.tcpDialTimeout", "must be positive")
-		}
-	}
+	p.positiveDuration("limits.udpIdleTimeout", r.UDPIdleTimeout, &l.UDPIdleTimeout)
+	p.positiveDuration("limits.udpDialTimeout", r.UDPDialTimeout, &l.UDPDialTimeout)
+	p.positiveDuration("limits.tcpDialTimeout", r.TCPDialTimeout, &l.TCPDialTimeout)
 	if r.UDPMaxSessions != "" {
 		l.UDPMaxSessions = p.count("limits.udpMaxSessions", r.UDPMaxSessions)
 	}
 	if r.TCPMaxConnections != "" {
 		l.TCPMaxConnections = p.count("limits.tcpMaxConnections", r.TCPMaxConnections)
+	}
+}
+
+// positiveDuration sets *d to the duration s at path, if s is given; a
+// duration that is not positive is refused.
+func (p *parser) positiveDuration(path, s string, d *time.Duration) {
+	if s == "" {
+		return
+	}
+	if v := p.duration(path, s); v > 0 {
+		*d = v
+	} else {
+		p.Fail(path, "must be positive")
 	}
 }
 

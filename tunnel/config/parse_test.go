@@ -61,7 +61,8 @@ func TestParseGood(t *testing.T) {
 	if c.Forward[0].To.String() != "10.99.0.3:80" {
 		t.Errorf("forward = %+v", c.Forward)
 	}
-	if c.Limits.UDPIdleTimeout != 90*time.Second || c.Limits.TCPMaxConnections != DefaultTCPMaxConnections {
+	if c.Limits.UDPIdleTimeout != 90*time.Second || c.Limits.TCPMaxConnections != DefaultTCPMaxConnections ||
+		c.Limits.UDPDialTimeout != DefaultUDPDialTimeout || c.Limits.TCPDialTimeout != DefaultTCPDialTimeout {
 		t.Errorf("limits = %+v", c.Limits)
 	}
 	if c.Admin.Listen != DefaultAdminListen {
@@ -126,6 +127,9 @@ func TestParseErrors(t *testing.T) {
 			[]string{"expose[0].protocol:", "not tcp or udp"}},
 		{"bad duration", func(s string) string { return strings.Replace(s, "25s", "25", 1) },
 			[]string{"peers[0].persistentKeepalive:", "not a duration"}},
+		{"zero UDP dial timeout", func(s string) string {
+			return strings.Replace(s, "udpIdleTimeout: 90s", "udpIdleTimeout: 90s\n  udpDialTimeout: 0s", 1)
+		}, []string{"limits.udpDialTimeout:", "must be positive"}},
 		{"bad address", func(s string) string { return strings.Replace(s, "[10.99.0.1]", "[10.99.0.256]", 1) },
 			[]string{"interface.addresses[0]:", "not an IP address"}},
 		{"missing key file", func(s string) string { return strings.Replace(s, "  privateKeyFile: /keys/private.key\n", "", 1) },

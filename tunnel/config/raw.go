@@ -52,6 +52,7 @@ type rawForward struct {
 type rawLimits struct {
 	UDPIdleTimeout    string `yaml:"udpIdleTimeout"`
 	UDPMaxSessions    string `yaml:"udpMaxSessions"`
+	UDPDialTimeout    string `yaml:"udpDialTimeout"`
 	TCPDialTimeout    string `yaml:"tcpDialTimeout"`
 	TCPMaxConnections string `yaml:"tcpMaxConnections"`
 }

@@ -99,7 +99,10 @@ type Limits struct {
 	UDPIdleTimeout time.Duration `yaml:"udpIdleTimeout"`
 	// UDPMaxSessions caps sessions per UDP rule. Default 1024.
 	UDPMaxSessions int `yaml:"udpMaxSessions"`
-	// TCPDialTimeout bounds dialling a target or peer. Default 10s.
+	// UDPDialTimeout bounds opening a UDP session's socket to its target
+	// or peer: resolving an expose target's name, mostly. Default 5s.
+	UDPDialTimeout time.Duration `yaml:"udpDialTimeout"`
+	// TCPDialTimeout bounds dialling a TCP target or peer. Default 10s.
 	TCPDialTimeout time.Duration `yaml:"tcpDialTimeout"`
 	// TCPMaxConnections caps concurrent connections per TCP rule. Default 1024.
 	TCPMaxConnections int `yaml:"tcpMaxConnections"`
@@ -121,6 +124,7 @@ const (
 	DefaultAdminListen       = "127.0.0.1:9090"
 	DefaultUDPIdleTimeout    = 2 * time.Minute
 	DefaultUDPMaxSessions    = 1024
+	DefaultUDPDialTimeout    = 5 * time.Second
 	DefaultTCPDialTimeout    = 10 * time.Second
 	DefaultTCPMaxConnections = 1024
 	Disabled                 = "-"
