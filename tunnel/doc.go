@@ -6,8 +6,8 @@
 // ListenPacket on its tunnel address, all without a TUN device or any
 // privilege.
 //
-//	gw := &tunnel.Gateway{Config: cfg, Logger: logger}
-//	if err := gw.Start(ctx); err != nil { ... }
+//	gw := &tunnel.Gateway{Logger: logger}
+//	if err := gw.Start(ctx, cfg); err != nil { ... }
 //	defer gw.Close()
 //	conn, err := gw.Dial(ctx, "tcp", "10.99.0.1:7000")
 //

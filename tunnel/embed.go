@@ -17,7 +17,7 @@ import (
 // "udp6". Only peers' addresses can be dialled: nothing is routed anywhere
 // else.
 func (g *Gateway) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	if g.state.Load() != stateRunning {
+	if !g.running() {
 		return nil, fmt.Errorf("dial %s %s: %w", network, address, ErrNotRunning)
 	}
 	to, err := netip.ParseAddrPort(address)
@@ -84,7 +84,7 @@ func (g *Gateway) ListenPacket(network, address string) (net.PacketConn, error) 
 }
 
 func (g *Gateway) openPort(proto uint8, address string) (netip.AddrPort, func(), error) {
-	if g.state.Load() != stateRunning {
+	if !g.running() {
 		return netip.AddrPort{}, nil, ErrNotRunning
 	}
 	host, portStr, err := net.SplitHostPort(address)
@@ -95,7 +95,7 @@ func (g *Gateway) openPort(proto uint8, address string) (netip.AddrPort, func(),
 	if err != nil || port == 0 {
 		return netip.AddrPort{}, nil, fmt.Errorf("want a port between 1 and 65535, got %q", portStr)
 	}
-	own := g.conf().Interface.Addresses
+	own := g.Config().Interface.Addresses
 	addr := own[0]
 	if host != "" {
 		a, err := netip.ParseAddr(host)
@@ -105,7 +105,7 @@ func (g *Gateway) openPort(proto uint8, address string) (netip.AddrPort, func(),
 		addr = a.Unmap()
 	}
 	var allowed []netip.Prefix
-	for _, p := range g.conf().Peers {
+	for _, p := range g.Config().Peers {
 		allowed = append(allowed, p.AllowedIPs...)
 	}
 	closePort, err := g.filter.OpenPort(policy.Port{Rule: "listen/" + portStr, Proto: proto, Port: uint16(port), Allowed: allowed})
@@ -117,7 +117,7 @@ func (g *Gateway) openPort(proto uint8, address string) (netip.AddrPort, func(),
 
 // peerOf names the peer owning a tunnel address, or "".
 func (g *Gateway) peerOf(a netip.Addr) string {
-	for _, p := range g.conf().Peers {
+	for _, p := range g.Config().Peers {
 		for _, pfx := range p.AllowedIPs {
 			if pfx.Contains(a) {
 				return p.Name

@@ -25,13 +25,11 @@ import (
 	"github.com/tunnel-dev/tunnel/tunnel/policy"
 )
 
-// Gateway is one end of the tunnel. Set its fields, then call Start. A
-// Gateway runs once: after Close, make a new one.
+// Gateway is one end of the tunnel. Set its options, then call Start with
+// a configuration. A Gateway runs once: after Close, make a new one.
 type Gateway struct {
-	// Config is what to run. Required. The gateway does not modify it.
-	Config *config.Config
-	// PrivateKey, if set, is used instead of reading
-	// Config.Interface.PrivateKeyFile (for embedding and tests).
+	// PrivateKey, if set, is used instead of reading the configuration's
+	// interface.privateKeyFile (for embedding and tests).
 	PrivateKey *keys.PrivateKey
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
@@ -50,29 +48,49 @@ type Gateway struct {
 	// each. The zero value is the tuned default.
 	Tuning Tuning
 
-	mu      sync.Mutex // serialises Start and Close
-	state   atomic.Int32
-	rmu     sync.RWMutex // guards rules; never held while waiting
-	priv    keys.PrivateKey
-	pub     keys.PublicKey
-	dev     *device.Device
-	ns      *netstack.Stack
-	filter  *policy.Filter
-	cfg     atomic.Pointer[config.Config] // the running configuration
-	pmu     sync.Mutex                    // guards peers, and changes to the device's peers
-	peers   []*peer
-	rules   []*rule
-	admin   *admin.Server
-	uapi    *uapiServer
-	cancel  context.CancelFunc
-	runCtx  context.Context // lives until Close: rules started by Reload run under it
-	reload  sync.Mutex      // one Reload at a time
-	wg      sync.WaitGroup
-	wgc     wgCounters
-	started time.Time
-	log     *slog.Logger
+	// life serialises Start, Reload and Close: one of them at a time
+	// changes what the gateway runs.
+	life struct {
+		sync.Mutex
+		// state is written with the lock held and read without it.
+		state  atomic.Int32
+		cancel context.CancelFunc
+		// runCtx lives until Close: rules started by Reload run under it.
+		runCtx context.Context
+	}
 
+	// cfg is the running configuration: stored by Start and Reload (under
+	// life), read without a lock.
+	cfg atomic.Pointer[config.Config]
+
+	// peers guards the configured peers, the gateway's own key, and every
+	// change to the device's peers.
+	peers struct {
+		sync.Mutex
+		list []*peer
+		priv keys.PrivateKey
+		pub  keys.PublicKey
+	}
+
+	// rules guards the list of running rules. The list is replaced, never
+	// changed in place, so a reader may keep it; the lock is never held
+	// while waiting for a rule.
+	rules struct {
+		sync.RWMutex
+		list []rule
+	}
+
+	// Set by Start before anything else runs, then only read.
+	dev       *device.Device
+	ns        *netstack.Stack
+	filter    *policy.Filter
+	admin     *admin.Server
+	uapi      *uapiServer
 	connected *bind.Connected // the dial-only socket, when in use
+	wgc       wgCounters
+	started   time.Time
+	log       *slog.Logger
+	wg        sync.WaitGroup // the endpoint and successor watchers
 
 	// Endpoint re-resolution timing; zero means the defaults. Tests
 	// shorten them.
@@ -118,17 +136,19 @@ var ErrBadConfig = errors.New("bad configuration")
 // closed.
 var ErrNotRunning = errors.New("gateway is not running")
 
-// Start brings the gateway up: WireGuard on its UDP port, the netstack, the
-// rules' listeners, the UAPI socket and the admin server. It returns once
-// all of them are listening; on error nothing is left running.
-func (g *Gateway) Start(ctx context.Context) (err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.state.Load() != stateNew {
+// Start brings the gateway up with configuration c: WireGuard on its UDP
+// port, the netstack, the rules' listeners, the UAPI socket and the admin
+// server. It returns once all of them are listening; on error nothing is
+// left running. The gateway does not modify c; Config returns it until a
+// Reload replaces it.
+func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.life.state.Load() != stateNew {
 		return errors.New("starting gateway: already started")
 	}
-	if g.Config == nil {
-		return errors.New("starting gateway: no Config")
+	if c == nil {
+		return errors.New("starting gateway: no configuration")
 	}
 	g.log = g.Logger
 	if g.log == nil {
@@ -140,35 +160,31 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	if g.Registry == nil {
 		g.Registry = admin.NewRegistry()
 	}
-	c := g.Config
 	g.cfg.Store(c)
 	g.started = time.Now()
 
-	if g.PrivateKey != nil {
-		g.priv = *g.PrivateKey
-	} else {
-		g.priv, err = keys.LoadPrivateKey(c.Interface.PrivateKeyFile)
+	priv := g.PrivateKey
+	if priv == nil {
+		k, err := keys.LoadPrivateKey(c.Interface.PrivateKeyFile)
 		if err != nil {
 			return fmt.Errorf("starting gateway: %w: interface.privateKeyFile: %w", ErrBadConfig, err)
 		}
+		priv = &k
 	}
-	g.pub = g.priv.Public()
-	for _, p := range c.Peers {
-		if slices.Contains(p.Keys(), g.pub) {
-			return fmt.Errorf("starting gateway: %w: peer %q has this gateway's own public key", ErrBadConfig, p.Name)
-		}
+	if err := checkOwnKey(c, priv.Public()); err != nil {
+		return fmt.Errorf("starting gateway: %w", err)
 	}
-	for _, pc := range c.Peers {
-		p, err := g.newPeer(ctx, pc)
-		if err != nil {
-			return fmt.Errorf("starting gateway: %w", err)
-		}
-		g.peers = append(g.peers, p)
+	peers, err := g.newPeers(ctx, c)
+	if err != nil {
+		return fmt.Errorf("starting gateway: %w", err)
 	}
+	g.peers.Lock()
+	g.peers.list, g.peers.priv, g.peers.pub = peers, *priv, priv.Public()
+	g.peers.Unlock()
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	g.cancel = cancel
-	g.runCtx = runCtx
+	g.life.cancel = cancel
+	g.life.runCtx = runCtx
 	defer func() {
 		if err != nil {
 			g.teardown()
@@ -176,13 +192,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}()
 
 	g.filter = policy.New(c.Interface.Addresses, exposedPorts(c))
-	var routes []netip.Prefix
-	for _, p := range c.Peers {
-		routes = append(routes, p.AllowedIPs...)
-	}
 	g.ns, err = netstack.New(netstack.Options{
 		Addresses: c.Interface.Addresses,
-		Routes:    routes,
+		Routes:    routes(c),
 		MTU:       c.Interface.MTU,
 		Filter:    func(b []byte) bool { return g.filter.Check(b) == policy.Accept },
 
@@ -197,18 +209,20 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	bind := g.Bind
 	if bind == nil {
-		bind = g.defaultBind()
+		bind = g.defaultBind(c, peers)
 	}
 	g.dev = device.NewDevice(g.ns, bind, wgLogger(g.log, &g.wgc))
-	if err := g.dev.IpcSet(uapiSet(g.priv, c.Interface.ListenPort, g.peers)); err != nil {
+	if err := g.dev.IpcSet(uapiSet(*priv, c.Interface.ListenPort, peers)); err != nil {
 		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
 	}
 	if err := g.dev.Up(); err != nil {
 		return fmt.Errorf("starting gateway: bringing WireGuard up (is udp/%d free?): %w", c.Interface.ListenPort, err)
 	}
 
-	if err := g.startRules(runCtx); err != nil {
-		return fmt.Errorf("starting gateway: %w", err)
+	for _, r := range configuredRules(c) {
+		if err := g.startRule(runCtx, r); err != nil {
+			return fmt.Errorf("starting gateway: %w", err)
+		}
 	}
 	if c.Interface.UAPIDir != config.Disabled {
 		g.uapi, err = listenUAPI(c.Interface.UAPIDir, c.Interface.Name, g.dev, g.log)
@@ -239,10 +253,10 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		defer g.wg.Done()
 		g.watchSuccessors(runCtx)
 	}()
-	g.state.Store(stateRunning)
+	g.life.state.Store(stateRunning)
 	g.log.Info("gateway up",
 		"name", c.Interface.Name,
-		"public_key", g.pub.String(),
+		"public_key", priv.Public().String(),
 		"listen_port", g.ListenPort(),
 		"addresses", c.Interface.Addresses,
 		"peers", len(c.Peers), "expose", len(c.Expose), "forward", len(c.Forward),
@@ -250,15 +264,36 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// checkOwnKey refuses a configuration that names the gateway's own key as
+// a peer's.
+func checkOwnKey(c *config.Config, own keys.PublicKey) error {
+	for _, p := range c.Peers {
+		if slices.Contains(p.Keys(), own) {
+			return fmt.Errorf("%w: peer %q has this gateway's own public key", ErrBadConfig, p.Name)
+		}
+	}
+	return nil
+}
+
+// routes are the prefixes the netstack sends into the tunnel: every peer's
+// allowed IPs.
+func routes(c *config.Config) []netip.Prefix {
+	var r []netip.Prefix
+	for _, p := range c.Peers {
+		r = append(r, p.AllowedIPs...)
+	}
+	return r
+}
+
 // defaultBind picks the UDP socket: a side that only dials one peer gets a
 // socket connected to that peer, so nothing listens for anyone else; a side
 // with a listening port (or several peers to dial) gets wireguard-go's.
-func (g *Gateway) defaultBind() conn.Bind {
-	if g.Config.Interface.ListenPort != 0 || g.Tuning.DefaultBind {
+func (g *Gateway) defaultBind(c *config.Config, peers []*peer) conn.Bind {
+	if c.Interface.ListenPort != 0 || g.Tuning.DefaultBind {
 		return conn.NewDefaultBind()
 	}
 	var dialled []*peer
-	for _, p := range g.peers {
+	for _, p := range peers {
 		if p.hostport != "" {
 			dialled = append(dialled, p)
 		}
@@ -296,10 +331,16 @@ func protoNumber(p string) uint8 {
 // PublicKey is the gateway's public key. Valid after Start; a Reload
 // with a new private key changes it.
 func (g *Gateway) PublicKey() keys.PublicKey {
-	// Reload replaces the key under pmu, while Status and callers read it.
-	g.pmu.Lock()
-	defer g.pmu.Unlock()
-	return g.pub
+	g.peers.Lock()
+	defer g.peers.Unlock()
+	return g.peers.pub
+}
+
+// Config is the running configuration: the one given to Start, or to the
+// last Reload that got past validation (see Reload). Nil before Start.
+// The gateway does not modify it; neither may the caller.
+func (g *Gateway) Config() *config.Config {
+	return g.cfg.Load()
 }
 
 // ListenPort is the UDP port WireGuard is bound to (an ephemeral one when
@@ -328,12 +369,12 @@ func (g *Gateway) AdminURL() string {
 // listener is up. It does not wait for the peer: a gateway behind a load
 // balancer must be ready before its peer can reach it.
 func (g *Gateway) Ready() error {
-	if g.state.Load() != stateRunning {
+	if !g.running() {
 		return ErrNotRunning
 	}
 	for _, r := range g.ruleList() {
-		if err := r.err(); err != nil {
-			return fmt.Errorf("rule %s: %w", r.name, err)
+		if err := r.base().err(); err != nil {
+			return fmt.Errorf("rule %s: %w", r.base().name, err)
 		}
 	}
 	return nil
@@ -342,58 +383,56 @@ func (g *Gateway) Ready() error {
 // Shutdown stops accepting new flows and lets TCP flows in flight finish,
 // until ctx is done or DrainTimeout passes; then it closes the gateway.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	if g.state.Load() != stateRunning {
+	if !g.running() {
 		return nil
 	}
 	rules := g.ruleList()
 	ctx, cancel := context.WithTimeout(ctx, g.DrainTimeout)
 	defer cancel()
 	for _, r := range rules {
-		r.stopAccepting()
+		r.base().stopAccepting()
 	}
 	for _, r := range rules {
-		r.drain(ctx)
+		r.base().drain(ctx)
 	}
 	return g.Close()
 }
 
-// Close stops everything at once. It is safe to call more than once.
+// Close stops everything at once. It is safe to call more than once. A
+// Reload in progress finishes first.
 func (g *Gateway) Close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.state.Load() == stateClosed {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.life.state.Load() == stateClosed {
 		return nil
 	}
 	g.teardown()
-	g.log.Info("gateway stopped", "name", g.conf().Interface.Name)
+	if c := g.Config(); c != nil {
+		g.log.Info("gateway stopped", "name", c.Interface.Name)
+	}
 	return nil
 }
 
-// conf is the running configuration: Config until a Reload replaces it.
-func (g *Gateway) conf() *config.Config {
-	if c := g.cfg.Load(); c != nil {
-		return c
-	}
-	return g.Config
-}
+// running reports whether Start has finished and Close has not begun.
+func (g *Gateway) running() bool { return g.life.state.Load() == stateRunning }
 
 // ruleList returns the running rules.
-func (g *Gateway) ruleList() []*rule {
-	g.rmu.RLock()
-	defer g.rmu.RUnlock()
-	return g.rules
+func (g *Gateway) ruleList() []rule {
+	g.rules.RLock()
+	defer g.rules.RUnlock()
+	return g.rules.list
 }
 
-// teardown releases whatever Start made. Called with g.mu held; nothing it
-// waits for takes g.mu.
+// teardown releases whatever Start made. Called with g.life held; nothing
+// it waits for takes g.life.
 func (g *Gateway) teardown() {
-	g.state.Store(stateClosed)
-	if g.cancel != nil {
-		g.cancel()
+	g.life.state.Store(stateClosed)
+	if g.life.cancel != nil {
+		g.life.cancel()
 	}
 	rules := g.ruleList()
 	for _, r := range rules {
-		r.stopAccepting()
+		r.base().stopAccepting()
 	}
 	if g.admin != nil {
 		g.admin.Close()
@@ -409,6 +448,6 @@ func (g *Gateway) teardown() {
 	}
 	g.wg.Wait()
 	for _, r := range rules {
-		r.wait()
+		r.base().wait()
 	}
 }

@@ -51,10 +51,10 @@ func startGateway(t testing.TB, c *config.Config, key keys.PrivateKey) *tunnel.G
 
 func startTuned(t testing.TB, c *config.Config, key keys.PrivateKey, tuning tunnel.Tuning) *tunnel.Gateway {
 	t.Helper()
-	gw := &tunnel.Gateway{Config: c, PrivateKey: &key, Logger: testLogger(t), Tuning: tuning}
+	gw := &tunnel.Gateway{PrivateKey: &key, Logger: testLogger(t), Tuning: tuning}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := gw.Start(ctx); err != nil {
+	if err := gw.Start(ctx, c); err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}
 	t.Cleanup(func() { gw.Close() })
@@ -254,10 +254,10 @@ type tunnelGateway struct {
 }
 
 func (g *tunnelGateway) start(t testing.TB) error {
-	gw := &tunnel.Gateway{Config: g.cfg, PrivateKey: &g.key, Logger: testLogger(t)}
+	gw := &tunnel.Gateway{PrivateKey: &g.key, Logger: testLogger(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := gw.Start(ctx)
+	err := gw.Start(ctx, g.cfg)
 	if err == nil {
 		gw.Close()
 	}

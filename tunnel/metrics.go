@@ -58,10 +58,10 @@ func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 	g := c.g
 	up := 0.0
-	if g.state.Load() == stateRunning {
+	if g.running() {
 		up = 1
 	}
-	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, g.conf().Interface.Name)
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, g.Config().Interface.Name)
 	st := g.Status()
 	for _, p := range st.Peers {
 		name := p.Name

@@ -63,12 +63,25 @@ func (g *Gateway) newPeer(ctx context.Context, c config.Peer) (*peer, error) {
 	return p, nil
 }
 
+// newPeers builds every peer c names.
+func (g *Gateway) newPeers(ctx context.Context, c *config.Config) ([]*peer, error) {
+	var out []*peer
+	for _, pc := range c.Peers {
+		p, err := g.newPeer(ctx, pc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // peerList returns copies of the peers as they are now.
 func (g *Gateway) peerList() []peer {
-	g.pmu.Lock()
-	defer g.pmu.Unlock()
-	out := make([]peer, len(g.peers))
-	for i, p := range g.peers {
+	g.peers.Lock()
+	defer g.peers.Unlock()
+	out := make([]peer, len(g.peers.list))
+	for i, p := range g.peers.list {
 		out[i] = *p
 	}
 	return out
@@ -80,10 +93,10 @@ func (g *Gateway) peerList() []peer {
 // under the new one. Until the configuration drops the old key, the old
 // key may still handshake but carries nothing.
 func (g *Gateway) promoteSuccessors() {
-	g.pmu.Lock()
-	defer g.pmu.Unlock()
+	g.peers.Lock()
+	defer g.peers.Unlock()
 	var pending bool
-	for _, p := range g.peers {
+	for _, p := range g.peers.list {
 		if p.next != nil && p.owner != *p.next {
 			pending = true
 		}
@@ -99,7 +112,7 @@ func (g *Gateway) promoteSuccessors() {
 	for _, dp := range st.Peers {
 		hs[dp.Key] = dp.LastHandshake
 	}
-	for _, p := range g.peers {
+	for _, p := range g.peers.list {
 		if p.next == nil || p.owner == *p.next {
 			continue
 		}

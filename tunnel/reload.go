@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -21,16 +20,19 @@ var ErrNeedsRestart = errors.New("needs a restart")
 
 // Changes says what a Reload changed.
 type Changes struct {
-	PrivateKey                     bool
-	PeersAdded, PeersRemoved       []string
-	PeersChanged                   []string
-	RulesStarted, RulesStopped     []string
+	PrivateKey                 bool
+	PeersAdded, PeersRemoved   []string
+	PeersChanged               []string
+	RulesStarted, RulesStopped []string
+	// RulesFailed names the new or changed rules that could not start
+	// (see Reload); they are not running.
+	RulesFailed                    []string
 	UnchangedPeers, UnchangedRules int
 }
 
 // Empty reports whether nothing changed.
 func (c Changes) Empty() bool {
-	return !c.PrivateKey && len(c.PeersAdded)+len(c.PeersRemoved)+len(c.PeersChanged)+len(c.RulesStarted)+len(c.RulesStopped) == 0
+	return !c.PrivateKey && len(c.PeersAdded)+len(c.PeersRemoved)+len(c.PeersChanged)+len(c.RulesStarted)+len(c.RulesStopped)+len(c.RulesFailed) == 0
 }
 
 func (c Changes) String() string {
@@ -51,59 +53,105 @@ func (c Changes) String() string {
 	add("peers changed:", c.PeersChanged)
 	add("rules started:", c.RulesStarted)
 	add("rules stopped:", c.RulesStopped)
+	add("rules failed to start:", c.RulesFailed)
 	return strings.Join(parts, "; ")
 }
 
 // Reload applies a new configuration to the running gateway, changing only
 // what differs: a peer whose settings are unchanged keeps its sessions and
 // flows, a rule whose settings are unchanged keeps its listeners and
-// flows. The private key is re-read from Config.Interface.PrivateKeyFile
-// (unless the gateway was given its key directly). On any error nothing is
-// applied and the running configuration stays.
+// flows. The private key is re-read from c's interface.privateKeyFile
+// (unless the gateway was given its key directly).
+//
+// It runs in three steps, and a step that fails ends the reload with the
+// steps before it applied:
+//
+//  1. validate (prepareReload): a change only a restart can apply
+//     (ErrNeedsRestart), an unreadable key file or one naming the
+//     gateway's own key (ErrBadConfig). Nothing is applied; the running
+//     configuration stays.
+//  2. peers and key (applyPeers), in one change to WireGuard. If WireGuard
+//     refuses it, the gateway's peers, key and configuration stay the old
+//     ones (see applyPeers for the device itself).
+//  3. policy, routes and rules (applyRules). Once here, c is the running
+//     configuration (Config returns it). A rule that fails to start, such
+//     as a forward rule whose port is taken, is not running; every other
+//     rule is: unchanged ones keep running, the rest have started. The
+//     error names each rule that failed, and so does Changes.RulesFailed;
+//     a later Reload tries it again.
+//
+// The returned Changes say what was applied, also alongside an error.
+// Reload and Close run one at a time.
 func (g *Gateway) Reload(ctx context.Context, c *config.Config) (Changes, error) {
-	g.reload.Lock()
-	defer g.reload.Unlock()
+	g.life.Lock()
+	defer g.life.Unlock()
+	if !g.running() {
+		return Changes{}, ErrNotRunning
+	}
+	next, err := g.prepareReload(ctx, c)
+	if err != nil {
+		return Changes{}, err
+	}
 	var ch Changes
-	if g.state.Load() != stateRunning {
-		return ch, ErrNotRunning
+	if err := g.applyPeers(next, &ch); err != nil {
+		return Changes{}, err
 	}
-	old := g.conf()
-	if err := needsRestart(old, c); err != nil {
-		return ch, err
+	g.ns.SetRoutes(routes(c))
+	g.filter.SetPorts(exposedPorts(c))
+	g.cfg.Store(c)
+	return ch, g.applyRules(ctx, c, &ch)
+}
+
+// reloadPlan is a validated configuration's peers and key, ready to apply.
+type reloadPlan struct {
+	priv  keys.PrivateKey
+	peers []*peer
+}
+
+// prepareReload checks that c can be applied to the running gateway and
+// builds its peers (preshared keys read, endpoints resolved where they
+// can be). It changes nothing.
+func (g *Gateway) prepareReload(ctx context.Context, c *config.Config) (reloadPlan, error) {
+	if err := needsRestart(g.Config(), c); err != nil {
+		return reloadPlan{}, err
 	}
-	priv := g.priv
+	g.peers.Lock()
+	priv := g.peers.priv
+	g.peers.Unlock()
 	if g.PrivateKey == nil {
 		k, err := keys.LoadPrivateKey(c.Interface.PrivateKeyFile)
 		if err != nil {
-			return ch, fmt.Errorf("%w: interface.privateKeyFile: %w", ErrBadConfig, err)
+			return reloadPlan{}, fmt.Errorf("%w: interface.privateKeyFile: %w", ErrBadConfig, err)
 		}
 		priv = k
 	}
-	pub := priv.Public()
-	for _, p := range c.Peers {
-		if slices.Contains(p.Keys(), pub) {
-			return ch, fmt.Errorf("%w: peer %q has this gateway's own public key", ErrBadConfig, p.Name)
-		}
+	if err := checkOwnKey(c, priv.Public()); err != nil {
+		return reloadPlan{}, err
 	}
-	var fresh []*peer
-	for _, pc := range c.Peers {
-		p, err := g.newPeer(ctx, pc)
-		if err != nil {
-			return ch, err
-		}
-		fresh = append(fresh, p)
+	peers, err := g.newPeers(ctx, c)
+	if err != nil {
+		return reloadPlan{}, err
 	}
+	return reloadPlan{priv: priv, peers: peers}, nil
+}
 
-	// Peers first, in one device change.
-	g.pmu.Lock()
-	oldPeers := map[string]*peer{}
-	for _, p := range g.peers {
-		oldPeers[p.name] = p
+// applyPeers makes the plan's peers and key the device's, in one IpcSet
+// holding only what differs, and records what changed in ch. On error the
+// gateway's peer list and key stay the old ones. wireguard-go applies a
+// change line by line, so a refused line leaves the lines before it in the
+// device; validation makes that unexpected, since every line is of a kind
+// the device accepted at Start.
+func (g *Gateway) applyPeers(plan reloadPlan, ch *Changes) error {
+	g.peers.Lock()
+	defer g.peers.Unlock()
+	old := map[string]*peer{}
+	for _, p := range g.peers.list {
+		old[p.name] = p
 	}
 	var b strings.Builder
-	for _, p := range fresh {
-		o := oldPeers[p.name]
-		delete(oldPeers, p.name)
+	for _, p := range plan.peers {
+		o := old[p.name]
+		delete(old, p.name)
 		if o == nil {
 			ch.PeersAdded = append(ch.PeersAdded, p.name)
 			for _, k := range p.deviceKeys() {
@@ -133,87 +181,65 @@ func (g *Gateway) Reload(ctx context.Context, c *config.Config) (Changes, error)
 			writePeer(&b, p, k, false)
 		}
 	}
-	for name, o := range oldPeers {
+	for name, o := range old {
 		ch.PeersRemoved = append(ch.PeersRemoved, name)
 		for _, k := range o.deviceKeys() {
 			b.WriteString(uapiRemove(k))
 		}
 	}
-	if priv != g.priv {
+	if plan.priv != g.peers.priv {
 		ch.PrivateKey = true
-		b.WriteString("private_key=" + priv.UAPIHex() + "\n")
+		b.WriteString("private_key=" + plan.priv.UAPIHex() + "\n")
 	}
 	if b.Len() > 0 {
 		if err := g.dev.IpcSet(b.String()); err != nil {
-			g.pmu.Unlock()
-			return Changes{}, fmt.Errorf("applying the new peers to WireGuard: %w", err)
+			return fmt.Errorf("applying the new peers to WireGuard: %w", err)
 		}
 	}
-	g.peers = fresh
-	g.priv, g.pub = priv, pub
-	g.pmu.Unlock()
+	g.peers.list = plan.peers
+	g.peers.priv, g.peers.pub = plan.priv, plan.priv.Public()
+	return nil
+}
 
-	// Then the policy, routes and rules.
-	var routes []netip.Prefix
-	for _, p := range c.Peers {
-		routes = append(routes, p.AllowedIPs...)
-	}
-	g.ns.SetRoutes(routes)
-	g.filter.SetPorts(exposedPorts(c))
-	g.cfg.Store(c)
-
+// applyRules stops the running rules c no longer names (or names with
+// other settings), giving their flows up to min(DrainTimeout, 5s), then
+// starts the rules c names that are not running. A rule that fails to
+// start is not running; the others start regardless, and the error names
+// each that failed.
+func (g *Gateway) applyRules(ctx context.Context, c *config.Config, ch *Changes) error {
+	want := configuredRules(c)
 	keep := map[string]bool{}
-	for _, e := range c.Expose {
-		keep[kindExpose+"/"+e.Name+fmt.Sprint(e)] = true
+	for _, r := range want {
+		keep[r.base().id] = true
 	}
-	for _, f := range c.Forward {
-		keep[kindForward+"/"+f.Name+fmt.Sprint(f)] = true
-	}
-	running := map[string]bool{}
 	drainCtx, cancel := context.WithTimeout(ctx, min(g.DrainTimeout, 5*time.Second))
 	defer cancel()
+	running := map[string]bool{}
 	for _, r := range g.ruleList() {
-		id := r.id()
-		if keep[id] {
+		if id := r.base().id; keep[id] {
 			running[id] = true
 			ch.UnchangedRules++
 			continue
 		}
 		g.removeRule(drainCtx, r)
-		ch.RulesStopped = append(ch.RulesStopped, r.name)
+		ch.RulesStopped = append(ch.RulesStopped, r.base().name)
 	}
 	var errs []error
-	for _, e := range c.Expose {
-		if !running[kindExpose+"/"+e.Name+fmt.Sprint(e)] {
-			if err := g.addExpose(g.runCtx, e); err != nil {
-				errs = append(errs, err)
-			}
-			ch.RulesStarted = append(ch.RulesStarted, e.Name)
+	for _, r := range want {
+		if running[r.base().id] {
+			continue
 		}
-	}
-	for _, f := range c.Forward {
-		if !running[kindForward+"/"+f.Name+fmt.Sprint(f)] {
-			if err := g.addForward(g.runCtx, f); err != nil {
-				errs = append(errs, err)
-			}
-			ch.RulesStarted = append(ch.RulesStarted, f.Name)
+		if err := g.startRule(g.life.runCtx, r); err != nil {
+			errs = append(errs, err)
+			ch.RulesFailed = append(ch.RulesFailed, r.base().name)
+			continue
 		}
+		ch.RulesStarted = append(ch.RulesStarted, r.base().name)
 	}
 	if len(errs) > 0 {
-		// Peers are applied; a rule that could not start (its port taken)
-		// shows in Ready and Status.
-		return ch, fmt.Errorf("reloading rules: %w", errors.Join(errs...))
+		return fmt.Errorf("reloading rules: %w", errors.Join(errs...))
 	}
-	return ch, nil
-}
-
-// id identifies a rule with its whole configuration: a changed rule is a
-// different rule.
-func (r *rule) id() string {
-	if r.kind == kindExpose {
-		return kindExpose + "/" + r.name + fmt.Sprint(r.expose)
-	}
-	return kindForward + "/" + r.name + fmt.Sprint(r.forward)
+	return nil
 }
 
 func samePeer(a, b *peer) bool {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -68,8 +69,8 @@ func (s *fileSide) peerFile() string { return filepath.Join(s.dir, "peer.pub") }
 
 func (s *fileSide) start(t *testing.T) {
 	t.Helper()
-	s.gw = &tunnel.Gateway{Config: s.load(t), Logger: testLogger(t)}
-	if err := s.gw.Start(context.Background()); err != nil {
+	s.gw = &tunnel.Gateway{Logger: testLogger(t)}
+	if err := s.gw.Start(context.Background(), s.load(t)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.gw.Close() })
@@ -315,4 +316,86 @@ func TestWatcherFollowsSymlinkSwap(t *testing.T) {
 		t.Fatalf("a refused file changed the rules: %+v", eks.gw.Status().Rules)
 	}
 	_ = aks
+}
+
+// A rule that cannot start mid-reload (its port is taken), in a reload
+// that also adds a peer and another rule: as Reload documents, the new
+// peers and every other rule are in effect, the rule that failed is not
+// running and is named in the error, the unchanged rule's flow carries on,
+// and a later reload starts the failed rule once its port is free.
+func TestReloadRuleFailsToStart(t *testing.T) {
+	_, aks, _ := filePair(t)
+	c, err := net.Dial("udp", forwardAddr(t, aks.gw, "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := udpRoundTrip(c, []byte("before"), 10, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	blocker, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	carol := testutil.PrivateKey(t).Public()
+	body := strings.Replace(aks.body, "peers: [", fmt.Sprintf("peers: [{name: carol, publicKey: %s, allowedIPs: [10.99.0.3/32]}, ", carol), 1)
+	body = strings.Replace(body, "forward: [", fmt.Sprintf(`forward: [{name: taken, protocol: tcp, listen: %q, peer: eks, to: "10.99.0.1:8000"}, `+
+		`{name: fresh, protocol: udp, listen: "127.0.0.1:0", peer: eks, to: "10.99.0.1:7000"}, `, blocker.Addr()), 1)
+	aks.write(t, body)
+	want := aks.load(t)
+
+	ch, err := aks.gw.Reload(context.Background(), want)
+	if err == nil || !strings.Contains(err.Error(), `forward rule "taken"`) || !strings.Contains(err.Error(), blocker.Addr().String()) {
+		t.Fatalf("reload error %v, want one naming rule taken and its address", err)
+	}
+	if fmt.Sprint(ch.RulesFailed, ch.RulesStarted, ch.PeersAdded) != "[taken] [fresh] [carol]" || ch.UnchangedRules != 1 || ch.UnchangedPeers != 1 {
+		t.Fatalf("changes %+v", ch)
+	}
+	if aks.gw.Config() != want {
+		t.Fatal("Config is not the reloaded configuration")
+	}
+	st := aks.gw.Status()
+	var peers, rules []string
+	for _, p := range st.Peers {
+		peers = append(peers, p.Name)
+	}
+	for _, r := range st.Rules {
+		rules = append(rules, r.Name)
+	}
+	slices.Sort(peers)
+	slices.Sort(rules)
+	if fmt.Sprint(peers, rules) != "[carol eks] [fresh relay]" {
+		t.Fatalf("after the reload: peers %v, rules %v; want carol added, taken not running", peers, rules)
+	}
+	if _, ok := aks.gw.ForwardAddr("taken"); ok {
+		t.Fatal("the rule that failed has a listener")
+	}
+	if err := aks.gw.Ready(); err != nil {
+		t.Fatalf("ready: %v (a rule that never started is not a running rule that failed)", err)
+	}
+	if got, err := udpRoundTrip(c, []byte("after"), 3, time.Second); err != nil || string(got) != "after" {
+		t.Fatalf("the unchanged rule's flow after the reload: %q %v", got, err)
+	}
+	if r := rule(t, aks.gw, "relay"); r.Flows != 1 {
+		t.Fatalf("the unchanged rule restarted: %+v", r)
+	}
+	f, err := net.Dial("udp", forwardAddr(t, aks.gw, "fresh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, err := udpRoundTrip(f, []byte("fresh"), 5, time.Second); err != nil || string(got) != "fresh" {
+		t.Fatalf("the rule started beside the failed one: %q %v", got, err)
+	}
+
+	// Its port free, the same configuration again starts just that rule.
+	blocker.Close()
+	ch, err = aks.gw.Reload(context.Background(), aks.load(t))
+	if err != nil || fmt.Sprint(ch.RulesStarted) != "[taken]" || ch.UnchangedRules != 2 || len(ch.RulesFailed) != 0 {
+		t.Fatalf("retry: %+v %v", ch, err)
+	}
+	if ap, ok := aks.gw.ForwardAddr("taken"); !ok || ap.String() != blocker.Addr().String() {
+		t.Fatalf("taken listens on %v %v, want %s", ap, ok, blocker.Addr())
+	}
 }

@@ -116,10 +116,10 @@ func (g *Gateway) refreshEndpoint(ctx context.Context, p peer, st deviceState) {
 	if cur.Endpoint == ep.String() {
 		return
 	}
-	g.pmu.Lock()
-	defer g.pmu.Unlock()
+	g.peers.Lock()
+	defer g.peers.Unlock()
 	var live *peer
-	for _, q := range g.peers {
+	for _, q := range g.peers.list {
 		if q.name == p.name {
 			live = q
 		}

@@ -99,11 +99,11 @@ peers: [{name: aks, publicKey: %s, endpoint: "aks.gateway.test:%d", persistentKe
 expose: [{name: relay-tcp, protocol: tcp, port: 8000, target: %q, peers: [aks]}]
 admin: {listen: "-"}
 `, p.aksKey.Public(), p.aks.ListenPort(), p.tcpEcho))
-	eks := &tunnel.Gateway{Config: eksCfg, PrivateKey: &p.eksKey, Logger: testLogger(t), Resolver: dns.resolver()}
+	eks := &tunnel.Gateway{PrivateKey: &p.eksKey, Logger: testLogger(t), Resolver: dns.resolver()}
 	tunnel.SetResolveTiming(eks, 100*time.Millisecond, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := eks.Start(ctx); err != nil {
+	if err := eks.Start(ctx, eksCfg); err != nil {
 		t.Fatalf("a name that does not resolve yet must not stop the gateway: %v", err)
 	}
 	defer eks.Close()

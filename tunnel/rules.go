@@ -14,19 +14,49 @@ import (
 	"github.com/tunnel-dev/tunnel/tunnel/policy"
 )
 
-// Rule kinds.
+// Rule kinds, as Status and the metrics name them.
 const (
 	kindExpose  = "expose"
 	kindForward = "forward"
 )
 
-// rule is one running expose or forward rule: its listeners (one per tunnel
-// address for expose rules) and their forwarders, sharing one Stats.
-type rule struct {
-	expose  config.Expose  // the rule's configuration, for reloads to compare
-	forward config.Forward // (one of the two)
+// rule is one expose or forward rule. configuredRules makes them from a
+// configuration; startRule starts one and adds it to the running rules.
+type rule interface {
+	// base is what every rule has: its identity, listeners, forwarders
+	// and counters.
+	base() *ruleBase
+	// start opens the rule's listeners and starts its forwarders under
+	// ctx. On error the caller stops what it opened.
+	start(ctx context.Context, g *Gateway) error
+	// status reports the rule; denied counts, by rule name, packets the
+	// policy refused because their peer is not on the rule.
+	status(denied map[string]uint64) RuleStatus
+}
 
-	name, kind, proto string
+// exposeRule listens on every tunnel address and dials a target in the
+// gateway's own network for each flow.
+type exposeRule struct {
+	ruleBase
+	cfg config.Expose
+}
+
+// forwardRule listens in the gateway's own network and dials a peer's
+// tunnel address for each flow.
+type forwardRule struct {
+	ruleBase
+	cfg  config.Forward
+	addr netip.AddrPort // where it listens, once started
+}
+
+// ruleBase is the state expose and forward rules share: their listeners
+// (one per tunnel address for expose rules) and forwarders, sharing one
+// Stats.
+type ruleBase struct {
+	// id identifies the rule with its whole configuration: a changed rule
+	// is a different rule, which Reload replaces.
+	id                string
+	kind, name, proto string
 	from, to          string // for status: where flows come in, where they go
 	stats             forward.Stats
 
@@ -38,36 +68,79 @@ type rule struct {
 	stopped sync.Once
 }
 
-func (r *rule) err() error {
-	if p := r.failed.Load(); p != nil {
+// configuredRules are the rules c names, expose rules first, not started.
+func configuredRules(c *config.Config) []rule {
+	var rules []rule
+	for _, e := range c.Expose {
+		r := &exposeRule{cfg: e}
+		r.init(kindExpose, e.Name, e.Protocol, e)
+		r.from, r.to = fmt.Sprintf("%s/%d", e.Protocol, e.Port), e.Target
+		rules = append(rules, r)
+	}
+	for _, f := range c.Forward {
+		r := &forwardRule{cfg: f}
+		r.init(kindForward, f.Name, f.Protocol, f)
+		r.from, r.to = f.Listen, f.To.String()
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+// init names the rule; cfg is its configuration, which its identity
+// includes.
+func (b *ruleBase) init(kind, name, proto string, cfg any) {
+	b.kind, b.name, b.proto = kind, name, proto
+	b.id = fmt.Sprintf("%s/%s %+v", kind, name, cfg)
+}
+
+func (b *ruleBase) base() *ruleBase { return b }
+
+func (b *ruleBase) status() RuleStatus {
+	rs := RuleStatus{Name: b.name, Kind: b.kind, Protocol: b.proto, From: b.from, To: b.to, Snapshot: b.stats.Snapshot()}
+	if err := b.err(); err != nil {
+		rs.Error = err.Error()
+	}
+	return rs
+}
+
+func (r *exposeRule) status(denied map[string]uint64) RuleStatus {
+	rs := r.ruleBase.status()
+	rs.Denied = denied[r.name]
+	return rs
+}
+
+func (r *forwardRule) status(map[string]uint64) RuleStatus { return r.ruleBase.status() }
+
+func (b *ruleBase) err() error {
+	if p := b.failed.Load(); p != nil {
 		return *p
 	}
 	return nil
 }
 
-func (r *rule) stopAccepting() {
-	r.stopped.Do(func() {
-		for _, c := range r.closers {
+func (b *ruleBase) stopAccepting() {
+	b.stopped.Do(func() {
+		for _, c := range b.closers {
 			c()
 		}
 	})
 }
 
-func (r *rule) drain(ctx context.Context) {
-	for _, t := range r.tcps {
+func (b *ruleBase) drain(ctx context.Context) {
+	for _, t := range b.tcps {
 		t.Shutdown(ctx)
 	}
 }
 
-func (r *rule) wait() { r.wg.Wait() }
+func (b *ruleBase) wait() { b.wg.Wait() }
 
-func (r *rule) serve(ctx context.Context, run func(context.Context) error) {
-	r.wg.Add(1)
+func (b *ruleBase) serve(ctx context.Context, run func(context.Context) error) {
+	b.wg.Add(1)
 	go func() {
-		defer r.wg.Done()
+		defer b.wg.Done()
 		if err := run(ctx); err != nil {
 			e := fmt.Errorf("serving: %w", err)
-			r.failed.Store(&e)
+			b.failed.Store(&e)
 		}
 	}()
 }
@@ -81,73 +154,42 @@ func udpPayloadMax(mtu int, a netip.Addr) int {
 	return mtu - 40 - 8
 }
 
-func (g *Gateway) startRules(ctx context.Context) error {
-	c := g.conf()
-	for _, e := range c.Expose {
-		if err := g.addExpose(ctx, e); err != nil {
-			return err
-		}
+// startRule starts r and adds it to the running rules. On error nothing
+// of r is left running.
+func (g *Gateway) startRule(ctx context.Context, r rule) error {
+	b := r.base()
+	if err := r.start(ctx, g); err != nil {
+		b.stopAccepting()
+		b.wait()
+		return fmt.Errorf("%s rule %q: %w", b.kind, b.name, err)
 	}
-	for _, f := range c.Forward {
-		if err := g.addForward(ctx, f); err != nil {
-			return err
-		}
-	}
+	g.rules.Lock()
+	defer g.rules.Unlock()
+	g.rules.list = append(slices.Clone(g.rules.list), r) // only once started: Status reads its fields
 	return nil
-}
-
-// addExpose starts an expose rule and adds it to the running rules.
-func (g *Gateway) addExpose(ctx context.Context, e config.Expose) error {
-	r := &rule{name: e.Name, kind: kindExpose, proto: e.Protocol, to: e.Target, expose: e}
-	if err := g.startExpose(ctx, r, e); err != nil {
-		r.stopAccepting()
-		r.wait()
-		return fmt.Errorf("expose rule %q: %w", e.Name, err)
-	}
-	g.appendRule(r) // only once started: Status reads its fields
-	return nil
-}
-
-// addForward starts a forward rule and adds it to the running rules.
-func (g *Gateway) addForward(ctx context.Context, f config.Forward) error {
-	r := &rule{name: f.Name, kind: kindForward, proto: f.Protocol, from: f.Listen, to: f.To.String(), forward: f}
-	if err := g.startForward(ctx, r, f); err != nil {
-		r.stopAccepting()
-		r.wait()
-		return fmt.Errorf("forward rule %q: %w", f.Name, err)
-	}
-	g.appendRule(r) // only once started: Status reads its fields
-	return nil
-}
-
-func (g *Gateway) appendRule(r *rule) {
-	g.rmu.Lock()
-	defer g.rmu.Unlock()
-	g.rules = append(slices.Clone(g.rules), r)
 }
 
 // removeRule stops a rule: no new flows, flows in flight get until ctx is
 // done, then it is gone.
-func (g *Gateway) removeRule(ctx context.Context, r *rule) {
-	r.stopAccepting()
-	r.drain(ctx)
-	r.wait()
-	g.rmu.Lock()
-	defer g.rmu.Unlock()
-	g.rules = slices.DeleteFunc(slices.Clone(g.rules), func(x *rule) bool { return x == r })
+func (g *Gateway) removeRule(ctx context.Context, r rule) {
+	b := r.base()
+	b.stopAccepting()
+	b.drain(ctx)
+	b.wait()
+	g.rules.Lock()
+	defer g.rules.Unlock()
+	g.rules.list = slices.DeleteFunc(slices.Clone(g.rules.list), func(x rule) bool { return x == r })
 }
 
-// startExpose listens on every tunnel address and dials the target in the
-// gateway's own network for each flow. The target's name is resolved per
-// flow, so a Service whose address changes is followed.
-func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) error {
-	lim := g.conf().Limits
+// start listens on every tunnel address. The target's name is resolved
+// per flow, so a Service whose address changes is followed.
+func (r *exposeRule) start(ctx context.Context, g *Gateway) error {
+	e := r.cfg
+	c := g.Config()
+	lim := c.Limits
 	var d net.Dialer
-	for _, a := range g.conf().Interface.Addresses {
+	for _, a := range c.Interface.Addresses {
 		at := netip.AddrPortFrom(a, e.Port)
-		if r.from == "" {
-			r.from = fmt.Sprintf("%s/%d", e.Protocol, e.Port)
-		}
 		switch e.Protocol {
 		case config.TCP:
 			ln, err := g.ns.ListenTCP(at)
@@ -172,10 +214,10 @@ func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) err
 			u := &forward.UDP{
 				Name: e.Name, Conn: pc,
 				Dial:        func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "udp", e.Target) },
-				DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
+				DialTimeout: lim.UDPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
 				// Up: from the tunnel, already within its MTU. Down: replies
 				// into the tunnel must fit it unfragmented.
-				MaxUp: 65535, MaxDown: udpPayloadMax(g.conf().Interface.MTU, a),
+				MaxUp: 65535, MaxDown: udpPayloadMax(c.Interface.MTU, a),
 				Stats: &r.stats, Logger: g.log,
 			}
 			r.udps = append(r.udps, u)
@@ -185,11 +227,12 @@ func (g *Gateway) startExpose(ctx context.Context, r *rule, e config.Expose) err
 	return nil
 }
 
-// startForward listens in the gateway's own network and dials the peer's
-// tunnel address for each flow; replies from that address and port are let
-// in by the filter.
-func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) error {
-	lim := g.conf().Limits
+// start listens in the gateway's own network; replies from the peer's
+// address and port are let in by the filter.
+func (r *forwardRule) start(ctx context.Context, g *Gateway) error {
+	f := r.cfg
+	c := g.Config()
+	lim := c.Limits
 	remove := g.filter.AddRemote(policy.Remote{Proto: protoNumber(f.Protocol), Addr: f.To})
 	r.closers = append(r.closers, remove)
 	var lc net.ListenConfig
@@ -199,8 +242,8 @@ func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) e
 		if err != nil {
 			return fmt.Errorf("listening on %s: %w", f.Listen, err)
 		}
-		r.from = "tcp/" + ln.Addr().String()
 		r.closers = append(r.closers, func() { ln.Close() })
+		r.listening("tcp", ln.Addr())
 		t := &forward.TCP{
 			Name: f.Name, Listener: ln,
 			Dial:        func(ctx context.Context) (net.Conn, error) { return g.ns.DialTCP(ctx, f.To) },
@@ -214,13 +257,13 @@ func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) e
 		if err != nil {
 			return fmt.Errorf("listening on %s: %w", f.Listen, err)
 		}
-		r.from = "udp/" + pc.LocalAddr().String()
 		r.closers = append(r.closers, func() { pc.Close() })
+		r.listening("udp", pc.LocalAddr())
 		u := &forward.UDP{
 			Name: f.Name, Conn: pc,
 			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(f.To) },
-			DialTimeout: lim.TCPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
-			MaxUp: udpPayloadMax(g.conf().Interface.MTU, f.To.Addr()), MaxDown: 65535,
+			DialTimeout: lim.UDPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
+			MaxUp: udpPayloadMax(c.Interface.MTU, f.To.Addr()), MaxDown: 65535,
 			Stats: &r.stats, Logger: g.log,
 		}
 		r.udps = append(r.udps, u)
@@ -229,26 +272,22 @@ func (g *Gateway) startForward(ctx context.Context, r *rule, f config.Forward) e
 	return nil
 }
 
+// listening records the address the rule's listener got (the configured
+// one may ask for port 0).
+func (r *forwardRule) listening(proto string, a net.Addr) {
+	r.from = proto + "/" + a.String()
+	r.addr, _ = netip.ParseAddrPort(a.String())
+}
+
 // ForwardAddr returns the local address a forward rule listens on (useful
 // when the configuration asks for port 0).
 func (g *Gateway) ForwardAddr(name string) (netip.AddrPort, bool) {
 	for _, r := range g.ruleList() {
-		if r.kind == kindForward && r.name == name {
-			_, addr, _ := cutProto(r.from)
-			ap, err := netip.ParseAddrPort(addr)
-			return ap, err == nil
+		if f, ok := r.(*forwardRule); ok && f.name == name {
+			return f.addr, f.addr.IsValid()
 		}
 	}
 	return netip.AddrPort{}, false
-}
-
-func cutProto(s string) (proto, addr string, ok bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", s, false
 }
 
 // listenUDP and dialUDP open tunnel-side UDP sockets: on the fast path

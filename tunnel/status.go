@@ -75,18 +75,17 @@ type RuleStatus struct {
 
 // Status reports the gateway's state now.
 func (g *Gateway) Status() Status {
-	st := Status{
-		Name:      g.conf().Interface.Name,
-		PublicKey: g.PublicKey().String(),
-		Addresses: g.conf().Interface.Addresses,
-		DialOnly:  g.conf().Interface.ListenPort == 0,
-		Ingress:   map[string]uint64{},
+	st := Status{PublicKey: g.PublicKey().String(), Ingress: map[string]uint64{}}
+	if c := g.Config(); c != nil {
+		st.Name, st.Addresses = c.Interface.Name, c.Interface.Addresses
+		st.DialOnly = c.Interface.ListenPort == 0
 	}
-	if g.state.Load() == stateRunning {
+	if g.running() {
 		st.Uptime = time.Since(g.started)
 	}
 	if ds, err := g.deviceState(); err == nil {
 		st.ListenPort = ds.ListenPort
+		peers := g.peerList()
 		for _, p := range ds.Peers {
 			ps := PeerStatus{
 				PublicKey:     p.Key.String(),
@@ -96,7 +95,7 @@ func (g *Gateway) Status() Status {
 				TxBytes:       p.TxBytes,
 				AllowedIPs:    p.AllowedIPs,
 			}
-			for _, cp := range g.peerList() {
+			for _, cp := range peers {
 				switch {
 				case p.Key == cp.owner:
 					ps.Name, ps.Key = cp.name, "active"
@@ -117,16 +116,9 @@ func (g *Gateway) Status() Status {
 		}
 	}
 	for _, r := range g.ruleList() {
-		rs := RuleStatus{Name: r.name, Kind: r.kind, Protocol: r.proto, From: r.from, To: r.to, Snapshot: r.stats.Snapshot()}
-		if r.kind == kindExpose {
-			rs.Denied = denied[r.name]
-		}
-		if err := r.err(); err != nil {
-			rs.Error = err.Error()
-		}
-		st.Rules = append(st.Rules, rs)
+		st.Rules = append(st.Rules, r.status(denied))
 	}
-	st.WireGuard = WireGuardCounts{SpoofedSource: g.wgc.spoofed.Load(), HandshakeRefused: g.wgc.handshakeRefused.Load()}
+	st.WireGuard = g.wgc.counts()
 	if g.ns != nil {
 		st.QueueDrops = g.ns.Stats().QueueDrops
 		st.TunnelSocketDrops = g.ns.UDPQueueDrops()

@@ -51,7 +51,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		w.Logger = slog.New(slog.DiscardHandler)
 	}
 	w.init()
-	w.seen = w.hashes(w.Gateway.conf())
+	w.seen = w.hashes(w.Gateway.Config())
 	t := time.NewTicker(w.Every)
 	defer t.Stop()
 	for {
@@ -67,7 +67,7 @@ func (w *Watcher) Run(ctx context.Context) {
 
 // check reloads if any watched file's contents changed.
 func (w *Watcher) check(ctx context.Context) {
-	now := w.hashes(w.Gateway.conf())
+	now := w.hashes(w.Gateway.Config())
 	if mapsEqual(now, w.seen) {
 		return
 	}

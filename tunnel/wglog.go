@@ -47,3 +47,7 @@ func wgLogger(l *slog.Logger, c *wgCounters) *device.Logger {
 		},
 	}
 }
+
+func (c *wgCounters) counts() WireGuardCounts {
+	return WireGuardCounts{SpoofedSource: c.spoofed.Load(), HandshakeRefused: c.handshakeRefused.Load()}
+}

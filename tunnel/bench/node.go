@@ -102,7 +102,7 @@ func runTunnelNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, pee
 		},
 		Admin: config.Admin{Listen: config.Disabled},
 	}
-	gw := &tunnel.Gateway{Config: c, PrivateKey: &priv, Logger: log, Tuning: spec.Tuning}
+	gw := &tunnel.Gateway{PrivateKey: &priv, Logger: log, Tuning: spec.Tuning}
 	if spec.Role == RoleEKS {
 		c.Interface.Addresses = []netip.Addr{eksAddr}
 		c.Peers = []config.Peer{{Name: "aks", Key: peer, Endpoint: spec.PeerEndpoint, PersistentKeepalive: 25 * time.Second,
@@ -121,7 +121,7 @@ func runTunnelNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, pee
 		// Listen on an ephemeral port: the default bind does.
 		gw.Bind = conn.NewDefaultBind()
 	}
-	if err := gw.Start(ctx); err != nil {
+	if err := gw.Start(ctx, c); err != nil {
 		return NodeReady{}, nil, err
 	}
 	r := NodeReady{PID: os.Getpid(), ListenPort: gw.ListenPort()}

@@ -116,8 +116,8 @@ func (s *Side) start(t testing.TB, every time.Duration) {
 		t.Fatalf("%s config: %v", s.Name, err)
 	}
 	log := slog.New(slog.NewTextHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("side", s.Name)
-	s.Gateway = &tunnel.Gateway{Config: c, Logger: log}
-	if err := s.Gateway.Start(context.Background()); err != nil {
+	s.Gateway = &tunnel.Gateway{Logger: log}
+	if err := s.Gateway.Start(context.Background(), c); err != nil {
 		t.Fatalf("starting %s: %v", s.Name, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -159,8 +159,8 @@ admin: {listen: "-"}
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &tunnel.Gateway{Config: c, PrivateKey: &key}
-	if err := g.Start(context.Background()); err != nil {
+	g := &tunnel.Gateway{PrivateKey: &key}
+	if err := g.Start(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { g.Close() })

@@ -32,8 +32,8 @@ func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 	reg := admin.NewRegistry()
 	reg.MustRegister(build.Collector("tunnel"))
 	log.Info("tunnel gateway starting", "version", build.Version, "revision", build.Revision)
-	gw := &tunnel.Gateway{Config: cfg, Logger: log, DrainTimeout: c.DrainTimeout, Registry: reg}
-	if err := gw.Start(ctx); err != nil {
+	gw := &tunnel.Gateway{Logger: log, DrainTimeout: c.DrainTimeout, Registry: reg}
+	if err := gw.Start(ctx, cfg); err != nil {
 		if errors.Is(err, tunnel.ErrBadConfig) {
 			return cli.Usage(err)
 		}
