@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,7 +44,8 @@ func (w *Watcher) Trigger() {
 	}
 }
 
-// Run checks until ctx is done.
+// Run checks until ctx is done. It returns only once a reload it began
+// has finished, so a caller that waits for it knows none is in flight.
 func (w *Watcher) Run(ctx context.Context) {
 	if w.Every <= 0 {
 		w.Every = time.Second
@@ -68,7 +71,7 @@ func (w *Watcher) Run(ctx context.Context) {
 // check reloads if any watched file's contents changed.
 func (w *Watcher) check(ctx context.Context) {
 	now := w.hashes(w.Gateway.Config())
-	if mapsEqual(now, w.seen) {
+	if maps.Equal(now, w.seen) {
 		return
 	}
 	c, err := config.Load(w.Path)
@@ -78,8 +81,14 @@ func (w *Watcher) check(ctx context.Context) {
 		return
 	}
 	ch, err := w.Gateway.Reload(ctx, c)
-	// What the new configuration names is watched from now on.
-	w.seen = w.hashes(c)
+	// What the new configuration names is watched from now on, as it was
+	// before loading: a file rewritten since is a change the next check
+	// sees. A file only the new configuration names has no earlier hash,
+	// so the next check reads it again.
+	w.seen = map[string][32]byte{}
+	for _, f := range watchedFiles(w.Path, c) {
+		w.seen[f] = now[f]
+	}
 	switch {
 	case errors.Is(err, ErrNeedsRestart), errors.Is(err, ErrBadConfig):
 		w.Logger.Error("configuration changed but cannot be applied; keeping the running one", "file", w.Path, "err", err)
@@ -96,18 +105,8 @@ func (w *Watcher) check(ctx context.Context) {
 // hashes reads the configuration file and every key file it names. A file
 // that cannot be read hashes as zeros, so its coming back is a change.
 func (w *Watcher) hashes(c *config.Config) map[string][32]byte {
-	files := []string{w.Path}
-	if c != nil {
-		files = append(files, c.Interface.PrivateKeyFile)
-		for _, p := range c.Peers {
-			files = append(files, p.PublicKeyFile, p.PresharedKeyFile)
-		}
-	}
 	h := map[string][32]byte{}
-	for _, f := range files {
-		if f == "" {
-			continue
-		}
+	for _, f := range watchedFiles(w.Path, c) {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			h[f] = [32]byte{}
@@ -118,14 +117,14 @@ func (w *Watcher) hashes(c *config.Config) map[string][32]byte {
 	return h
 }
 
-func mapsEqual(a, b map[string][32]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
+// watchedFiles are the configuration file and the key files c names.
+func watchedFiles(path string, c *config.Config) []string {
+	files := []string{path}
+	if c != nil {
+		files = append(files, c.Interface.PrivateKeyFile)
+		for _, p := range c.Peers {
+			files = append(files, p.PublicKeyFile, p.PresharedKeyFile)
 		}
 	}
-	return true
+	return slices.DeleteFunc(files, func(f string) bool { return f == "" })
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,12 +40,15 @@ func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 		}
 		return err
 	}
+	var watching sync.WaitGroup
 	if c.ReloadEvery > 0 {
+		watching.Add(2)
 		w := &tunnel.Watcher{Gateway: gw, Path: c.Config, Every: c.ReloadEvery, Logger: log}
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		go func() {
+			defer watching.Done()
 			for {
 				select {
 				case <-hup:
@@ -54,9 +58,15 @@ func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 				}
 			}
 		}()
-		go w.Run(ctx)
+		go func() {
+			defer watching.Done()
+			w.Run(ctx)
+		}()
 	}
 	<-ctx.Done()
+	// A reload in progress finishes before the drain begins, so none
+	// overlaps the teardown.
+	watching.Wait()
 	log.Info("signal received; draining", "timeout", c.DrainTimeout.String())
 	return gw.Shutdown(context.Background())
 }
