@@ -10,11 +10,39 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 )
 
-// wgCounters count what wireguard-go refuses, read from its log lines: it
-// has no counters of its own for these.
+// The lines wireguard-go logs for the refusals the gateway counts, as
+// format strings. wireguard-go has no counters for these, and nothing
+// outside it sees them: a spoofed inner source is dropped after
+// decryption, before the packet reaches the netstack, and a refused
+// initiation is judged by its Noise state. So they are counted by exact
+// match on the format, and wglog_test.go drives each condition through a
+// real device: a line reworded upstream fails that test instead of
+// silently zeroing the metric.
+const (
+	wgLineSpoofedV4     = "IPv4 packet with disallowed source address from %v"
+	wgLineSpoofedV6     = "IPv6 packet with disallowed source address from %v"
+	wgLineBadInitiation = "Received invalid initiation message from %s" // a key we do not know
+	wgLineBadMAC1       = "Received packet with invalid mac1"           // sent to a key that is not ours
+)
+
+// wgCounters count what wireguard-go refuses, from the lines above.
 type wgCounters struct {
 	spoofed          atomic.Uint64 // inner source outside the sending peer's allowed IPs
 	handshakeRefused atomic.Uint64 // initiations from keys we do not know, or bad MACs
+}
+
+func (c *wgCounters) counts() WireGuardCounts {
+	return WireGuardCounts{SpoofedSource: c.spoofed.Load(), HandshakeRefused: c.handshakeRefused.Load()}
+}
+
+// count counts one verbose line by its format.
+func (c *wgCounters) count(format string) {
+	switch format {
+	case wgLineSpoofedV4, wgLineSpoofedV6:
+		c.spoofed.Add(1)
+	case wgLineBadInitiation, wgLineBadMAC1:
+		c.handshakeRefused.Add(1)
+	}
 }
 
 // wgLogger adapts wireguard-go's printf logger to slog at debug level and
@@ -24,13 +52,7 @@ func wgLogger(l *slog.Logger, c *wgCounters) *device.Logger {
 	debug := l.Enabled(context.Background(), slog.LevelDebug)
 	return &device.Logger{
 		Verbosef: func(format string, args ...any) {
-			switch {
-			case strings.Contains(format, "packet with disallowed source address"):
-				c.spoofed.Add(1)
-			case strings.HasPrefix(format, "Received invalid initiation message"),
-				strings.HasPrefix(format, "Received packet with invalid mac1"):
-				c.handshakeRefused.Add(1)
-			}
+			c.count(format)
 			if debug {
 				l.Debug(fmt.Sprintf(format, args...), "component", "wireguard")
 			}
@@ -46,8 +68,4 @@ func wgLogger(l *slog.Logger, c *wgCounters) *device.Logger {
 			l.Warn(msg, "component", "wireguard")
 		},
 	}
-}
-
-func (c *wgCounters) counts() WireGuardCounts {
-	return WireGuardCounts{SpoofedSource: c.spoofed.Load(), HandshakeRefused: c.handshakeRefused.Load()}
 }
