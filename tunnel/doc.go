@@ -11,6 +11,8 @@
 //	defer gw.Close()
 //	conn, err := gw.Dial(ctx, "tcp", "10.99.0.1:7000")
 //
+// ExampleGateway runs two gateways in one process and connects them.
+//
 // What the gateway carries, and nothing else:
 //   - expose rules: a port on the tunnel address reaches one target in the
 //     gateway's own network, for named peers only (checked on every packet
