@@ -87,10 +87,11 @@ type Gateway struct {
 	admin     *admin.Server
 	uapi      *uapiServer
 	connected *bind.Connected // the dial-only socket, when in use
-	wgc       wgCounters
 	started   time.Time
 	log       *slog.Logger
 	wg        sync.WaitGroup // the endpoint and successor watchers
+
+	wgc wgCounters // atomic; counted by the device's logger
 
 	// Endpoint re-resolution timing; zero means the defaults. Tests
 	// shorten them.

@@ -121,6 +121,21 @@ func forwardAddr(t *testing.T, gw *tunnel.Gateway, name string) string {
 	return ap.String()
 }
 
+// udpSession opens a UDP session through gw's forward rule name: one
+// datagram echoed through the tunnel. It is closed when the test ends.
+func udpSession(t *testing.T, gw *tunnel.Gateway, name string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("udp", forwardAddr(t, gw, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := udpRoundTrip(c, []byte("session "+name), 10, time.Second); err != nil {
+		t.Fatalf("a session through forward rule %s: %v", name, err)
+	}
+	return c
+}
+
 // rotate replaces r's key make-before-break: o stages r's next key beside
 // the current one, r switches to it, o hands r's address to the new key on
 // its first handshake, then o revokes the old key. It returns the old key.
@@ -211,14 +226,7 @@ admin: {listen: "-"}
 
 func TestReloadRulesAndPeers(t *testing.T) {
 	eks, aks, echo := filePair(t)
-	c, err := net.Dial("udp", forwardAddr(t, aks.gw, "relay"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := udpRoundTrip(c, []byte("before"), 10, time.Second); err != nil {
-		t.Fatal(err)
-	}
+	c := udpSession(t, aks.gw, "relay")
 	// A second exposed port; the first rule and its session are untouched.
 	eks.write(t, strings.Replace(eks.body, "expose: [", fmt.Sprintf("expose: [{name: second, protocol: udp, port: 7001, target: %q, peers: [aks]}, ", echo), 1))
 	ch := eks.reload(t)
@@ -325,14 +333,7 @@ func TestWatcherFollowsSymlinkSwap(t *testing.T) {
 // and a later reload starts the failed rule once its port is free.
 func TestReloadRuleFailsToStart(t *testing.T) {
 	_, aks, _ := filePair(t)
-	c, err := net.Dial("udp", forwardAddr(t, aks.gw, "relay"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := udpRoundTrip(c, []byte("before"), 10, time.Second); err != nil {
-		t.Fatal(err)
-	}
+	c := udpSession(t, aks.gw, "relay")
 	blocker, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -380,14 +381,7 @@ func TestReloadRuleFailsToStart(t *testing.T) {
 	if r := rule(t, aks.gw, "relay"); r.Flows != 1 {
 		t.Fatalf("the unchanged rule restarted: %+v", r)
 	}
-	f, err := net.Dial("udp", forwardAddr(t, aks.gw, "fresh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if got, err := udpRoundTrip(f, []byte("fresh"), 5, time.Second); err != nil || string(got) != "fresh" {
-		t.Fatalf("the rule started beside the failed one: %q %v", got, err)
-	}
+	udpSession(t, aks.gw, "fresh")
 
 	// Its port free, the same configuration again starts just that rule.
 	blocker.Close()
