@@ -393,3 +393,33 @@ func TestReloadRuleFailsToStart(t *testing.T) {
 		t.Fatalf("taken listens on %v %v, want %s", ap, ok, blocker.Addr())
 	}
 }
+
+// SIGHUP (Watcher.Trigger) reloads although no file changed: the way to
+// start a rule whose port was taken, once it is free.
+func TestWatcherTriggerRetriesFailedRule(t *testing.T) {
+	_, aks, _ := filePair(t)
+	blocker, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close()
+	var logs testutil.Buffer
+	w := &tunnel.Watcher{Gateway: aks.gw, Path: aks.cfg, Every: 20 * time.Millisecond, Logger: logs.Logger()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	logged := func(s string) func() bool { return func() bool { return logs.Contains(s) } }
+
+	aks.write(t, strings.Replace(aks.body, "forward: [", fmt.Sprintf(`forward: [{name: taken, protocol: tcp, listen: %q, peer: eks, to: "10.99.0.1:8000"}, `, blocker.Addr()), 1))
+	// The watcher may have hashed the files before or after the write;
+	// a trigger reloads either way.
+	w.Trigger()
+	testutil.Eventually(t, 5*time.Second, "the reload to report the rule that failed", logged("rules failed to start: taken"))
+	blocker.Close()
+	w.Trigger()
+	testutil.Eventually(t, 5*time.Second, "SIGHUP to start the rule", logged("rules started: taken"))
+	if ap, ok := aks.gw.ForwardAddr("taken"); !ok || ap.String() != blocker.Addr().String() {
+		t.Fatalf("taken listens on %v %v, want %s", ap, ok, blocker.Addr())
+	}
+}

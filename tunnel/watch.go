@@ -35,7 +35,8 @@ type Watcher struct {
 
 func (w *Watcher) init() { w.once.Do(func() { w.trigger = make(chan struct{}, 1) }) }
 
-// Trigger asks for a check now (SIGHUP).
+// Trigger asks for a reload now (SIGHUP), even if no file changed: that
+// retries a rule a reload could not start, once its cause is fixed.
 func (w *Watcher) Trigger() {
 	w.init()
 	select {
@@ -58,20 +59,22 @@ func (w *Watcher) Run(ctx context.Context) {
 	t := time.NewTicker(w.Every)
 	defer t.Stop()
 	for {
+		force := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-w.trigger:
+			force = true
 		}
-		w.check(ctx)
+		w.check(ctx, force)
 	}
 }
 
-// check reloads if any watched file's contents changed.
-func (w *Watcher) check(ctx context.Context) {
+// check reloads if any watched file's contents changed, or if force.
+func (w *Watcher) check(ctx context.Context, force bool) {
 	now := w.hashes(w.Gateway.Config())
-	if maps.Equal(now, w.seen) {
+	if !force && maps.Equal(now, w.seen) {
 		return
 	}
 	c, err := config.Load(w.Path)
