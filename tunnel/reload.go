@@ -67,9 +67,9 @@ func (c Changes) String() string {
 // steps before it applied:
 //
 //  1. validate (prepareReload): a change only a restart can apply
-//     (ErrNeedsRestart), an unreadable key file or one naming the
-//     gateway's own key (ErrBadConfig). Nothing is applied; the running
-//     configuration stays.
+//     (ErrNeedsRestart), an unreadable private or preshared key file, or
+//     a peer with the gateway's own key (ErrBadConfig). Nothing is
+//     applied; the running configuration stays.
 //  2. peers and key (applyPeers), in one change to WireGuard. If WireGuard
 //     refuses it, the gateway's peers, key and configuration stay the old
 //     ones (see applyPeers for the device itself).

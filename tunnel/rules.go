@@ -95,7 +95,8 @@ func (b *ruleBase) init(kind, name, proto string, cfg any) {
 
 func (b *ruleBase) base() *ruleBase { return b }
 
-func (b *ruleBase) status() RuleStatus {
+// report is the status every rule gives.
+func (b *ruleBase) report() RuleStatus {
 	rs := RuleStatus{Name: b.name, Kind: b.kind, Protocol: b.proto, From: b.from, To: b.to, Snapshot: b.stats.Snapshot()}
 	if err := b.err(); err != nil {
 		rs.Error = err.Error()
@@ -104,12 +105,12 @@ func (b *ruleBase) status() RuleStatus {
 }
 
 func (r *exposeRule) status(denied map[string]uint64) RuleStatus {
-	rs := r.ruleBase.status()
+	rs := r.report()
 	rs.Denied = denied[r.name]
 	return rs
 }
 
-func (r *forwardRule) status(map[string]uint64) RuleStatus { return r.ruleBase.status() }
+func (r *forwardRule) status(map[string]uint64) RuleStatus { return r.report() }
 
 func (b *ruleBase) err() error {
 	if p := b.failed.Load(); p != nil {
