@@ -19,7 +19,7 @@ import (
 type gatewayCmd struct {
 	Config       string        `short:"c" required:"" placeholder:"FILE" help:"Gateway config file (YAML, see docs/gateway-config.md)."`
 	DrainTimeout time.Duration `default:"10s" help:"On SIGTERM, how long TCP flows in flight may take to finish."`
-	ReloadEvery  time.Duration `default:"1s" help:"How often to check the config and key files for changes (SIGHUP checks at once); 0 turns reloading off."`
+	ReloadEvery  time.Duration `default:"1s" help:"How often to check the config and key files for changes (SIGHUP reloads at once, changed or not); 0 turns reloading off."`
 	cli.Logging
 }
 
