@@ -113,13 +113,14 @@ func upper(w http.ResponseWriter, r *http.Request) {
 
 // Both kinds of handler complete their jobs with the right results; an
 // exec failure carries stderr, an HTTP failure the status and body; a
-// hanging command is killed at its timeout.
+// hanging command is killed at its timeout (3 s, so that a loaded machine
+// does not time out the ordinary jobs too).
 func TestBothHandlers(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(upper))
 	defer srv.Close()
 	e := setup(t, map[string]handler.Handler{
 		"exec": &handler.Exec{Command: []string{"/bin/sh", "-c", `p=$(cat); case "$p" in fail) echo "no good: $BUNNY_JOB_ID" >&2; exit 7;; hang) sleep 60;; *) printf %s "$p" | tr a-z A-Z;; esac`},
-			Timeout: 500 * time.Millisecond, MaxOutput: 1 << 20},
+			Timeout: 3 * time.Second, MaxOutput: 1 << 20},
 		"web": &handler.HTTP{URL: srv.URL + "/run", Timeout: 5 * time.Second, MaxOutput: 1 << 20},
 	}, nil)
 	e.run()
@@ -141,7 +142,7 @@ func TestBothHandlers(t *testing.T) {
 		}
 	}
 	got := e.relay.WaitTerminal(20*time.Second, bad...)
-	for i, wantErr := range []string{"exit status 7; stderr: no good: " + bad[0], "timed out after 500ms; process group killed", "418 I'm a teapot: short and stout"} {
+	for i, wantErr := range []string{"exit status 7; stderr: no good: " + bad[0], "timed out after 3s; process group killed", "418 I'm a teapot: short and stout"} {
 		if got[i].State != store.Dead || !strings.Contains(got[i].LastError, wantErr) {
 			t.Errorf("bad job %d: %s, error %q; want dead with %q", i, got[i].State, got[i].LastError, wantErr)
 		}
