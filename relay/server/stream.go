@@ -154,15 +154,33 @@ func (c *call) refuse(reason string, e *proto.Error) *proto.Response {
 }
 
 // authorize checks that the worker may take action a on job id's queue.
+// A job of a queue the worker may do nothing on is answered as a job that
+// does not exist, with the very same code and message, so that a worker
+// cannot learn which queue a job id belongs to; the refusal is still
+// counted and logged here. A worker allowed other actions on the queue is
+// told which one it lacks: it knows that queue already.
 func (c *call) authorize(id string, a auth.Action) *proto.Response {
 	qn, err := c.s.q.QueueOf(c.ctx, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return noSuchJob(id)
+	}
 	if err != nil {
 		return c.fromQueueError(err)
 	}
 	if !c.worker.May(qn, a) {
-		return c.refuse("unauthorized_action", proto.Errorf(proto.Code_UNAUTHORIZED, "worker %s may not %s jobs of queue %s", c.worker.Name, a, qn))
+		e := proto.Errorf(proto.Code_UNAUTHORIZED, "worker %s may not %s jobs of queue %s", c.worker.Name, a, qn)
+		if len(c.worker.Queues[qn]) == 0 {
+			c.refuse("unauthorized_action", e)
+			return noSuchJob(id)
+		}
+		return c.refuse("unauthorized_action", e)
 	}
 	return nil
+}
+
+// noSuchJob is the answer for a job id the worker may not know of.
+func noSuchJob(id string) *proto.Response {
+	return errResponse(proto.Errorf(proto.Code_NOT_FOUND, "getting job %s: %s", id, queue.ErrNotFound))
 }
 
 // fromQueueError maps the queue's errors to protocol codes.
