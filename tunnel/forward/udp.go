@@ -50,12 +50,14 @@ type UDP struct {
 }
 
 // PerSourceShare is the share of a forward rule's sessions one source
-// address may hold: a quarter, so one host cannot take them all.
+// address may hold: a quarter, so one host cannot take them all, but never
+// fewer than 64 (or the whole cap, if that is smaller), so a small cap
+// still serves a client with several sockets.
 func PerSourceShare(maxSessions int) int {
 	if maxSessions <= 0 {
 		return 0
 	}
-	return max(1, maxSessions/4)
+	return max(maxSessions/4, min(maxSessions, 64))
 }
 
 // DefaultUnrepliedTimeout is how long a session may wait for its first
@@ -166,18 +168,20 @@ func (p *UDP) up(ctx context.Context, src netip.AddrPort, from net.Addr, b []byt
 		s = nil
 	}
 	if s == nil {
+		var victim *session
+		if p.MaxSessions > 0 && len(p.sessions) >= p.MaxSessions {
+			if victim = p.oldestUnrepliedLocked(); victim == nil {
+				p.mu.Unlock()
+				p.Stats.drop(DropSessionLimit)
+				return
+			}
+		}
 		if p.MaxPerSource > 0 && p.perSource[src.Addr()] >= p.MaxPerSource {
 			p.mu.Unlock()
 			p.Stats.drop(DropSourceLimit)
 			return
 		}
-		if p.MaxSessions > 0 && len(p.sessions) >= p.MaxSessions {
-			victim := p.oldestUnrepliedLocked()
-			if victim == nil {
-				p.mu.Unlock()
-				p.Stats.drop(DropSessionLimit)
-				return
-			}
+		if victim != nil {
 			p.forgetLocked(victim)
 			p.Stats.drop(DropEvicted)
 			// Closing ends its run; remove then finds it already gone.
