@@ -123,14 +123,32 @@ func newTestFilter() *Filter {
 	})
 }
 
+type checkCase struct {
+	name string
+	pkt  []byte
+	want Reason
+}
+
+// checkAll checks each packet and that its verdict was counted.
+func checkAll(t *testing.T, f *Filter, tests []checkCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.Count(tt.want)
+			if got := f.Check(tt.pkt); got != tt.want {
+				t.Fatalf("Check = %v, want %v", got, tt.want)
+			}
+			if f.Count(tt.want) != before+1 {
+				t.Fatalf("counter for %v did not move", tt.want)
+			}
+		})
+	}
+}
+
 func TestCheck(t *testing.T) {
 	f := newTestFilter()
 	f.AddRemote(Remote{Proto: ProtoTCP, Addr: ap(other, 443)})
-	tests := []struct {
-		name string
-		pkt  []byte
-		want Reason
-	}{
+	tests := []checkCase{
 		{"exposed udp from allowed peer", build(ProtoUDP, ap(bunny, 40000), ap(us, 7000), false), Accept},
 		{"exposed udp over v6", build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), Accept},
 		{"exposed tcp from allowed peer", build(ProtoTCP, ap(bunny, 40000), ap(us, 8080), false), Accept},
@@ -162,17 +180,7 @@ func TestCheck(t *testing.T) {
 			return b
 		}(), DropMalformed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := f.Count(tt.want)
-			if got := f.Check(tt.pkt); got != tt.want {
-				t.Fatalf("Check = %v, want %v", got, tt.want)
-			}
-			if f.Count(tt.want) != before+1 {
-				t.Fatalf("counter for %v did not move", tt.want)
-			}
-		})
-	}
+	checkAll(t, f, tests)
 	if got := f.Denied()["relay"]; got != 1 {
 		t.Errorf("denied on relay = %d, want 1", got)
 	}
@@ -206,28 +214,14 @@ func TestRemoteNeedsAFlow(t *testing.T) {
 	}
 	flows := map[flow]bool{{ProtoTCP, ap(us, 51000), ap(other, 443)}: true, {ProtoUDP, ap(us, 40000), ap(other, 53)}: true}
 	f.SetFlowCheck(func(proto uint8, local, remote netip.AddrPort) bool { return flows[flow{proto, local, remote}] })
-	tests := []struct {
-		name string
-		pkt  []byte
-		want Reason
-	}{
+	tests := []checkCase{
 		{"tcp reply to the dialling port", build(ProtoTCP, ap(other, 443), ap(us, 51000), false), Accept},
 		{"tcp reply to another port", build(ProtoTCP, ap(other, 443), ap(us, 51001), false), DropNoFlow},
 		{"udp reply to the dialling port", build(ProtoUDP, ap(other, 53), ap(us, 40000), false), Accept},
 		{"udp reply to another port", build(ProtoUDP, ap(other, 53), ap(us, 40001), false), DropNoFlow},
 		{"remote to an exposed port is judged by the rule", build(ProtoUDP, ap(other, 53), ap(us, 7000), false), DropPeerNotAllowed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := f.Count(tt.want)
-			if got := f.Check(tt.pkt); got != tt.want {
-				t.Fatalf("Check = %v, want %v", got, tt.want)
-			}
-			if f.Count(tt.want) != before+1 {
-				t.Fatalf("counter for %v did not move", tt.want)
-			}
-		})
-	}
+	checkAll(t, f, tests)
 }
 
 func TestOpenPortAndSetPorts(t *testing.T) {
