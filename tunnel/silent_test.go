@@ -13,6 +13,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/tunnel"
 )
 
@@ -166,7 +167,7 @@ var (
 // never reached its socket. Now each is dropped before the stack, with no
 // answer, under a reason of its own.
 func TestCraftedPacketsGetNoAnswer(t *testing.T) {
-	gwKey, rawKey := newKey(t), newKey(t)
+	gwKey, rawKey := testutil.PrivateKey(t), testutil.PrivateKey(t)
 	port := freeUDPPort(t)
 	c := mustParse(t, fmt.Sprintf(`
 interface:
@@ -194,7 +195,7 @@ admin: {listen: "-"}
 	// draws a SYN-ACK (then a RST ends it), a datagram its echo.
 	syn := crafted{src: netip.AddrPortFrom(rawAddr4, 41000), dst: netip.AddrPortFrom(gwAddr4, 8000), proto: 6, tcpFlags: header.TCPFlagSyn, seq: 1000}
 	var synAck header.TCP
-	eventually(t, 10*time.Second, "a SYN-ACK from the exposed port", func() bool {
+	testutil.Eventually(t, 10*time.Second, "a SYN-ACK from the exposed port", func() bool {
 		raw.send(t, syn.build())
 		select {
 		case p := <-raw.rx:
