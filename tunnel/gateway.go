@@ -208,6 +208,7 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("starting gateway: %w", err)
 	}
+	g.filter.SetFlowCheck(g.ns.HasFlow)
 	bind := g.Bind
 	if bind == nil {
 		bind = g.defaultBind(c, peers)

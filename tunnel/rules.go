@@ -265,7 +265,10 @@ func (r *forwardRule) start(ctx context.Context, g *Gateway) error {
 			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(f.To) },
 			DialTimeout: lim.UDPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
 			MaxUp: udpPayloadMax(c.Interface.MTU, f.To.Addr()), MaxDown: 65535,
-			Stats: &r.stats, Logger: g.log,
+			// Clients of a forward rule are hosts of the gateway's own
+			// network: none may take every session.
+			MaxPerSource: forward.PerSourceShare(lim.UDPMaxSessions),
+			Stats:        &r.stats, Logger: g.log,
 		}
 		r.udps = append(r.udps, u)
 		r.serve(ctx, u.Serve)

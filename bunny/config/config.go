@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,9 @@ type Exec struct {
 	Command   []string
 	Timeout   time.Duration
 	MaxOutput int
+	// Env names the variables of bunny's environment the command gets;
+	// by default none.
+	Env []string
 }
 
 // HTTP POSTs each job's payload to a URL; a 2xx body is the result.
@@ -127,6 +131,7 @@ type rawExec struct {
 	Command   []string `yaml:"command"`
 	Timeout   string   `yaml:"timeout"`
 	MaxOutput string   `yaml:"maxOutput"`
+	Env       []string `yaml:"env"`
 }
 
 type rawHTTP struct {
@@ -292,6 +297,9 @@ func (p *parser) queues(rs []rawQueue, c *Config) {
 	}
 }
 
+// envName is what exec.env may name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 func (p *parser) exec(path string, r *rawExec) *Exec {
 	e := &Exec{Command: r.Command}
 	if len(r.Command) == 0 {
@@ -306,6 +314,16 @@ func (p *parser) exec(path string, r *rawExec) *Exec {
 	}
 	e.Timeout = p.timeout(path+".timeout", r.Timeout, DefaultExecTimeout)
 	e.MaxOutput = p.size(path+".maxOutput", r.MaxOutput)
+	for i, name := range r.Env {
+		switch {
+		case !envName.MatchString(name):
+			p.Fail(fmt.Sprintf("%s.env[%d]", path, i), "%q is not a variable name (letters, digits, _; not starting with a digit)", name)
+		case strings.HasPrefix(name, "BUNNY_"):
+			p.Fail(fmt.Sprintf("%s.env[%d]", path, i), "%s: BUNNY_ variables are bunny's own; the job's are always set", name)
+		default:
+			e.Env = append(e.Env, name)
+		}
+	}
 	return e
 }
 

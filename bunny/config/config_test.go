@@ -37,6 +37,18 @@ queues:
       maxOutput: 1MiB
 `
 
+// exec.env names what the command may see of bunny's environment.
+func TestExecEnv(t *testing.T) {
+	doc := strings.Replace(valid, "      timeout: 5m\n", "      timeout: 5m\n      env: [PATH, LANG, _X1]\n", 1)
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Queues[0].Exec.Env, ","); got != "PATH,LANG,_X1" {
+		t.Fatalf("env %q", got)
+	}
+}
+
 func TestParseValid(t *testing.T) {
 	c, err := Parse([]byte(valid))
 	if err != nil {
@@ -47,7 +59,7 @@ func TestParseValid(t *testing.T) {
 		t.Fatalf("parsed %+v", c)
 	}
 	e, h := c.Queues[0].Exec, c.Queues[1].HTTP
-	if e == nil || strings.Join(e.Command, " ") != "/bin/sh -c tr a-z A-Z" || e.Timeout != 5*time.Minute || e.MaxOutput != 1<<20 {
+	if e == nil || strings.Join(e.Command, " ") != "/bin/sh -c tr a-z A-Z" || e.Timeout != 5*time.Minute || e.MaxOutput != 1<<20 || e.Env != nil {
 		t.Errorf("exec %+v", e)
 	}
 	if h == nil || h.URL != "http://127.0.0.1:8081/run" || h.Timeout != time.Minute || h.MaxOutput != 1<<20 {
@@ -135,6 +147,8 @@ func TestParseErrors(t *testing.T) {
 		{"http timeout bad", "timeout: 1m", "timeout: 1 minute", "queues[1].http.timeout", 20, "duration"},
 		{"http maxOutput bad", "maxOutput: 1MiB\n", "maxOutput: 1MiB\n", "", 0, ""}, // placeholder replaced below
 		{"alias", "concurrency: 4", "concurrency: &a 4\nshutdown: *a", "shutdown", 0, ""},
+		{"exec env not a name", "      timeout: 5m\n", "      timeout: 5m\n      env: [PATH, \"A=B\"]\n", "queues[0].exec.env[1]", 0, "not a variable name"},
+		{"exec env bunny's own", "      timeout: 5m\n", "      timeout: 5m\n      env: [BUNNY_JOB_ID]\n", "queues[0].exec.env[0]", 0, "bunny's own"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

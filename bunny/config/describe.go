@@ -26,8 +26,12 @@ func (c *Config) Describe(w io.Writer) {
 	for _, q := range c.Queues {
 		switch {
 		case q.Exec != nil:
-			fmt.Fprintf(w, "  %s: run %s (payload on stdin, result from stdout), timeout %s, output up to %s\n",
-				q.Name, quoteArgs(q.Exec.Command), q.Exec.Timeout, FormatSize(q.Exec.MaxOutput))
+			env := "only the job's BUNNY_ variables"
+			if len(q.Exec.Env) > 0 {
+				env += " and " + strings.Join(q.Exec.Env, ", ")
+			}
+			fmt.Fprintf(w, "  %s: run %s (payload on stdin, result from stdout), timeout %s, output up to %s, environment %s\n",
+				q.Name, quoteArgs(q.Exec.Command), q.Exec.Timeout, FormatSize(q.Exec.MaxOutput), env)
 		case q.HTTP != nil:
 			fmt.Fprintf(w, "  %s: POST to %s (2xx body is the result), timeout %s, output up to %s\n",
 				q.Name, q.HTTP.URL, q.HTTP.Timeout, FormatSize(q.HTTP.MaxOutput))

@@ -19,7 +19,13 @@ const StderrTail = 2048
 // Exec runs a command per job: the payload on stdin, the result from
 // stdout. A non-zero exit fails the job with stderr's tail. The command
 // runs in a process group of its own, which is killed when the job times
-// out, is cancelled, or writes more than MaxOutput bytes.
+// out, is cancelled, or writes more than MaxOutput bytes, and in any case
+// when the job ends; with a Reaper, so are the descendants that left the
+// group.
+//
+// The command's environment is BUNNY_JOB_ID, BUNNY_QUEUE, BUNNY_ATTEMPT,
+// the variables of bunny's environment that PassEnv names, and Env:
+// nothing else of bunny's environment reaches it.
 type Exec struct {
 	// Command is the program and its arguments.
 	Command []string
@@ -27,11 +33,35 @@ type Exec struct {
 	Timeout time.Duration
 	// MaxOutput caps stdout, in bytes (required).
 	MaxOutput int
-	// Env is added to bunny's own environment, after BUNNY_JOB_ID,
-	// BUNNY_QUEUE and BUNNY_ATTEMPT.
+	// PassEnv names variables of bunny's environment the command gets
+	// (those that are set).
+	PassEnv []string
+	// Env are further NAME=value pairs for the command.
 	Env []string
 	// Dir is the working directory; empty means bunny's.
 	Dir string
+	// Reaper, if set, kills what the command leaves behind outside its
+	// process group when the job ends.
+	Reaper *Reaper
+}
+
+// The variables every command gets.
+const (
+	envJobID   = "BUNNY_JOB_ID"
+	envQueue   = "BUNNY_QUEUE"
+	envAttempt = "BUNNY_ATTEMPT"
+)
+
+// environ is the command's whole environment; its first three entries
+// mark the job's processes for the Reaper.
+func (e *Exec) environ(job Job) []string {
+	env := []string{envJobID + "=" + job.ID, envQueue + "=" + job.Queue, envAttempt + "=" + strconv.FormatUint(uint64(job.Attempt), 10)}
+	for _, name := range e.PassEnv {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return append(env, e.Env...)
 }
 
 // Run runs the command for one job.
@@ -43,11 +73,19 @@ func (e *Exec) Run(ctx context.Context, job Job) ([]byte, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.Command[0], e.Command[1:]...)
 	cmd.Dir = e.Dir
-	cmd.Env = append(os.Environ(), "BUNNY_JOB_ID="+job.ID, "BUNNY_QUEUE="+job.Queue, "BUNNY_ATTEMPT="+strconv.FormatUint(uint64(job.Attempt), 10))
-	cmd.Env = append(cmd.Env, e.Env...)
+	cmd.Env = e.environ(job)
 	cmd.Stdin = bytes.NewReader(job.Payload)
 	setProcessGroup(cmd)
-	cmd.Cancel = func() error { return killGroup(cmd) }
+	// What left the group may hold stdout open: a stop sweeps it up now
+	// rather than wait out WaitDelay.
+	stop := func() error {
+		err := killGroup(cmd)
+		if e.Reaper != nil {
+			e.Reaper.sweep(cmd.Process.Pid, cmd.Env[:3])
+		}
+		return err
+	}
+	cmd.Cancel = stop
 	// Grandchildren that keep stdout or stderr open must not hold Run up
 	// once the group has been killed.
 	cmd.WaitDelay = 2 * time.Second
@@ -59,18 +97,22 @@ func (e *Exec) Run(ctx context.Context, job Job) ([]byte, error) {
 		defer mu.Unlock()
 		if cmd.Process != nil && !killed {
 			killed = true
-			_ = killGroup(cmd)
+			_ = stop()
 		}
 	}}
 	stderr := &tail{n: StderrTail}
 	cmd.Stdout, cmd.Stderr = out, stderr
 	start := time.Now()
-	err := cmd.Run()
+	err := e.Reaper.start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+		e.Reaper.waited(cmd.Process.Pid)
+	}
 	// Whatever happened, nothing of the job's process group may outlive
 	// it when it was stopped; on a clean exit, leftovers are its business
-	// only until the job ends, so kill them too.
+	// only until the job ends, so kill them too, and what left the group.
 	if cmd.Process != nil {
-		_ = killGroup(cmd)
+		_ = stop()
 	}
 	switch {
 	case out.over:

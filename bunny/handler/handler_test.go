@@ -68,15 +68,19 @@ func alive(pid int) bool {
 
 func readPid(t *testing.T, path string) int {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := readPidErr(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pid
+}
+
+func readPidErr(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
 // A hanging command is killed at its timeout, and so is the child it

@@ -40,6 +40,8 @@ type Options struct {
 	PacketConn func(net.PacketConn) net.PacketConn
 	// DrainTimeout is the server's (500ms).
 	DrainTimeout time.Duration
+	// Server, if set, adjusts the server's options last.
+	Server func(*server.Options)
 }
 
 // Relay is a relay running in the test process.
@@ -157,8 +159,12 @@ func (r *Relay) start() error {
 		_ = st.Close()
 		return err
 	}
-	srv, err := server.New(server.Options{Queue: q, Identity: r.ID, Workers: r.watcher.Config,
-		Registerer: reg, Logger: r.opts.Logger, DrainTimeout: r.opts.DrainTimeout})
+	so := server.Options{Queue: q, Identity: r.ID, Workers: r.watcher.Config,
+		Registerer: reg, Logger: r.opts.Logger, DrainTimeout: r.opts.DrainTimeout}
+	if r.opts.Server != nil {
+		r.opts.Server(&so)
+	}
+	srv, err := server.New(so)
 	if err != nil {
 		_ = q.Close()
 		_ = st.Close()

@@ -70,6 +70,13 @@ func (c *Config) Lookup(p keys.Pin) (*Worker, bool) {
 	return w, ok
 }
 
+// Size caps: a workers file larger than MaxFileSize, or a directory whose
+// files add up to more than MaxDirSize, is refused before it is parsed.
+const (
+	MaxFileSize = 1 << 20
+	MaxDirSize  = 8 << 20
+)
+
 // Load reads a workers file, or every *.yaml and *.yml file of a
 // directory.
 func Load(path string) (*Config, error) {
@@ -92,9 +99,9 @@ func readFiles(path string) ([]file, error) {
 		return nil, fmt.Errorf("reading workers file: %w", err)
 	}
 	if !fi.IsDir() {
-		b, err := os.ReadFile(path)
+		b, err := yamlcheck.ReadFile(path, MaxFileSize)
 		if err != nil {
-			return nil, fmt.Errorf("reading workers file: %w", err)
+			return nil, err
 		}
 		return []file{{path, b}}, nil
 	}
@@ -103,6 +110,7 @@ func readFiles(path string) ([]file, error) {
 		return nil, fmt.Errorf("reading workers directory: %w", err)
 	}
 	var files []file
+	total := 0
 	for _, e := range ents {
 		n := e.Name()
 		if strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
@@ -114,9 +122,12 @@ func readFiles(path string) ([]file, error) {
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		b, err := os.ReadFile(p)
+		b, err := yamlcheck.ReadFile(p, MaxFileSize)
 		if err != nil {
-			return nil, fmt.Errorf("reading workers file: %w", err)
+			return nil, err
+		}
+		if total += len(b); total > MaxDirSize {
+			return nil, fmt.Errorf("reading workers directory %s: its files add up to more than the cap of %d bytes (at %s)", path, MaxDirSize, n)
 		}
 		files = append(files, file{p, b})
 	}

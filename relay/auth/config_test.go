@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -259,4 +261,50 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sparse makes a file of size bytes that takes no disk.
+func sparse(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A workers file past the cap is refused with its name and the cap, after
+// reading no more than the cap: a 100 MB file once took 688 MB of RSS.
+func TestLoadRefusesOversizeFiles(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "workers.yaml")
+	sparse(t, big, 100<<20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Load(big)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), strconv.Itoa(MaxFileSize)) {
+		t.Fatalf("err %v; want one naming %s and the cap", err, big)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*MaxFileSize {
+		t.Errorf("allocated %d bytes reading a file past a %d-byte cap", alloc, MaxFileSize)
+	}
+	// Exactly the cap is read (and then judged as YAML).
+	exact := filepath.Join(t.TempDir(), "w.yaml")
+	sparse(t, exact, MaxFileSize)
+	if _, err := Load(exact); err != nil && strings.Contains(err.Error(), "cap") {
+		t.Fatalf("a file of exactly the cap: %v", err)
+	}
+	// A directory's files together are capped too.
+	many := t.TempDir()
+	for i := range MaxDirSize/MaxFileSize + 1 {
+		sparse(t, filepath.Join(many, fmt.Sprintf("w%02d.yaml", i)), MaxFileSize)
+	}
+	if _, err := Load(many); err == nil || !strings.Contains(err.Error(), many) || !strings.Contains(err.Error(), strconv.Itoa(MaxDirSize)) {
+		t.Fatalf("directory past its cap: %v", err)
+	}
 }

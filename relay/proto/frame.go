@@ -70,24 +70,43 @@ func WriteFrame(w io.Writer, m protobuf.Message, max int) error {
 // (a reset stream, a deadline) are returned wrapped as they are. A clean
 // end of stream before the first byte is io.EOF.
 func ReadFrame(r io.Reader, m protobuf.Message, max int) error {
+	_, err := ReadFrameReserving(r, m, max, nil)
+	return err
+}
+
+// ReadFrameReserving is ReadFrame that, once it knows a frame's declared
+// length and before it reads a byte of the body, asks reserve for that
+// many bytes; it may wait (for a shared budget) or refuse, and its error
+// is returned as it is. The body is never read past what was reserved.
+// The release it returns (a no-op when nothing was reserved) gives the
+// bytes back: call it once m is no longer needed.
+func ReadFrameReserving(r io.Reader, m protobuf.Message, max int, reserve func(n int) (release func(), err error)) (release func(), err error) {
+	release = func() {}
 	if max <= 0 || max > MaxFrame {
 		max = MaxFrame
 	}
 	n, err := readLength(r)
 	if err != nil {
-		return err
+		return release, err
 	}
 	if n > uint64(max) {
-		return fmt.Errorf("%w: %w: %d bytes declared, at most %d", ErrBadFrame, ErrFrameTooLarge, n, max)
+		return release, fmt.Errorf("%w: %w: %d bytes declared, at most %d", ErrBadFrame, ErrFrameTooLarge, n, max)
+	}
+	if reserve != nil {
+		rel, err := reserve(int(n))
+		if err != nil {
+			return release, err
+		}
+		release = rel
 	}
 	b, err := readBody(r, int(n))
 	if err != nil {
-		return err
+		return release, err
 	}
 	if err := (protobuf.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, m); err != nil {
-		return fmt.Errorf("%w: decoding %d-byte message: %w", ErrBadFrame, n, err)
+		return release, fmt.Errorf("%w: decoding %d-byte message: %w", ErrBadFrame, n, err)
 	}
-	return nil
+	return release, nil
 }
 
 // readLength reads a uvarint one byte at a time, so that nothing past the

@@ -184,3 +184,32 @@ func TestQUICOptions(t *testing.T) {
 		}
 	}
 }
+
+// ReadFrameReserving asks for the declared length before it reads the
+// body, reads nothing more when refused, and gives back what it took.
+func TestReadFrameReserving(t *testing.T) {
+	req := &Request{Version: Version, Call: &Request_Complete{Complete: &CompleteRequest{Result: bytes.Repeat([]byte{1}, 1000)}}}
+	b := frame(t, req)
+	declared := protobuf.Size(req)
+	no := errors.New("no room")
+	r := bytes.NewReader(b)
+	var asked int
+	if _, err := ReadFrameReserving(r, &Request{}, MaxRequestFrame, func(n int) (func(), error) { asked = n; return nil, no }); !errors.Is(err, no) {
+		t.Fatalf("refused reservation: %v", err)
+	}
+	if asked != declared || r.Len() != declared {
+		t.Fatalf("asked for %d (declared %d), %d bytes left unread (want the whole body)", asked, declared, r.Len())
+	}
+	held := 0
+	release, err := ReadFrameReserving(bytes.NewReader(b), &Request{}, MaxRequestFrame, func(n int) (func(), error) {
+		held += n
+		return func() { held -= n }, nil
+	})
+	if err != nil || held != declared {
+		t.Fatalf("err %v, held %d", err, held)
+	}
+	release()
+	if held != 0 {
+		t.Fatalf("held %d after release", held)
+	}
+}

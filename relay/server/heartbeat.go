@@ -14,11 +14,21 @@ func (c *call) heartbeat(r *proto.HeartbeatRequest) *proto.Response {
 		return c.refuse("invalid_argument", proto.Errorf(proto.Code_INVALID_ARGUMENT, "leases: %d; at most %d in one heartbeat", len(r.GetLeases()), maxHeartbeatLeases))
 	}
 	refs := make([]queue.Ref, 0, len(r.GetLeases()))
-	for _, l := range r.GetLeases() {
+	var unknown map[int]bool // leases answered as lost without asking the queue
+	for i, l := range r.GetLeases() {
 		// A lease on a queue the worker may not heartbeat refuses the
-		// whole call; an unknown job just reads as lost below.
-		if resp := c.authorize(l.GetJobId(), auth.Heartbeat); resp != nil && resp.Error.GetCode() == proto.Code_UNAUTHORIZED {
+		// whole call; an unknown job, or one of a queue the worker may
+		// not see, reads as lost.
+		resp := c.authorize(l.GetJobId(), auth.Heartbeat)
+		switch resp.GetError().GetCode() {
+		case proto.Code_UNAUTHORIZED:
 			return resp
+		case proto.Code_NOT_FOUND:
+			if unknown == nil {
+				unknown = map[int]bool{}
+			}
+			unknown[i] = true
+			continue
 		}
 		refs = append(refs, refOf(l))
 	}
@@ -26,13 +36,19 @@ func (c *call) heartbeat(r *proto.HeartbeatRequest) *proto.Response {
 	if err != nil {
 		return c.fromQueueError(err)
 	}
-	out := &proto.HeartbeatResponse{Statuses: make([]*proto.LeaseStatus, len(sts))}
-	for i, st := range sts {
+	out := &proto.HeartbeatResponse{Statuses: make([]*proto.LeaseStatus, 0, len(r.GetLeases()))}
+	for i, l := range r.GetLeases() {
+		if unknown[i] {
+			out.Statuses = append(out.Statuses, &proto.LeaseStatus{JobId: l.GetJobId(), State: proto.LeaseStatus_LOST})
+			continue
+		}
+		st := sts[0]
+		sts = sts[1:]
 		ps := &proto.LeaseStatus{JobId: st.JobID, State: st.State.Wire()}
 		if !st.Deadline.IsZero() {
 			ps.DeadlineUnixMs = st.Deadline.UnixMilli()
 		}
-		out.Statuses[i] = ps
+		out.Statuses = append(out.Statuses, ps)
 	}
 	return &proto.Response{Result: &proto.Response_Heartbeat{Heartbeat: out}}
 }

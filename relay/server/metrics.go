@@ -16,7 +16,7 @@ func callNames() []string { return []string{"lease", "heartbeat", "complete", "f
 // zero from the start.
 func refusalReasons() []string {
 	return []string{"unknown_identity", "credentials_revoked", "unauthorized_queue", "unauthorized_action",
-		"bad_frame", "version", "invalid_argument", "overloaded"}
+		"bad_frame", "version", "invalid_argument", "overloaded", "read_budget", "large_calls", "connection_limit"}
 }
 
 type metrics struct {
@@ -24,6 +24,8 @@ type metrics struct {
 	calls       *prometheus.CounterVec
 	callSeconds *prometheus.HistogramVec
 	refused     *prometheus.CounterVec
+	reading     prometheus.Gauge
+	largeCalls  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,6 +47,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "relay_refused_total",
 			Help: "Worker connections and calls refused, by reason: " + strings.Join(refusalReasons(), ", ") + ".",
 		}, []string{"reason"}),
+		reading: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relay_request_bytes_reserved",
+			Help: "Bytes of the shared read budget held by request frames being read or served.",
+		}),
+		largeCalls: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relay_large_calls",
+			Help: "Calls in flight whose request frame is over 64 KiB, over every connection.",
+		}),
 	}
 	for _, call := range callNames() {
 		m.calls.WithLabelValues(call, proto.Code_OK.String())
@@ -56,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.calls, m.callSeconds, m.refused} {
+	for _, c := range []prometheus.Collector{m.connections, m.calls, m.callSeconds, m.refused, m.reading, m.largeCalls} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering server metrics: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,10 +37,32 @@ type Options struct {
 	// DrainTimeout is how long Serve, once its context ends, lets calls in
 	// flight finish before closing connections (5s).
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// ReadBudget is how many bytes of request frames all connections
+	// together may hold while being read and served (64 MiB). A frame
+	// waits for its share before its body is read; one that cannot get it
+	// within RequestTimeout is refused (read_budget).
+	ReadBudget int
+	// MaxConnsPerIdentity bounds one worker key's connections (8); past
+	// it a connection is closed OVERLOADED (connection_limit).
+	MaxConnsPerIdentity int
+	// MaxLargeCalls bounds one connection's calls in flight whose request
+	// frame is over 64 KiB, such as a Complete with a large result (16);
+	// past it the stream is reset OVERLOADED (large_calls).
+	MaxLargeCalls int
+	Logger        *slog.Logger
 	// Registerer receives the server's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
+
+// Defaults of the per-peer bounds.
+const (
+	DefaultReadBudget          = 64 << 20
+	DefaultMaxConnsPerIdentity = 8
+	DefaultMaxLargeCalls       = 16
+	// largeFrame is the size past which a request frame counts against
+	// MaxLargeCalls: anything but a Complete or Fail with a big body.
+	largeFrame = 64 << 10
+)
 
 // Server serves workers over QUIC.
 type Server struct {
@@ -48,10 +71,13 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics
 
+	budget *byteBudget
+
 	mu       sync.Mutex
 	conns    map[*quic.Conn]*connState
-	draining bool           // no new calls once set
-	calls    sync.WaitGroup // calls in flight
+	perPin   map[keys.Pin]int // connections of each worker key
+	draining bool             // no new calls once set
+	calls    sync.WaitGroup   // calls in flight
 	addr     net.Addr
 	ready    chan struct{}
 }
@@ -59,6 +85,7 @@ type Server struct {
 type connState struct {
 	pin    keys.Pin
 	worker string
+	large  atomic.Int32 // calls in flight with a large request frame
 }
 
 // New checks opts and builds a Server.
@@ -81,6 +108,16 @@ func New(opts Options) (*Server, error) {
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 5 * time.Second
 	}
+	if opts.ReadBudget <= 0 {
+		opts.ReadBudget = DefaultReadBudget
+	}
+	opts.ReadBudget = max(opts.ReadBudget, proto.MaxRequestFrame)
+	if opts.MaxConnsPerIdentity <= 0 {
+		opts.MaxConnsPerIdentity = DefaultMaxConnsPerIdentity
+	}
+	if opts.MaxLargeCalls <= 0 {
+		opts.MaxLargeCalls = DefaultMaxLargeCalls
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -89,12 +126,14 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		opts:  opts,
-		q:     opts.Queue,
-		log:   opts.Logger,
-		m:     m,
-		conns: map[*quic.Conn]*connState{},
-		ready: make(chan struct{}),
+		opts:   opts,
+		q:      opts.Queue,
+		log:    opts.Logger,
+		m:      m,
+		conns:  map[*quic.Conn]*connState{},
+		perPin: map[keys.Pin]int{},
+		budget: newByteBudget(opts.ReadBudget),
+		ready:  make(chan struct{}),
 	}, nil
 }
 
@@ -236,15 +275,27 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		_ = conn.CloseWithError(proto.Code_CREDENTIALS_REVOKED.AppCode(), "this key is not in relay's workers file")
 		return
 	}
+	log := s.log.With("worker", w.Name, "remote", conn.RemoteAddr().String())
+	cs := &connState{pin: pin, worker: w.Name}
 	s.mu.Lock()
-	s.conns[conn] = &connState{pin: pin, worker: w.Name}
+	if s.perPin[pin] >= s.opts.MaxConnsPerIdentity {
+		s.mu.Unlock()
+		s.m.refused.WithLabelValues("connection_limit").Inc()
+		log.Warn("refused a connection: the worker key has too many", "limit", s.opts.MaxConnsPerIdentity)
+		_ = conn.CloseWithError(proto.Code_OVERLOADED.AppCode(), fmt.Sprintf("this key already has %d connections to relay", s.opts.MaxConnsPerIdentity))
+		return
+	}
+	s.perPin[pin]++
+	s.conns[conn] = cs
 	s.mu.Unlock()
 	s.m.connections.Inc()
-	log := s.log.With("worker", w.Name, "remote", conn.RemoteAddr().String())
 	log.Info("worker connected", "pin", pin.String())
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
+		if s.perPin[pin]--; s.perPin[pin] <= 0 {
+			delete(s.perPin, pin)
+		}
 		s.mu.Unlock()
 		s.m.connections.Dec()
 		log.Info("worker disconnected", "reason", context.Cause(conn.Context()))
@@ -265,7 +316,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		s.mu.Unlock()
 		go func() {
 			defer s.calls.Done()
-			s.handleStream(ctx, conn, pin, str, log)
+			s.handleStream(ctx, cs, str, log)
 		}()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -288,7 +289,7 @@ func TestQueueAndActionAuthorisation(t *testing.T) {
 	}
 	t.Logf("refused as: %v", err)
 	_, err = c.Complete(ctx, client.Lease{JobID: otherID, Attempt: 1, Token: make([]byte, 16)}, nil)
-	if !errors.Is(err, client.ErrUnauthorized) {
+	if !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("complete on a queue outside the identity's: %v", err)
 	}
 	// May lease from "peek" but not complete there.
@@ -314,6 +315,54 @@ func TestQueueAndActionAuthorisation(t *testing.T) {
 	}
 	if n := h.Metric("relay_refused_total", map[string]string{"reason": "unauthorized_action"}); n != 2 {
 		t.Fatalf("unauthorized_action = %v", n)
+	}
+}
+
+// A worker asking about a job of a queue it may do nothing on gets the
+// answer a job id that does not exist gets, word for word: nothing tells
+// it which queue the job is in, or that it exists.
+func TestRefusalsDoNotRevealQueues(t *testing.T) {
+	id := testutil.Identity(t, "narrow")
+	h := startRelay(t, relaytest.Options{}, relaytest.Worker{Name: "narrow", IDs: []keys.Identity{id}, Queues: map[string]string{"a": relaytest.AllActions}})
+	c := h.Dial(id)
+	ctx := ctxT(t, 20*time.Second)
+	secret := h.Enqueue(queue.NewJob{Queue: "b-secret-queue"})[0]
+	const missing = "no-such-job-0000"
+	wireErr := func(err error) *proto.Error {
+		t.Helper()
+		var pe *proto.Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("not a relay refusal: %v", err)
+		}
+		return pe
+	}
+	lease := func(id string) client.Lease { return client.Lease{JobID: id, Attempt: 1, Token: make([]byte, 16)} }
+	calls := map[string]func(id string) error{
+		"complete": func(id string) error { _, err := c.Complete(ctx, lease(id), nil); return err },
+		"fail":     func(id string) error { _, err := c.Fail(ctx, lease(id), "x", client.FailOptions{}); return err },
+	}
+	for name, call := range calls {
+		hidden, absent := wireErr(call(secret)), wireErr(call(missing))
+		// Each names the id it was asked about, and nothing else differs.
+		if hidden.Code != absent.Code || strings.ReplaceAll(hidden.Message, secret, "ID") != strings.ReplaceAll(absent.Message, missing, "ID") {
+			t.Errorf("%s: a job of another queue got %v %q, a missing job %v %q", name, hidden.Code, hidden.Message, absent.Code, absent.Message)
+		}
+		if strings.Contains(hidden.Message, "b-secret-queue") {
+			t.Errorf("%s: the refusal names the queue: %q", name, hidden.Message)
+		}
+	}
+	sts, err := c.Heartbeat(ctx, []client.Lease{lease(secret), lease(missing)}, false)
+	if err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	if len(sts) != 2 || sts[0].State != sts[1].State || sts[0].State != client.Lost {
+		t.Fatalf("heartbeat: %+v; want both lost alike", sts)
+	}
+	if s := h.Get(secret); s.State != store.Queued {
+		t.Fatalf("the other queue's job changed: %+v", s)
+	}
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "unauthorized_action"}); n != 3 {
+		t.Errorf("unauthorized_action = %v, want the 3 refusals counted", n)
 	}
 }
 

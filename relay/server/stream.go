@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -25,11 +26,23 @@ type call struct {
 }
 
 // handleStream serves one call: read the request, authorise, act, answer.
-func (s *Server) handleStream(ctx context.Context, conn *quic.Conn, pin keys.Pin, str *quic.Stream, log *slog.Logger) {
+func (s *Server) handleStream(ctx context.Context, cs *connState, str *quic.Stream, log *slog.Logger) {
+	pin := cs.pin
 	start := time.Now()
 	_ = str.SetReadDeadline(start.Add(s.opts.RequestTimeout))
 	var req proto.Request
-	err := proto.ReadFrame(str, &req, proto.MaxRequestFrame)
+	rctx, rcancel := context.WithDeadline(ctx, start.Add(s.opts.RequestTimeout))
+	release, err := proto.ReadFrameReserving(str, &req, proto.MaxRequestFrame, func(n int) (func(), error) {
+		return s.reserve(rctx, cs, n)
+	})
+	rcancel()
+	defer release()
+	if errors.Is(err, errOverloaded) {
+		log.Warn("refused a call", "err", err)
+		str.CancelRead(proto.Code_OVERLOADED.StreamCode())
+		str.CancelWrite(proto.Code_OVERLOADED.StreamCode())
+		return
+	}
 	if err == nil {
 		// One frame, then the end of the stream: anything more is a bad
 		// frame too.
@@ -84,6 +97,41 @@ func (s *Server) handleStream(ctx context.Context, conn *quic.Conn, pin keys.Pin
 	}
 	s.m.calls.WithLabelValues(name, code.String()).Inc()
 	s.m.callSeconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+}
+
+// errOverloaded marks a request refused for the bounds on reading.
+var errOverloaded = errors.New("relay is over a bound on requests being read")
+
+// reserve takes n bytes of the shared read budget for one request frame,
+// and for a large one a slot of its connection's large calls. It refuses
+// (counted) past a bound rather than buffer.
+func (s *Server) reserve(ctx context.Context, cs *connState, n int) (func(), error) {
+	large := n > largeFrame
+	if large {
+		if cs.large.Add(1) > int32(s.opts.MaxLargeCalls) {
+			cs.large.Add(-1)
+			s.m.refused.WithLabelValues("large_calls").Inc()
+			return nil, fmt.Errorf("%w: %d large calls in flight on this connection", errOverloaded, s.opts.MaxLargeCalls)
+		}
+		s.m.largeCalls.Inc()
+	}
+	endLarge := func() {
+		if large {
+			cs.large.Add(-1)
+			s.m.largeCalls.Dec()
+		}
+	}
+	if err := s.budget.take(ctx, n); err != nil {
+		endLarge()
+		s.m.refused.WithLabelValues("read_budget").Inc()
+		return nil, fmt.Errorf("%w: no room for a %d-byte request in %s: %w", errOverloaded, n, s.opts.RequestTimeout, err)
+	}
+	s.m.reading.Add(float64(n))
+	return func() {
+		s.budget.give(n)
+		s.m.reading.Sub(float64(n))
+		endLarge()
+	}, nil
 }
 
 // leasedJob remembers a lease granted in a response, to undo it if the
@@ -154,15 +202,33 @@ func (c *call) refuse(reason string, e *proto.Error) *proto.Response {
 }
 
 // authorize checks that the worker may take action a on job id's queue.
+// A job of a queue the worker may do nothing on is answered as a job that
+// does not exist, with the very same code and message, so that a worker
+// cannot learn which queue a job id belongs to; the refusal is still
+// counted and logged here. A worker allowed other actions on the queue is
+// told which one it lacks: it knows that queue already.
 func (c *call) authorize(id string, a auth.Action) *proto.Response {
 	qn, err := c.s.q.QueueOf(c.ctx, id)
+	if errors.Is(err, queue.ErrNotFound) {
+		return noSuchJob(id)
+	}
 	if err != nil {
 		return c.fromQueueError(err)
 	}
 	if !c.worker.May(qn, a) {
-		return c.refuse("unauthorized_action", proto.Errorf(proto.Code_UNAUTHORIZED, "worker %s may not %s jobs of queue %s", c.worker.Name, a, qn))
+		e := proto.Errorf(proto.Code_UNAUTHORIZED, "worker %s may not %s jobs of queue %s", c.worker.Name, a, qn)
+		if len(c.worker.Queues[qn]) == 0 {
+			c.refuse("unauthorized_action", e)
+			return noSuchJob(id)
+		}
+		return c.refuse("unauthorized_action", e)
 	}
 	return nil
+}
+
+// noSuchJob is the answer for a job id the worker may not know of.
+func noSuchJob(id string) *proto.Response {
+	return errResponse(proto.Errorf(proto.Code_NOT_FOUND, "getting job %s: %s", id, queue.ErrNotFound))
 }
 
 // fromQueueError maps the queue's errors to protocol codes.

@@ -3,9 +3,12 @@ package forward
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -202,5 +205,169 @@ func TestUDPSessionsAndLimits(t *testing.T) {
 	// After expiry the third client gets a session.
 	if got, err := rt(cs[2], []byte("now")); err != nil || string(got) != "now" {
 		t.Fatalf("after expiry: %q %v", got, err)
+	}
+}
+
+// pingServer answers only datagrams that start with "ping", as a real
+// service answers its clients and not a flooder's junk.
+func pingServer(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if bytes.HasPrefix(buf[:n], []byte("ping")) {
+				_, _ = pc.WriteTo(append([]byte("pong"), buf[4:n]...), from)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// startUDPRule serves p (its Conn a fresh socket on 127.0.0.1, its Dial
+// to target) until the test ends.
+func startUDPRule(t *testing.T, p *UDP, target string) string {
+	t.Helper()
+	front, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Conn = front
+	p.Dial = func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", target)
+	}
+	if p.Stats == nil {
+		p.Stats = &Stats{}
+	}
+	p.Logger = slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return front.LocalAddr().String()
+}
+
+// clientFrom is a UDP socket on a loopback address of its own, connected
+// to the rule.
+func clientFrom(t *testing.T, ip, front string) *net.UDPConn {
+	t.Helper()
+	c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(ip+":0")), net.UDPAddrFromAddrPort(netip.MustParseAddrPort(front)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ping(c *net.UDPConn, msg string) error {
+	buf := make([]byte, 64)
+	for range 3 {
+		if _, err := c.Write([]byte("ping" + msg)); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Read(buf)
+		if err == nil && string(buf[:n]) == "pong"+msg {
+			return nil
+		}
+		if err != nil && !isTimeout(err) {
+			return err
+		}
+	}
+	return errors.New("no pong")
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// flood sends n datagrams to front from n distinct source ports of
+// 127.0.0.1 (each socket stays open so that no port is used twice), in
+// batches that wait for the rule to have handled each (handled counts
+// them), so that none is lost in a socket buffer.
+func flood(t *testing.T, front string, n int, handled func() uint64) {
+	t.Helper()
+	to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(front))
+	base := handled()
+	for i := 0; i < n; i++ {
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		if _, err := pc.WriteToUDP([]byte("junk"), to); err != nil {
+			t.Fatal(err)
+		}
+		if i%64 == 63 || i == n-1 {
+			want := base + uint64(i+1)
+			testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the rule to handle %d datagrams", want), func() bool { return handled() >= want })
+		}
+	}
+}
+
+// 1,100 datagrams from distinct source ports, more than the rule's 1,024
+// sessions: an established flow keeps working and a new client still gets
+// a session, because sessions that never got a reply are evicted first.
+func TestUDPFloodCannotLockOut(t *testing.T) {
+	var st Stats
+	p := &UDP{Name: "u", DialTimeout: time.Second, IdleTimeout: 2 * time.Minute, MaxSessions: 1024, MaxUp: 100, MaxDown: 100, Stats: &st}
+	front := startUDPRule(t, p, pingServer(t))
+	established := clientFrom(t, "127.0.0.2", front)
+	if err := ping(established, "1"); err != nil {
+		t.Fatalf("established flow: %v", err)
+	}
+	handled := func() uint64 { s := st.Snapshot(); return s.Flows + s.Drops["session_limit"] }
+	flood(t, front, 1100, handled)
+	if err := ping(established, "2"); err != nil {
+		t.Fatalf("established flow after the flood: %v (drops %v)", err, st.Snapshot().Drops)
+	}
+	if err := ping(clientFrom(t, "127.0.0.3", front), "3"); err != nil {
+		t.Fatalf("a new client after the flood: %v (sessions %d, drops %v)", err, p.Sessions(), st.Snapshot().Drops)
+	}
+	if got := st.Snapshot().Drops["evicted_unreplied"]; got < 1100+2-1024 {
+		t.Errorf("evicted %d unreplied sessions, want at least %d", got, 1100+2-1024)
+	}
+	if got := p.Sessions(); got > 1024 {
+		t.Errorf("%d sessions, past the cap", got)
+	}
+}
+
+// One source address holds at most its share of sessions; the rest are
+// refused and counted, and sessions that never got a reply end after the
+// unreplied timeout while an answered one lives on.
+func TestUDPPerSourceAndUnrepliedTimeout(t *testing.T) {
+	var st Stats
+	p := &UDP{Name: "u", DialTimeout: time.Second, IdleTimeout: 2 * time.Minute, UnrepliedTimeout: 2 * time.Second,
+		MaxSessions: 1024, MaxPerSource: PerSourceShare(1024), MaxUp: 100, MaxDown: 100, Stats: &st}
+	front := startUDPRule(t, p, pingServer(t))
+	established := clientFrom(t, "127.0.0.2", front)
+	if err := ping(established, "1"); err != nil {
+		t.Fatalf("established flow: %v", err)
+	}
+	handled := func() uint64 { s := st.Snapshot(); return s.Flows + s.Drops["source_limit"] }
+	flood(t, front, 1100, handled)
+	if got := st.Dropped(DropSourceLimit); got == 0 {
+		t.Error("no datagram refused for its source's share")
+	}
+	if got := p.Sessions(); got > 1+256 {
+		t.Errorf("%d sessions: 127.0.0.1 holds more than its 256", got)
+	}
+	if err := ping(clientFrom(t, "127.0.0.3", front), "2"); err != nil {
+		t.Fatalf("another source during the flood: %v", err)
+	}
+	// The flood's sessions end in well under the idle timeout.
+	testutil.Eventually(t, 5*time.Second, "the unanswered sessions to expire", func() bool { return p.Sessions() == 2 })
+	if err := ping(established, "3"); err != nil {
+		t.Fatalf("established flow after the unreplied ones expired: %v", err)
 	}
 }

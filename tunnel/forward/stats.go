@@ -16,6 +16,8 @@ const (
 	DropDialFailed               // the other side could not be reached
 	DropPending                  // UDP: datagrams queued while dialling overflowed
 	DropWriteFailed              // the other side refused a datagram
+	DropSourceLimit              // UDP: too many sessions from one source address
+	DropEvicted                  // UDP: a session with no reply evicted for a new one
 	numDrops
 )
 
@@ -26,6 +28,8 @@ var dropNames = [...]string{
 	DropDialFailed:   "dial_failed",
 	DropPending:      "dial_pending",
 	DropWriteFailed:  "write_failed",
+	DropSourceLimit:  "source_limit",
+	DropEvicted:      "evicted_unreplied",
 }
 
 func (d Drop) String() string {

@@ -39,6 +39,9 @@ type udpMux struct {
 	next  uint16 // next ephemeral port to try
 	// Dropped counts datagrams for a socket whose queue was full.
 	dropped atomic.Uint64
+	// Malformed counts datagrams for a socket's port that were fragments
+	// or whose UDP length disagreed with the IP header's.
+	malformed atomic.Uint64
 }
 
 func (m *udpMux) lookup(ap netip.AddrPort) *UDPConn {
@@ -48,10 +51,14 @@ func (m *udpMux) lookup(ap netip.AddrPort) *UDPConn {
 }
 
 // deliverUDP hands an inbound UDP packet to a fast-path socket. It reports
-// false when no socket holds the destination (gVisor then sees it).
+// false when no socket holds the destination (gVisor then sees it). A
+// packet for a fast-path port is never passed on: if it is malformed (a
+// fragment, a length that disagrees with the datagram) it is dropped and
+// counted, so gVisor cannot answer it with an ICMP error.
 func (ns *Stack) deliverUDP(pkt []byte) bool {
 	var src, dst netip.AddrPort
-	var payload []byte
+	var udp []byte // the UDP header and payload, as the IP header bounds them
+	ok := true
 	switch pkt[0] >> 4 {
 	case 4:
 		if len(pkt) < header.IPv4MinimumSize {
@@ -59,34 +66,26 @@ func (ns *Stack) deliverUDP(pkt []byte) bool {
 		}
 		ip := header.IPv4(pkt)
 		hl := int(ip.HeaderLength())
-		if ip.Protocol() != uint8(header.UDPProtocolNumber) || ip.More() || ip.FragmentOffset() != 0 ||
-			int(ip.TotalLength()) > len(pkt) || len(pkt) < hl+header.UDPMinimumSize {
+		if ip.Protocol() != uint8(header.UDPProtocolNumber) || hl < header.IPv4MinimumSize ||
+			int(ip.TotalLength()) > len(pkt) || int(ip.TotalLength()) < hl+header.UDPMinimumSize {
 			return false
 		}
-		pkt = pkt[:ip.TotalLength()]
-		u := header.UDP(pkt[hl:])
-		src = netip.AddrPortFrom(netip.AddrFrom4([4]byte(pkt[12:16])), u.SourcePort())
-		dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte(pkt[16:20])), u.DestinationPort())
-		payload = pkt[hl+header.UDPMinimumSize:]
-		if int(u.Length()) != len(payload)+header.UDPMinimumSize {
-			return false
-		}
+		ok = !ip.More() && ip.FragmentOffset() == 0
+		udp = pkt[hl:ip.TotalLength()]
+		src = netip.AddrPortFrom(netip.AddrFrom4([4]byte(pkt[12:16])), header.UDP(udp).SourcePort())
+		dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte(pkt[16:20])), header.UDP(udp).DestinationPort())
 	case 6:
 		if len(pkt) < header.IPv6MinimumSize+header.UDPMinimumSize {
 			return false
 		}
 		ip := header.IPv6(pkt)
-		if ip.NextHeader() != uint8(header.UDPProtocolNumber) || int(ip.PayloadLength())+header.IPv6MinimumSize > len(pkt) {
+		end := header.IPv6MinimumSize + int(ip.PayloadLength())
+		if ip.NextHeader() != uint8(header.UDPProtocolNumber) || end > len(pkt) || end < header.IPv6MinimumSize+header.UDPMinimumSize {
 			return false
 		}
-		pkt = pkt[:header.IPv6MinimumSize+int(ip.PayloadLength())]
-		u := header.UDP(pkt[header.IPv6MinimumSize:])
-		src = netip.AddrPortFrom(netip.AddrFrom16([16]byte(pkt[8:24])), u.SourcePort())
-		dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(pkt[24:40])), u.DestinationPort())
-		payload = pkt[header.IPv6MinimumSize+header.UDPMinimumSize:]
-		if int(u.Length()) != len(payload)+header.UDPMinimumSize {
-			return false
-		}
+		udp = pkt[header.IPv6MinimumSize:end]
+		src = netip.AddrPortFrom(netip.AddrFrom16([16]byte(pkt[8:24])), header.UDP(udp).SourcePort())
+		dst = netip.AddrPortFrom(netip.AddrFrom16([16]byte(pkt[24:40])), header.UDP(udp).DestinationPort())
 	default:
 		return false
 	}
@@ -94,11 +93,16 @@ func (ns *Stack) deliverUDP(pkt []byte) bool {
 	if c == nil {
 		return false
 	}
+	if !ok || int(header.UDP(udp).Length()) != len(udp) {
+		ns.udp.malformed.Add(1)
+		return true
+	}
 	if c.remote.IsValid() && c.remote != src {
 		// A connected socket hears only its peer; nothing else may use
 		// its port.
 		return true
 	}
+	payload := udp[header.UDPMinimumSize:]
 	d := datagram{from: src, b: append(make([]byte, 0, len(payload)), payload...)}
 	select {
 	case c.rx <- d:
@@ -453,3 +457,7 @@ func (d *deadline) expired() bool {
 // UDPQueueDrops counts datagrams dropped because a fast-path socket's queue
 // was full.
 func (ns *Stack) UDPQueueDrops() uint64 { return ns.udp.dropped.Load() }
+
+// UDPMalformedDrops counts datagrams for a fast-path socket's port that
+// were dropped as malformed rather than passed on to gVisor.
+func (ns *Stack) UDPMalformedDrops() uint64 { return ns.udp.malformed.Load() }

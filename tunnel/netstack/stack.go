@@ -184,6 +184,13 @@ func (ns *Stack) tune(opts Options) error {
 	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &snd); err != nil {
 		return fmt.Errorf("setting TCP send buffer: %v", err)
 	}
+	// gVisor sends no ICMP errors (port or protocol unreachable, parameter
+	// problems) into the tunnel: whatever the policy lets through and no
+	// socket takes is dropped in silence, as the policy promises. The two
+	// types gVisor never rate-limits are sent only when forwarding, which
+	// is off.
+	ns.s.SetICMPLimit(0)
+	ns.s.SetICMPBurst(0)
 	ubuf := tcpip.ReceiveBufferSizeOption{Min: 4 << 10, Default: opts.UDPBuffer, Max: opts.UDPBuffer}
 	if err := ns.s.SetOption(ubuf); err != nil {
 		return fmt.Errorf("setting UDP receive buffer: %v", err)

@@ -13,6 +13,14 @@ const (
 	ProtoICMPv6 = 58
 )
 
+// IPv6 extension headers Parse walks past.
+const (
+	ext6HopByHop = 0
+	ext6Routing  = 43
+	ext6Fragment = 44
+	ext6DestOpts = 60
+)
+
 // Packet is what the policy reads from an IP header and the transport
 // header after it.
 type Packet struct {
@@ -20,13 +28,24 @@ type Packet struct {
 	Proto            uint8
 	SrcPort, DstPort uint16
 	Fragment         bool
+	// Options is set for an IPv4 header longer than 20 bytes or an IPv6
+	// packet with an extension header other than a fragment header. The
+	// policy drops both: no legitimate traffic here carries them, and the
+	// fast path and gVisor would each treat them their own way.
+	Options bool
 	// PayloadOffset is where the transport header starts.
 	PayloadOffset int
+	// TransportLen is the length of the transport header and payload, as
+	// the IP header gives it.
+	TransportLen int
+	// UDPLength is a UDP header's length field (zero for other protocols).
+	UDPLength int
 }
 
 // Parse reads the headers of an IPv4 or IPv6 packet. It reports false for
-// anything malformed: a short or inconsistent header, an unknown version.
-// Fragments parse (Fragment is set) without ports.
+// anything malformed: a short or inconsistent header, an unknown version, a
+// TCP header whose data offset does not fit. Fragments parse (Fragment is
+// set) without ports.
 func Parse(b []byte) (Packet, bool) {
 	var p Packet
 	if len(b) < 1 {
@@ -44,6 +63,7 @@ func Parse(b []byte) (Packet, bool) {
 		}
 		flagsFrag := binary.BigEndian.Uint16(b[6:8])
 		p.Fragment = flagsFrag&0x2000 != 0 || flagsFrag&0x1fff != 0
+		p.Options = ihl > 20
 		p.Proto = b[9]
 		p.Src = netip.AddrFrom4([4]byte(b[12:16]))
 		p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
@@ -62,22 +82,24 @@ func Parse(b []byte) (Packet, bool) {
 		p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
 		next := b[6]
 		off := 40
-		// Walk at most a few extension headers; real traffic here has none.
+		// Walk at most a few extension headers, to tell a fragment from
+		// the rest; real traffic here has none.
 		for range 8 {
 			switch next {
-			case 0, 43, 60: // hop-by-hop, routing, destination options
+			case ext6HopByHop, ext6Routing, ext6DestOpts:
 				if len(b) < off+8 {
 					return p, false
 				}
+				p.Options = true
 				next = b[off]
 				off += (int(b[off+1]) + 1) * 8
 				if off > len(b) {
 					return p, false
 				}
 				continue
-			case 44: // fragment
+			case ext6Fragment:
 				p.Fragment = true
-				p.Proto = 44
+				p.Proto = ext6Fragment
 				p.PayloadOffset = off
 				return p, true
 			}
@@ -90,20 +112,26 @@ func Parse(b []byte) (Packet, bool) {
 	return p, false
 }
 
-// ports fills in the ports of a TCP or UDP packet that is not a fragment.
+// ports fills in the ports and lengths of a TCP or UDP packet that is not a
+// fragment; b ends where the IP header says the packet does.
 func (p *Packet) ports(b []byte) bool {
 	if p.Fragment && (p.Proto == ProtoTCP || p.Proto == ProtoUDP) {
 		return true
 	}
+	p.TransportLen = len(b) - p.PayloadOffset
 	switch p.Proto {
 	case ProtoTCP:
-		if len(b) < p.PayloadOffset+20 {
+		if p.TransportLen < 20 {
+			return false
+		}
+		if dataOff := int(b[p.PayloadOffset+12]>>4) * 4; dataOff < 20 || dataOff > p.TransportLen {
 			return false
 		}
 	case ProtoUDP:
-		if len(b) < p.PayloadOffset+8 {
+		if p.TransportLen < 8 {
 			return false
 		}
+		p.UDPLength = int(binary.BigEndian.Uint16(b[p.PayloadOffset+4:]))
 	default:
 		return true
 	}

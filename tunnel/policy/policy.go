@@ -21,6 +21,9 @@ const (
 	DropProtocol
 	DropNotExposed
 	DropPeerNotAllowed
+	DropIPOptions
+	DropUDPLength
+	DropNoFlow
 	numReasons
 )
 
@@ -33,6 +36,9 @@ var reasonNames = [...]string{
 	DropProtocol:       "protocol",
 	DropNotExposed:     "not_exposed",
 	DropPeerNotAllowed: "peer_not_allowed",
+	DropIPOptions:      "ip_options",
+	DropUDPLength:      "udp_length",
+	DropNoFlow:         "no_flow",
 }
 
 func (r Reason) String() string {
@@ -85,6 +91,11 @@ type entry struct {
 	denied atomic.Uint64
 }
 
+// FlowCheck reports whether the stack holds a socket for packets of proto
+// from remote to local: a connection or connected socket it dialled (or an
+// open listener on local). It must be safe to call concurrently.
+type FlowCheck func(proto uint8, local, remote netip.AddrPort) bool
+
 // Filter is the gateway's ingress policy. Its rules can be replaced while it
 // runs (a config reload), and dialled remotes added and removed; Check is
 // lock-free.
@@ -93,7 +104,13 @@ type Filter struct {
 	t       atomic.Pointer[table]
 	counts  [numReasons]atomic.Uint64
 	dynamic map[portKey]*Port // ports opened by Listen, kept across SetRules
+	flows   atomic.Pointer[FlowCheck]
 }
+
+// SetFlowCheck makes replies from dialled remotes pass only to a local port
+// the stack holds a flow on. Without it, a dialled remote may reach any
+// local port.
+func (f *Filter) SetFlowCheck(fc FlowCheck) { f.flows.Store(&fc) }
 
 // New returns a filter for the given local addresses and exposed ports.
 func New(local []netip.Addr, ports []Port) *Filter {
@@ -210,6 +227,9 @@ func (f *Filter) decide(b []byte) Reason {
 	if p.Fragment {
 		return DropFragment
 	}
+	if p.Options {
+		return DropIPOptions
+	}
 	switch p.Proto {
 	case ProtoTCP, ProtoUDP:
 	case ProtoICMP, ProtoICMPv6:
@@ -217,13 +237,27 @@ func (f *Filter) decide(b []byte) Reason {
 	default:
 		return DropProtocol
 	}
+	// A datagram longer or shorter than its UDP header says is one the
+	// fast path and gVisor would read differently: neither sees it.
+	if p.Proto == ProtoUDP && p.UDPLength != p.TransportLen {
+		return DropUDPLength
+	}
+	dialled := false
 	if len(t.remotes) > 0 {
-		if _, ok := t.remotes[Remote{Proto: p.Proto, Addr: netip.AddrPortFrom(p.Src, p.SrcPort)}]; ok {
-			return Accept
+		src := netip.AddrPortFrom(p.Src, p.SrcPort)
+		if _, ok := t.remotes[Remote{Proto: p.Proto, Addr: src}]; ok {
+			fc := f.flows.Load()
+			if fc == nil || (*fc)(p.Proto, netip.AddrPortFrom(p.Dst, p.DstPort), src) {
+				return Accept
+			}
+			dialled = true
 		}
 	}
 	e, ok := t.ports[portKey{p.Proto, p.DstPort}]
 	if !ok {
+		if dialled {
+			return DropNoFlow
+		}
 		return DropNotExposed
 	}
 	for _, pfx := range e.Allowed {

@@ -26,6 +26,7 @@ func build(proto uint8, src, dst netip.AddrPort, frag bool) []byte {
 		copy(b[16:], d[:])
 		binary.BigEndian.PutUint16(b[20:], src.Port())
 		binary.BigEndian.PutUint16(b[22:], dst.Port())
+		transport(b[20:], proto)
 		return b
 	}
 	b := make([]byte, 40+thl)
@@ -45,7 +46,64 @@ func build(proto uint8, src, dst netip.AddrPort, frag bool) []byte {
 	}
 	binary.BigEndian.PutUint16(b[40:], src.Port())
 	binary.BigEndian.PutUint16(b[42:], dst.Port())
+	transport(b[40:], proto)
 	return b
+}
+
+// transport fills in a UDP length or a TCP data offset.
+func transport(t []byte, proto uint8) {
+	switch proto {
+	case ProtoUDP:
+		binary.BigEndian.PutUint16(t[4:], uint16(len(t)))
+	case ProtoTCP:
+		t[12] = 5 << 4
+	}
+}
+
+// withIPv4Options inserts n*4 bytes of NOP options into an IPv4 packet.
+func withIPv4Options(b []byte, n int) []byte {
+	out := append(append(append([]byte{}, b[:20]...), make([]byte, 4*n)...), b[20:]...)
+	for i := 20; i < 20+4*n; i++ {
+		out[i] = 1 // NOP
+	}
+	out[0] = 0x40 | byte(5+n)
+	binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
+	return out
+}
+
+// withIPv6Ext inserts an empty extension header of type ext before the
+// transport header of an IPv6 packet.
+func withIPv6Ext(b []byte, ext uint8) []byte {
+	h := make([]byte, 8)
+	h[0] = b[6]       // its next header is the transport's
+	h[2], h[3] = 1, 4 // a PadN option filling the rest
+	out := append(append(append([]byte{}, b[:40]...), h...), b[40:]...)
+	out[6] = ext
+	binary.BigEndian.PutUint16(out[4:], uint16(len(out)-40))
+	return out
+}
+
+// withTrailer appends n bytes to a packet, within its IP length but not
+// its transport header's.
+func withTrailer(b []byte, n int) []byte {
+	out := append(append([]byte{}, b...), make([]byte, n)...)
+	if out[0]>>4 == 4 {
+		binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
+	} else {
+		binary.BigEndian.PutUint16(out[4:], uint16(len(out)-40))
+	}
+	return out
+}
+
+// withUDPLength rewrites a UDP header's length field.
+func withUDPLength(b []byte, n int) []byte {
+	out := append([]byte{}, b...)
+	off := 20
+	if b[0]>>4 == 6 {
+		off = 40
+	}
+	binary.BigEndian.PutUint16(out[off+4:], uint16(n))
+	return out
 }
 
 var (
@@ -65,14 +123,32 @@ func newTestFilter() *Filter {
 	})
 }
 
+type checkCase struct {
+	name string
+	pkt  []byte
+	want Reason
+}
+
+// checkAll checks each packet and that its verdict was counted.
+func checkAll(t *testing.T, f *Filter, tests []checkCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.Count(tt.want)
+			if got := f.Check(tt.pkt); got != tt.want {
+				t.Fatalf("Check = %v, want %v", got, tt.want)
+			}
+			if f.Count(tt.want) != before+1 {
+				t.Fatalf("counter for %v did not move", tt.want)
+			}
+		})
+	}
+}
+
 func TestCheck(t *testing.T) {
 	f := newTestFilter()
 	f.AddRemote(Remote{Proto: ProtoTCP, Addr: ap(other, 443)})
-	tests := []struct {
-		name string
-		pkt  []byte
-		want Reason
-	}{
+	tests := []checkCase{
 		{"exposed udp from allowed peer", build(ProtoUDP, ap(bunny, 40000), ap(us, 7000), false), Accept},
 		{"exposed udp over v6", build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), Accept},
 		{"exposed tcp from allowed peer", build(ProtoTCP, ap(bunny, 40000), ap(us, 8080), false), Accept},
@@ -91,18 +167,20 @@ func TestCheck(t *testing.T) {
 		{"empty", nil, DropMalformed},
 		{"truncated", build(ProtoUDP, ap(bunny, 1), ap(us, 7000), false)[:24], DropMalformed},
 		{"version 5", append([]byte{0x50}, make([]byte, 40)...), DropMalformed},
+		{"v4 options on a SYN", withIPv4Options(build(ProtoTCP, ap(bunny, 40000), ap(us, 8080), false), 1), DropIPOptions},
+		{"v6 destination options before UDP", withIPv6Ext(build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), 60), DropIPOptions},
+		{"v6 hop-by-hop before UDP", withIPv6Ext(build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), 0), DropIPOptions},
+		{"v6 routing header before UDP", withIPv6Ext(build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), 43), DropIPOptions},
+		{"udp length short of the datagram", withUDPLength(withTrailer(build(ProtoUDP, ap(bunny, 40000), ap(us, 7000), false), 2), 8), DropUDPLength},
+		{"udp length past the datagram", withUDPLength(build(ProtoUDP, ap(bunny, 40000), ap(us, 7000), false), 20), DropUDPLength},
+		{"udp length short over v6", withUDPLength(withTrailer(build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), 1), 8), DropUDPLength},
+		{"tcp data offset past the packet", func() []byte {
+			b := build(ProtoTCP, ap(bunny, 40000), ap(us, 8080), false)
+			b[32] = 6 << 4
+			return b
+		}(), DropMalformed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := f.Count(tt.want)
-			if got := f.Check(tt.pkt); got != tt.want {
-				t.Fatalf("Check = %v, want %v", got, tt.want)
-			}
-			if f.Count(tt.want) != before+1 {
-				t.Fatalf("counter for %v did not move", tt.want)
-			}
-		})
-	}
+	checkAll(t, f, tests)
 	if got := f.Denied()["relay"]; got != 1 {
 		t.Errorf("denied on relay = %d, want 1", got)
 	}
@@ -123,6 +201,27 @@ func TestRemotesNestAndClose(t *testing.T) {
 	if got := f.Check(pkt); got != DropNotExposed {
 		t.Fatalf("after the last holder: %v", got)
 	}
+}
+
+// A dialled remote reaches only the local ports the stack holds a flow on.
+func TestRemoteNeedsAFlow(t *testing.T) {
+	f := newTestFilter()
+	f.AddRemote(Remote{Proto: ProtoTCP, Addr: ap(other, 443)})
+	f.AddRemote(Remote{Proto: ProtoUDP, Addr: ap(other, 53)})
+	type flow struct {
+		proto         uint8
+		local, remote netip.AddrPort
+	}
+	flows := map[flow]bool{{ProtoTCP, ap(us, 51000), ap(other, 443)}: true, {ProtoUDP, ap(us, 40000), ap(other, 53)}: true}
+	f.SetFlowCheck(func(proto uint8, local, remote netip.AddrPort) bool { return flows[flow{proto, local, remote}] })
+	tests := []checkCase{
+		{"tcp reply to the dialling port", build(ProtoTCP, ap(other, 443), ap(us, 51000), false), Accept},
+		{"tcp reply to another port", build(ProtoTCP, ap(other, 443), ap(us, 51001), false), DropNoFlow},
+		{"udp reply to the dialling port", build(ProtoUDP, ap(other, 53), ap(us, 40000), false), Accept},
+		{"udp reply to another port", build(ProtoUDP, ap(other, 53), ap(us, 40001), false), DropNoFlow},
+		{"remote to an exposed port is judged by the rule", build(ProtoUDP, ap(other, 53), ap(us, 7000), false), DropPeerNotAllowed},
+	}
+	checkAll(t, f, tests)
 }
 
 func TestOpenPortAndSetPorts(t *testing.T) {
@@ -160,6 +259,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(build(ProtoTCP, ap(bunny6, 40000), ap(us6, 7000), false))
 	f.Add(build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), true))
 	f.Add([]byte{0x60, 0, 0, 0, 0, 8, 0, 64})
+	f.Add(withIPv4Options(build(ProtoTCP, ap(bunny, 40000), ap(us, 8080), false), 2))
+	f.Add(withIPv6Ext(build(ProtoUDP, ap(bunny6, 40000), ap(us6, 7000), false), 60))
+	f.Add(withUDPLength(build(ProtoUDP, ap(bunny, 40000), ap(us, 7000), false), 9))
 	filter := newTestFilter()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, ok := Parse(b)
@@ -172,6 +274,12 @@ func FuzzParse(f *testing.F) {
 		}
 		if r == Accept && p.Dst != us && p.Dst != us6 {
 			t.Fatalf("accepted a packet for %v", p.Dst)
+		}
+		if r == Accept && (p.Options || p.Proto == ProtoUDP && p.UDPLength != p.TransportLen) {
+			t.Fatalf("accepted options or a bad UDP length: %+v", p)
+		}
+		if ok && !p.Fragment && p.PayloadOffset+p.TransportLen > len(b) {
+			t.Fatalf("transport runs past the buffer: %+v, %d bytes", p, len(b))
 		}
 	})
 }

@@ -69,13 +69,14 @@ func (c *runCmd) load() (*config.Config, keys.Identity, error) {
 	return cfg, id, nil
 }
 
-// handlers builds each queue's handler.
-func handlers(cfg *config.Config) map[string]handler.Handler {
+// handlers builds each queue's handler; exec handlers share the reaper.
+func handlers(cfg *config.Config, reaper *handler.Reaper) map[string]handler.Handler {
 	hs := make(map[string]handler.Handler, len(cfg.Queues))
 	for _, q := range cfg.Queues {
 		switch {
 		case q.Exec != nil:
-			hs[q.Name] = &handler.Exec{Command: q.Exec.Command, Timeout: q.Exec.Timeout, MaxOutput: q.Exec.MaxOutput}
+			hs[q.Name] = &handler.Exec{Command: q.Exec.Command, Timeout: q.Exec.Timeout, MaxOutput: q.Exec.MaxOutput,
+				PassEnv: q.Exec.Env, Reaper: reaper}
 		case q.HTTP != nil:
 			hs[q.Name] = &handler.HTTP{URL: q.HTTP.URL, Timeout: q.HTTP.Timeout, MaxOutput: q.HTTP.MaxOutput}
 		}
@@ -94,13 +95,19 @@ func (c *runCmd) Run(ctx context.Context, env cli.Env) error {
 		grace = -1 // worker.Options: negative is none, zero the default
 	}
 	build := buildinfo.Read()
+	// Every exec handler's descendants end with its job, even those that
+	// left its process group.
+	reaper, err := handler.NewReaper()
+	if err != nil {
+		return err
+	}
 	reg := admin.NewRegistry()
 	reg.MustRegister(build.Collector("bunny"))
 	w, err := worker.New(worker.Options{
 		Addr:          cfg.Relay.Address,
 		Identity:      id,
 		RelayPin:      cfg.Relay.Pin,
-		Handlers:      handlers(cfg),
+		Handlers:      handlers(cfg, reaper),
 		Concurrency:   cfg.Concurrency,
 		ShutdownGrace: grace,
 		Logger:        log,
