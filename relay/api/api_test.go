@@ -8,24 +8,51 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
 type env struct {
-	q   *queue.Queue
-	h   http.Handler
-	srv *httptest.Server
-	c   *Client
+	q     *queue.Queue
+	h     http.Handler
+	srv   *Server
+	c     *Client // the admin producer: every action on every queue
+	relay keys.Identity
+	// token is the admin producer's; file the producers file.
+	token string
+	file  string
+	w     *producers.Watcher
+	reg   *prometheus.Registry
+	logs  *testutil.Buffer
 }
 
-func newEnv(t testing.TB, qo queue.Options) *env {
+// newEnv runs the API over real TLS on loopback, with a producers file
+// whose producer "admin" (a token) may do everything, plus extra entries.
+func newEnv(t testing.TB, qo queue.Options, extra ...string) *env {
 	t.Helper()
+	tok, hash, err := producers.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{relay: testutil.Identity(t, "relay"), token: tok, file: filepath.Join(t.TempDir(), "producers.yaml"), reg: prometheus.NewRegistry(), logs: &testutil.Buffer{}}
+	e.writeProducers(t, append([]string{producers.Entry("admin", nil, []producers.TokenHash{hash}, map[string][]producers.Action{producers.AnyQueue: producers.Actions()})}, extra...)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.w, err = producers.Watch(ctx, producers.WatchOptions{Path: e.file, Every: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); <-e.w.Done() })
 	st, err := store.OpenBolt(store.BoltOptions{Path: filepath.Join(t.TempDir(), "relay.db")})
 	if err != nil {
 		t.Fatal(err)
@@ -35,15 +62,35 @@ func newEnv(t testing.TB, qo queue.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{q: q, h: NewHandler(Options{Queue: q, MaxPayload: qo.MaxPayload})}
-	e.srv = httptest.NewServer(e.h)
-	e.c = &Client{BaseURL: e.srv.URL}
+	e.q = q
+	e.h, err = NewHandler(Options{Queue: q, MaxPayload: qo.MaxPayload, Producers: e.w.Config, Registerer: e.reg, Logger: e.logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv, err = Start(ctx, ServerOptions{Addr: "127.0.0.1:0", Identity: e.relay, Handler: e.h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c = e.client(nil, tok)
 	t.Cleanup(func() {
-		e.srv.Close()
+		_ = e.srv.Close()
 		_ = q.Close()
 		_ = st.Close()
 	})
 	return e
+}
+
+// writeProducers replaces the producers file with these entries.
+func (e *env) writeProducers(t testing.TB, entries ...string) {
+	t.Helper()
+	if err := os.WriteFile(e.file, []byte("producers:\n"+strings.Join(entries, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// client calls the API as the producer with identity id, or with token.
+func (e *env) client(id *keys.Identity, token string) *Client {
+	return &Client{BaseURL: e.srv.URL(), HTTP: HTTPClient(ClientTLS(e.relay.Pin(), id), 10*time.Second), Token: token}
 }
 
 func TestEnqueueGetListCancelRetry(t *testing.T) {
@@ -113,7 +160,9 @@ func TestJobViewHidesLeaseToken(t *testing.T) {
 	if err != nil || len(l) != 1 {
 		t.Fatal(l, err)
 	}
-	resp, err := http.Get(e.srv.URL + "/v1/jobs/" + j.ID)
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL()+"/v1/jobs/"+j.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := e.c.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,14 +188,15 @@ func TestJobViewHidesLeaseToken(t *testing.T) {
 	}
 }
 
-func post(t *testing.T, h http.Handler, path, ctype, body string) (int, ErrorBody) {
+func (e *env) post(t *testing.T, path, ctype, body string) (int, ErrorBody) {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token)
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	e.h.ServeHTTP(rec, req)
 	var eb ErrorBody
 	_ = json.Unmarshal(rec.Body.Bytes(), &eb)
 	return rec.Code, eb
@@ -174,6 +224,8 @@ func TestBadRequests(t *testing.T) {
 		{"payload over the cap", "/v1/jobs", "", `{"queue":"q","payload_text":"` + strings.Repeat("x", 101) + `"}`, 400, "payload"},
 		{"body over the cap", "/v1/jobs", "", `{"queue":"q","payload":"` + big + strings.Repeat("A", 64<<10) + `"}`, 413, ""},
 		{"wrong content type", "/v1/jobs", "text/plain", `{"queue":"q"}`, 415, ""},
+		{"json look-alike", "/v1/jobs", "application/jsonx", `{"queue":"q"}`, 415, ""},
+		{"form", "/v1/jobs", "application/x-www-form-urlencoded", `{"queue":"q"}`, 415, ""},
 		{"empty batch", "/v1/jobs/batch", "", `{"jobs":[]}`, 400, "jobs"},
 		{"bad job in batch", "/v1/jobs/batch", "", `{"jobs":[{"queue":"q"},{"queue":"b c"}]}`, 400, "jobs[1].queue"},
 		{"bad lone job in batch", "/v1/jobs/batch", "", `{"jobs":[{"queue":""}]}`, 400, "jobs[0].queue"},
@@ -182,7 +234,11 @@ func TestBadRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, eb := post(t, e.h, tt.path, tt.ctype, tt.body)
+			ctype := tt.ctype
+			if ctype == "" {
+				ctype = "application/json"
+			}
+			status, eb := e.post(t, tt.path, ctype, tt.body)
 			if status != tt.status || eb.Error.Message == "" || eb.Error.Field != tt.field {
 				t.Fatalf("status %d, error %+v; want %d with field %q", status, eb.Error, tt.status, tt.field)
 			}
@@ -193,7 +249,9 @@ func TestBadRequests(t *testing.T) {
 	}
 	for _, q := range []string{"?state=bogus", "?limit=0", "?limit=x", "?sort=id"} {
 		rec := httptest.NewRecorder()
-		e.h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/jobs"+q, nil))
+		req := httptest.NewRequest(http.MethodGet, "/v1/jobs"+q, nil)
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		e.h.ServeHTTP(rec, req)
 		if rec.Code != 400 {
 			t.Errorf("GET /v1/jobs%s: %d", q, rec.Code)
 		}
@@ -216,6 +274,8 @@ func TestQueueFullIs429(t *testing.T) {
 // fuzzEnv is shared by a fuzz target's inputs (one bbolt file).
 func fuzzCheck(t *testing.T, e *env, path string, body []byte) {
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, req)
 	switch {
@@ -276,7 +336,14 @@ func FuzzBatchJSON(f *testing.F) {
 }
 
 func ExampleClient() {
-	c := &Client{BaseURL: "http://127.0.0.1:8080"}
+	// The pin of relay's identity.crt (tunnel keys pin), and a token from
+	// relay producers token.
+	relayPin, err := keys.ParsePin("sha256/47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c := &Client{BaseURL: "https://127.0.0.1:8080", HTTP: HTTPClient(ClientTLS(relayPin, nil), 30*time.Second), Token: os.Getenv("RELAY_TOKEN")}
 	j, err := c.Enqueue(context.Background(), JobRequest{Queue: "default", PayloadText: `{"resize": "cat.png"}`, IdempotencyKey: "cat.png"})
 	if err != nil {
 		fmt.Println(err)

@@ -15,11 +15,16 @@ import (
 
 // Client calls relay's producer API.
 type Client struct {
-	// BaseURL is relay's internal HTTP address, such as
-	// "http://relay.relay.svc:8080".
+	// BaseURL is relay's API address, such as
+	// "https://relay.relay.svc:8080".
 	BaseURL string
-	// HTTP is the client to use; nil means one with a 30s timeout.
+	// HTTP is the client to use: HTTPClient over ClientTLS, which pins
+	// relay and may carry the producer's certificate.
 	HTTP *http.Client
+	// Token is the producer's bearer token, for a producer without a
+	// client certificate; empty sends none. It goes only into the
+	// Authorization header, never into an error.
+	Token string
 }
 
 // Error is an API error response.
@@ -120,6 +125,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tunnel-dev/tunnel/relay/producers"
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
@@ -24,17 +28,28 @@ type Options struct {
 	MaxPayload int
 	// MaxBatchBody bounds a batch request's body (32 MiB).
 	MaxBatchBody int64
-	Logger       *slog.Logger
+	// Producers returns the producers configuration in force (a
+	// producers.Watcher's Config); every request is authenticated and
+	// authorised by it. Required.
+	Producers func() *producers.Config
+	Logger    *slog.Logger
+	// Registerer receives relay_producer_auth_failures_total; nil
+	// registers none.
+	Registerer prometheus.Registerer
 }
 
 type handler struct {
-	opts Options
-	q    *queue.Queue
-	log  *slog.Logger
+	opts  Options
+	q     *queue.Queue
+	log   *slog.Logger
+	guard *guard
 }
 
-// NewHandler serves the API under /v1/.
-func NewHandler(opts Options) http.Handler {
+// NewHandler serves the API under /v1/, to authenticated producers only.
+func NewHandler(opts Options) (http.Handler, error) {
+	if opts.Queue == nil || opts.Producers == nil {
+		return nil, errors.New("api: a queue and a producers configuration are required")
+	}
 	if opts.MaxPayload <= 0 {
 		opts.MaxPayload = 1 << 20
 	}
@@ -44,7 +59,11 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{opts: opts, q: opts.Queue, log: opts.Logger}
+	g, err := newGuard(opts.Producers, opts.Registerer, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{opts: opts, q: opts.Queue, log: opts.Logger, guard: g}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/jobs", h.enqueue)
 	mux.HandleFunc("POST /v1/jobs/batch", h.batch)
@@ -56,7 +75,7 @@ func NewHandler(opts Options) http.Handler {
 		writeError(w, http.StatusNotFound, ErrorDetail{Code: "not_found",
 			Message: fmt.Sprintf("no API at %s %s; see docs/relay.md", r.Method, r.URL.Path)})
 	})
-	return mux
+	return g.wrap(mux), nil
 }
 
 // singleBody bounds one job's request: its payload in base64 and room for
@@ -66,6 +85,9 @@ func (h *handler) singleBody() int64 { return int64(h.opts.MaxPayload)*4/3 + 64<
 func (h *handler) enqueue(w http.ResponseWriter, r *http.Request) {
 	var req JobRequest
 	if !h.decode(w, r, h.singleBody(), &req) {
+		return
+	}
+	if !h.mayEnqueue(w, r, "queue", req.Queue) {
 		return
 	}
 	nj, err := toNewJob(&req, "")
@@ -100,6 +122,11 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ErrorDetail{Code: "invalid_argument", Field: "jobs",
 			Message: fmt.Sprintf("jobs: %d jobs; at most %d in one batch", len(req.Jobs), queue.MaxBatch)})
 		return
+	}
+	for i := range req.Jobs {
+		if !h.mayEnqueue(w, r, fmt.Sprintf("jobs[%d].queue", i), req.Jobs[i].Queue) {
+			return
+		}
 	}
 	njs := make([]queue.NewJob, len(req.Jobs))
 	for i := range req.Jobs {
@@ -153,12 +180,56 @@ func toNewJob(r *JobRequest, prefix string) (queue.NewJob, error) {
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
-	j, err := h.q.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		h.fail(w, err)
+	j, ok := h.job(w, r, producers.Read)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, viewOf(j))
+}
+
+// mayEnqueue refuses, 403, an enqueue to a queue the producer may not
+// enqueue to. A name that is no queue's passes, for the queue to refuse
+// (400, naming the field).
+func (h *handler) mayEnqueue(w http.ResponseWriter, r *http.Request, field, q string) bool {
+	if proto.CheckName("queue", q) != nil || producerOf(r.Context()).May(q, producers.Enqueue) {
+		return true
+	}
+	h.guard.forbid(w, r, field, q, producers.Enqueue)
+	return false
+}
+
+// job fetches the job of the request's path for action a. A job in a
+// queue the producer may neither read nor act on is answered exactly as
+// an unknown id is, so that nobody learns which queue any id belongs to;
+// one it may read but not act on is refused, 403.
+func (h *handler) job(w http.ResponseWriter, r *http.Request, a producers.Action) (store.Job, bool) {
+	id := r.PathValue("id")
+	p := producerOf(r.Context())
+	notFound := ErrorDetail{Code: "not_found", Message: fmt.Sprintf("job %q not found", abbreviate(id))}
+	j, err := h.q.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, notFound)
+	case err != nil:
+		h.fail(w, err)
+	case p.May(j.Queue, a):
+		return j, true
+	case p.May(j.Queue, producers.Read):
+		h.guard.forbid(w, r, "", j.Queue, a)
+	default:
+		h.guard.refuse(w, r, p, reasonForbidden, http.StatusNotFound, notFound, "")
+	}
+	return j, false
+}
+
+// view is the job as p may see it: without payload and result unless p
+// may read its queue.
+func view(p *producers.Producer, j store.Job) Job {
+	v := viewOf(j)
+	if !p.May(j.Queue, producers.Read) {
+		v.Payload, v.Result = []byte{}, nil
+	}
+	return v
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +243,12 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	p := producerOf(r.Context())
 	f := store.Filter{Queue: qv.Get("queue"), After: qv.Get("after")}
+	if f.Queue != "" && !p.May(f.Queue, producers.Read) {
+		h.guard.forbid(w, r, "queue", f.Queue, producers.Read)
+		return
+	}
 	if s := qv.Get("state"); s != "" {
 		st, err := store.ParseState(s)
 		if err != nil {
@@ -194,9 +270,13 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	out := ListResponse{Jobs: make([]Job, len(jobs)), Next: next}
-	for i, j := range jobs {
-		out.Jobs[i] = viewOf(j)
+	// Without a queue, a page holds only the jobs of queues p may read:
+	// it may be short, or empty with a next cursor.
+	out := ListResponse{Jobs: make([]Job, 0, len(jobs)), Next: next}
+	for _, j := range jobs {
+		if p.May(j.Queue, producers.Read) {
+			out.Jobs = append(out.Jobs, viewOf(j))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -205,16 +285,22 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 	if !h.emptyBody(w, r) {
 		return
 	}
+	if _, ok := h.job(w, r, producers.Cancel); !ok {
+		return
+	}
 	j, err := h.q.Cancel(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewOf(j))
+	writeJSON(w, http.StatusOK, view(producerOf(r.Context()), j))
 }
 
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 	if !h.emptyBody(w, r) {
+		return
+	}
+	if _, ok := h.job(w, r, producers.Retry); !ok {
 		return
 	}
 	j, err := h.q.Retry(r.Context(), r.PathValue("id"))
@@ -222,7 +308,7 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewOf(j))
+	writeJSON(w, http.StatusOK, view(producerOf(r.Context()), j))
 }
 
 // emptyBody refuses a body on calls that take none (anything but "" or
@@ -242,10 +328,6 @@ func (h *handler) emptyBody(w http.ResponseWriter, r *http.Request) bool {
 
 // decode reads a strict JSON body into v.
 func (h *handler) decode(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, ErrorDetail{Code: "invalid_argument", Message: fmt.Sprintf("content type %q; send application/json", ct)})
-		return false
-	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
