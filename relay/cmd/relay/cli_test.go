@@ -19,7 +19,7 @@ func TestEnvironmentVariables(t *testing.T) {
 	run([]string{"serve", "--help"}, &help, io.Discard)
 	run([]string{"jobs", "--help"}, &help, io.Discard)
 	text := strings.Join(strings.Fields(help.String()), " ")
-	for _, want := range []string{"(default: relay.db; $RELAY_DB)", "(default: :7443; $RELAY_LISTEN)", "(default: :8080; $RELAY_HTTP)", "(default: http://127.0.0.1:8080; $RELAY_SERVER)", "--idle-timeout=15s"} {
+	for _, want := range []string{"(default: relay.db; $RELAY_DB)", "(default: :7443; $RELAY_LISTEN)", "(default: 127.0.0.1:8080; $RELAY_HTTP)", "(default: 127.0.0.1:9090; $RELAY_ADMIN)", "(default: https://127.0.0.1:8080; $RELAY_SERVER)", "--idle-timeout=15s"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("--help lacks %q", want)
 		}

@@ -14,12 +14,20 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/cli"
+	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
 type jobsCmd struct {
-	Server  string        `default:"http://127.0.0.1:8080" placeholder:"URL" help:"relay's internal HTTP address (its --http), for every jobs command."`
+	Server  string        `default:"https://127.0.0.1:8080" placeholder:"URL" help:"relay's producer API (its --http), for every jobs command."`
 	Timeout time.Duration `default:"30s" help:"How long to wait for relay's answer, for every jobs command."`
+
+	ServerPin  string `placeholder:"PIN" xor:"server" help:"relay's pin (sha256/…, tunnel keys pin on its identity.crt): the only key the API may present."`
+	ServerCert string `type:"path" placeholder:"FILE" xor:"server" help:"relay's identity.crt, whose pin the API must present (instead of --server-pin)."`
+	ClientCert string `type:"path" placeholder:"FILE" help:"This producer's client certificate (identity.crt from tunnel keys identity), with --client-key."`
+	ClientKey  string `type:"path" placeholder:"FILE" help:"This producer's private key (identity.key, mode 0600 or 0400), with --client-cert."`
+	TokenFile  string `type:"path" placeholder:"FILE" help:"A file holding this producer's bearer token (mode 0600 or 0400), for a producer without a certificate; $RELAY_TOKEN also works. Never on the command line."`
 
 	Submit jobsSubmitCmd `cmd:"" envprefix:"SUBMIT_" help:"Enqueue a job and print it (JSON)."`
 	Get    jobsGetCmd    `cmd:"" envprefix:"GET_" help:"Print a job (JSON), or only its result."`
@@ -28,8 +36,71 @@ type jobsCmd struct {
 	Retry  jobsRetryCmd  `cmd:"" help:"Put a dead, failed or cancelled job back in its queue."`
 }
 
-func (j *jobsCmd) client() *api.Client {
-	return &api.Client{BaseURL: j.Server, HTTP: &http.Client{Timeout: j.Timeout}}
+// tokenEnv holds a bearer token for relay jobs, read from the
+// environment only (a flag's value would show in ps).
+const tokenEnv = "RELAY_TOKEN"
+
+// client builds the API client: relay pinned, and the producer's
+// certificate or token.
+func (j *jobsCmd) client() (*api.Client, error) {
+	var pin keys.Pin
+	var err error
+	switch {
+	case j.ServerPin != "":
+		if pin, err = keys.ParsePin(j.ServerPin); err != nil {
+			return nil, cli.Usage(fmt.Errorf("--server-pin: %w", err))
+		}
+	case j.ServerCert != "":
+		if pin, err = keys.LoadCertificatePin(j.ServerCert); err != nil {
+			return nil, cli.Usage(fmt.Errorf("--server-cert: %w", err))
+		}
+	default:
+		return nil, cli.Usage(errors.New("relay's key is not pinned: give --server-pin sha256/… or --server-cert FILE (relay's identity.crt; $RELAY_SERVER_PIN, $RELAY_SERVER_CERT)"))
+	}
+	token, err := j.token()
+	if err != nil {
+		return nil, err
+	}
+	var id *keys.Identity
+	switch {
+	case (j.ClientCert == "") != (j.ClientKey == ""):
+		return nil, cli.Usage(errors.New("--client-cert and --client-key go together: the producer's identity.crt and identity.key"))
+	case j.ClientCert != "" && token != "":
+		return nil, cli.Usage(fmt.Errorf("both a client certificate (--client-cert) and a token (--token-file or $%s): give one", tokenEnv))
+	case j.ClientCert != "":
+		loaded, err := keys.LoadIdentity(j.ClientCert, j.ClientKey)
+		if err != nil {
+			return nil, cli.Usage(fmt.Errorf("--client-cert/--client-key: %w", err))
+		}
+		id = &loaded
+	case token == "":
+		return nil, cli.Usage(fmt.Errorf("no credentials: give --client-cert and --client-key, or a token with --token-file or $%s (relay producers token makes one)", tokenEnv))
+	}
+	return &api.Client{BaseURL: j.Server, HTTP: api.HTTPClient(api.ClientTLS(pin, id), j.Timeout), Token: token}, nil
+}
+
+// token reads the bearer token from --token-file or $RELAY_TOKEN; its
+// errors never hold it.
+func (j *jobsCmd) token() (string, error) {
+	from, token := "$"+tokenEnv, os.Getenv(tokenEnv)
+	if j.TokenFile != "" {
+		if token != "" {
+			return "", cli.Usage(fmt.Errorf("both --token-file and $%s are set: give one", tokenEnv))
+		}
+		b, err := keys.ReadSecretFile(j.TokenFile)
+		if err != nil {
+			return "", cli.Usage(fmt.Errorf("--token-file: %w", err))
+		}
+		from, token = "--token-file "+j.TokenFile, string(b)
+	}
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return "", nil
+	}
+	if err := producers.CheckToken(token); err != nil {
+		return "", cli.Usage(fmt.Errorf("%s: %w", from, err))
+	}
+	return token, nil
 }
 
 // apiError makes a refusal of the user's input exit 2, and says which
@@ -98,7 +169,11 @@ func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) e
 		}
 		req.RunAfter = &t
 	}
-	j, err := parent.client().Enqueue(ctx, req)
+	cl, err := parent.client()
+	if err != nil {
+		return err
+	}
+	j, err := cl.Enqueue(ctx, req)
 	if err != nil {
 		return parent.apiError(err)
 	}
@@ -123,7 +198,11 @@ type jobsGetCmd struct {
 }
 
 func (c *jobsGetCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
-	j, err := parent.client().Get(ctx, c.ID)
+	cl, err := parent.client()
+	if err != nil {
+		return err
+	}
+	j, err := cl.Get(ctx, c.ID)
 	if err != nil {
 		return parent.apiError(err)
 	}
@@ -147,7 +226,10 @@ func (c *jobsListCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) err
 	if c.Limit < 1 || c.Limit > 1000 {
 		return cli.Usage(fmt.Errorf("--limit %d: want 1 to 1000", c.Limit))
 	}
-	cl := parent.client()
+	cl, err := parent.client()
+	if err != nil {
+		return err
+	}
 	o := api.ListOptions{Queue: c.Queue, State: c.State, Limit: c.Limit, After: c.After}
 	var all api.ListResponse
 	for page := 0; page < 100; page++ {
@@ -193,7 +275,11 @@ type jobsCancelCmd struct {
 }
 
 func (c *jobsCancelCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
-	j, err := parent.client().Cancel(ctx, c.ID)
+	cl, err := parent.client()
+	if err != nil {
+		return err
+	}
+	j, err := cl.Cancel(ctx, c.ID)
 	if err != nil {
 		return parent.apiError(err)
 	}
@@ -205,7 +291,11 @@ type jobsRetryCmd struct {
 }
 
 func (c *jobsRetryCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
-	j, err := parent.client().Retry(ctx, c.ID)
+	cl, err := parent.client()
+	if err != nil {
+		return err
+	}
+	j, err := cl.Retry(ctx, c.ID)
 	if err != nil {
 		return parent.apiError(err)
 	}

@@ -1,5 +1,5 @@
 // Command relay is the task queue: `relay serve` runs it (workers over
-// QUIC, producers over an internal HTTP API), and `relay jobs …` talks to
+// QUIC, producers over an internal HTTPS API), and `relay jobs …` talks to
 // a running relay's API.
 package main
 
@@ -16,6 +16,8 @@ import (
 type commands struct {
 	Serve serveCmd `cmd:"" help:"Run relay: the job store, workers over QUIC, the producer API and metrics over HTTP."`
 	Jobs  jobsCmd  `cmd:"" help:"Submit, inspect, cancel and retry jobs through a running relay's API."`
+
+	Producers producersCmd `cmd:"" help:"Make producer tokens and check the producers file."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/client"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
 // TestMain lets the test binary be relay itself: with RELAY_TEST_MAIN set
@@ -40,6 +41,10 @@ type setup struct {
 	relayPin keys.Pin
 	bunny    keys.Identity
 	stranger keys.Identity
+	// token is producer "admin"'s (every action on every queue);
+	// producerA (a client certificate) may only enqueue to and read a.
+	token     string
+	producerA keys.Identity
 }
 
 func newSetup(t *testing.T) *setup {
@@ -61,6 +66,19 @@ func newSetup(t *testing.T) *setup {
 	if s.stranger, err = keys.LoadIdentity(filepath.Join(dir, "stranger", keys.IdentityCertFile), filepath.Join(dir, "stranger", keys.IdentityKeyFile)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := keys.WriteIdentity(filepath.Join(dir, "producer-a"), "producer-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if s.producerA, err = keys.LoadIdentity(filepath.Join(dir, "producer-a", keys.IdentityCertFile), filepath.Join(dir, "producer-a", keys.IdentityKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	tok, hash, err := producers.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.token = tok
+	s.writeProducers(t, producers.Entry("admin", nil, []producers.TokenHash{hash}, map[string][]producers.Action{producers.AnyQueue: producers.Actions()}),
+		producers.Entry("producer-a", []keys.Pin{s.producerA.Pin()}, nil, map[string][]producers.Action{"a": {producers.Enqueue, producers.Read}}))
 	s.writeWorkers(t, fmt.Sprintf("workers:\n  - name: bunny\n    pins: [%s]\n    queues:\n      default: [lease, heartbeat, complete, fail]\n", s.bunny.Pin()))
 	return s
 }
@@ -72,11 +90,20 @@ func (s *setup) writeWorkers(t *testing.T, body string) {
 	}
 }
 
+func (s *setup) writeProducers(t *testing.T, entries ...string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.dir, "producers.yaml"), []byte("producers:\n"+strings.Join(entries, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (s *setup) serveArgs(extra ...string) []string {
 	return append([]string{"serve",
 		"--db", filepath.Join(s.dir, "relay.db"),
 		"--listen", "127.0.0.1:0",
 		"--http", "127.0.0.1:0",
+		"--admin", "127.0.0.1:0",
+		"--producers", filepath.Join(s.dir, "producers.yaml"),
 		"--identity-cert", filepath.Join(s.dir, "relay", keys.IdentityCertFile),
 		"--identity-key", filepath.Join(s.dir, "relay", keys.IdentityKeyFile),
 		"--workers", filepath.Join(s.dir, "workers.yaml"),
@@ -90,7 +117,8 @@ func (s *setup) serveArgs(extra ...string) []string {
 type proc struct {
 	cmd     *exec.Cmd
 	quic    string
-	http    string
+	http    string // the producer API, https://…
+	admin   string // /metrics, /healthz, /readyz, http://…
 	exited  chan struct{}
 	logs    testutil.Buffer
 	waitErr error
@@ -117,9 +145,9 @@ func startRelayIn(t *testing.T, dir string, args []string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
-	addrs := make(chan [2]string, 1)
+	addrs := make(chan [3]string, 1)
 	go func() {
-		var quicAddr, httpAddr string
+		var quicAddr, httpAddr, adminAddr string
 		sent := false
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -133,11 +161,13 @@ func startRelayIn(t *testing.T, dir string, args []string) *proc {
 			switch rec.Msg {
 			case "serving workers over QUIC":
 				quicAddr = rec.Addr
-			case "admin server listening":
+			case "producer API listening":
 				httpAddr = rec.Addr
+			case "admin server listening":
+				adminAddr = rec.Addr
 			}
-			if !sent && quicAddr != "" && httpAddr != "" {
-				addrs <- [2]string{quicAddr, httpAddr}
+			if !sent && quicAddr != "" && httpAddr != "" && adminAddr != "" {
+				addrs <- [3]string{quicAddr, httpAddr, adminAddr}
 				sent = true
 			}
 		}
@@ -153,7 +183,7 @@ func startRelayIn(t *testing.T, dir string, args []string) *proc {
 	})
 	select {
 	case a := <-addrs:
-		p.quic, p.http = a[0], "http://"+a[1]
+		p.quic, p.http, p.admin = a[0], "https://"+a[1], "http://"+a[2]
 	case <-p.exited:
 		t.Fatalf("relay exited at start (%v):\n%s", p.waitErr, p.log())
 	case <-time.After(30 * time.Second):
@@ -177,7 +207,10 @@ func (p *proc) kill() {
 	<-p.exited
 }
 
-func (p *proc) api() *api.Client { return &api.Client{BaseURL: p.http} }
+// api is a client of p's API as producer admin.
+func (p *proc) api(s *setup) *api.Client {
+	return &api.Client{BaseURL: p.http, HTTP: api.HTTPClient(api.ClientTLS(s.relayPin, nil), 30*time.Second), Token: s.token}
+}
 
 func (p *proc) dial(ctx context.Context, s *setup, id keys.Identity) (*client.Client, error) {
 	return client.Dial(ctx, client.Options{Addr: p.quic, Identity: id, RelayPin: s.relayPin})
@@ -262,7 +295,7 @@ func TestCrashSafety(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := 0; i < 2; i++ {
 			wg.Add(1)
-			go func() { defer wg.Done(); produce(ctx, p.api(), l, fmt.Sprintf("r%dp%d", round, i)) }()
+			go func() { defer wg.Done(); produce(ctx, p.api(s), l, fmt.Sprintf("r%dp%d", round, i)) }()
 		}
 		for i := 0; i < 2; i++ {
 			c, err := p.dial(ctx, s, s.bunny)
@@ -287,7 +320,7 @@ func TestCrashSafety(t *testing.T) {
 
 	p := startRelay(t, s)
 	ctx := context.Background()
-	ac := p.api()
+	ac := p.api(s)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ackedJobs, ackedResults := len(l.jobs), len(l.results)
@@ -388,6 +421,8 @@ func TestJobsCommands(t *testing.T) {
 	s := newSetup(t)
 	p := startRelay(t, s)
 	srv := "--server=" + p.http
+	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
+	t.Setenv("RELAY_TOKEN", s.token)
 
 	code, out, errOut := runCLI(t, "jobs", srv, "submit", "-q", "default", "-p", "hello", "-k", "key-1", "--max-attempts", "1")
 	if code != 0 {
@@ -482,7 +517,7 @@ func TestJobsCommands(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "no payload: give it with -p TEXT, -f FILE or -f -") {
 		t.Fatalf("submit without a payload: exit %d %q", code, errOut)
 	}
-	if resp, err := p.api().List(ctx, api.ListOptions{Queue: "empty"}); err != nil || len(resp.Jobs) != 0 {
+	if resp, err := p.api(s).List(ctx, api.ListOptions{Queue: "empty"}); err != nil || len(resp.Jobs) != 0 {
 		t.Fatalf("a refused submit enqueued %+v (%v)", resp.Jobs, err)
 	}
 	code, out, errOut = runCLI(t, "jobs", srv, "submit", "-q", "empty", "-p", "")
@@ -505,8 +540,11 @@ func TestJobsUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "http://" + l.Addr().String()
+	addr := "https://" + l.Addr().String()
 	l.Close()
+	s := newSetup(t)
+	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
+	t.Setenv("RELAY_TOKEN", s.token)
 	code, _, errOut := runCLI(t, "jobs", "--server", addr, "get", "x")
 	want := "cannot reach relay at " + addr + " (set its API address with --server or $RELAY_SERVER)"
 	if code != 1 || !strings.Contains(errOut, want) {
@@ -533,7 +571,7 @@ func TestServeDefaultDB(t *testing.T) {
 	}
 	wd := t.TempDir()
 	p := startRelayIn(t, wd, args)
-	if _, err := p.api().Enqueue(context.Background(), api.JobRequest{Queue: "default", PayloadText: "x"}); err != nil {
+	if _, err := p.api(s).Enqueue(context.Background(), api.JobRequest{Queue: "default", PayloadText: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Stat(filepath.Join(wd, "relay.db")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -564,6 +602,13 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	if err := os.WriteFile(badWorkers, []byte("workers:\n  - name: bunny\n    pins: [sha256/nope]\n    queues: {default: [lease]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	badProducers := filepath.Join(s.dir, "bad", "producers.yaml")
+	if err := os.Mkdir(filepath.Dir(badProducers), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badProducers, []byte("producers:\n  - name: ci\n    tokens: ["+s.token+"]\n    queues: {default: [enqueue]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	db := filepath.Join(s.dir, "never.db")
 	base := func(extra ...string) []string {
 		args := s.serveArgs(extra...)
@@ -583,6 +628,9 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"key readable by others", base("--identity-key", badKey), "readable by group or others"},
 		{"bad workers file", base("--workers", badWorkers), "pins[0] (line 3)"},
 		{"missing workers file", base("--workers", filepath.Join(s.dir, "none.yaml")), "--workers"},
+		{"bad producers file", base("--producers", badProducers), "producers.yaml:3: producers[0].tokens[0]: this is a token, not its hash"},
+		{"missing producers file", base("--producers", filepath.Join(s.dir, "none.yaml")), "--producers"},
+		{"one address for both", base("--http", "127.0.0.1:18080", "--admin", "127.0.0.1:18080"), "--admin and --http"},
 		{"payload cap", base("--max-payload", "5000000"), "--max-payload"},
 		{"packet size", base("--packet-size", "1000"), "packet size 1000"},
 		{"keep-alive past idle", base("--keep-alive", "40s"), "keep-alive"},
@@ -605,7 +653,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 func TestGracefulShutdown(t *testing.T) {
 	s := newSetup(t)
 	p := startRelay(t, s)
-	j, err := p.api().Enqueue(context.Background(), api.JobRequest{Queue: "default", PayloadText: "x"})
+	j, err := p.api(s).Enqueue(context.Background(), api.JobRequest{Queue: "default", PayloadText: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,7 +669,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v\n%s", p.waitErr, p.log())
 	}
 	p = startRelay(t, s)
-	if got, err := p.api().Get(context.Background(), j.ID); err != nil || got.State != "queued" {
+	if got, err := p.api(s).Get(context.Background(), j.ID); err != nil || got.State != "queued" {
 		t.Fatalf("after restart: %+v %v", got, err)
 	}
 }

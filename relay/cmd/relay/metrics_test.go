@@ -14,7 +14,7 @@ import (
 func TestMetricsAtStart(t *testing.T) {
 	s := newSetup(t)
 	p := startRelay(t, s)
-	m := metricstest.Get(t, p.http+"/metrics")
+	m := metricstest.Get(t, p.admin+"/metrics")
 	b := buildinfo.Read()
 	m.Require(t,
 		`relay_build_info{goversion="`+b.GoVersion+`",revision="`+b.Revision+`",version="`+b.Version+`"}=1`,
@@ -36,6 +36,10 @@ func TestMetricsAtStart(t *testing.T) {
 		`relay_refused_total{reason="overloaded"}=0`,
 		`relay_calls_total{call="lease",code="OK"}=0`,
 		`relay_call_duration_seconds_count{call="complete"}=0`,
+		"relay_producers=2",
+		`relay_producers_reloads_total{result="ok"}=0`,
+		`relay_producer_auth_failures_total{reason="unknown_token"}=0`,
+		`relay_producer_auth_failures_total{reason="cross_origin"}=0`,
 	)
 	m.RequireFamilies(t, metricstest.Documented(t, "../../../docs/relay.md", "relay_")...)
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +18,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/auth"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/server"
@@ -27,11 +28,15 @@ import (
 type serveCmd struct {
 	DB           string        `default:"relay.db" placeholder:"FILE" help:"The job store: one bbolt file, created 0600, relative to the working directory unless absolute; its directory must exist."`
 	Listen       string        `default:":7443" placeholder:"ADDR" help:"UDP address workers reach over QUIC (the port the tunnel exposes)."`
-	HTTP         string        `name:"http" default:":8080" placeholder:"ADDR" help:"Internal HTTP address: producer API (/v1/), /metrics, /healthz, /readyz. Never expose it through the tunnel."`
+	HTTP         string        `name:"http" default:"127.0.0.1:8080" placeholder:"ADDR" help:"Producer API address: HTTPS with relay's identity, /v1/ only. Never expose it through the tunnel."`
 	IdentityCert string        `required:"" type:"path" placeholder:"FILE" help:"relay's QUIC certificate (identity.crt from tunnel keys identity); workers pin its key."`
 	IdentityKey  string        `required:"" type:"path" placeholder:"FILE" help:"relay's QUIC private key file (identity.key, mode 0600 or 0400)."`
 	Workers      string        `required:"" type:"path" placeholder:"PATH" help:"Workers file, or a directory of *.yaml files: which worker pins may do what on which queue."`
 	WorkersCheck time.Duration `default:"2s" help:"How often to compare the workers file's contents and reload it (SIGHUP reloads at once)."`
+
+	Admin          string        `default:"127.0.0.1:9090" placeholder:"ADDR" help:"Admin HTTP address: /metrics, /healthz, /readyz (no producer API), for probes and monitoring."`
+	Producers      string        `required:"" type:"path" placeholder:"FILE" help:"Producers file: which client-certificate pins and token hashes may enqueue, read, cancel, retry on which queue (relay producers token makes a token)."`
+	ProducersCheck time.Duration `default:"2s" help:"How often to compare the producers file's contents and reload it (SIGHUP reloads at once)."`
 
 	LeaseDuration time.Duration `default:"30s" help:"Lease duration of a job whose producer set none."`
 	MaxAttempts   uint32        `default:"25" help:"Attempts of a job whose producer set none; after the last it is dead."`
@@ -69,6 +74,10 @@ func (c *serveCmd) validate() error {
 		return fmt.Errorf("--max-wait %s: must be positive", c.MaxWait)
 	case c.WorkersCheck <= 0:
 		return fmt.Errorf("--workers-check %s: must be positive", c.WorkersCheck)
+	case c.ProducersCheck <= 0:
+		return fmt.Errorf("--producers-check %s: must be positive", c.ProducersCheck)
+	case c.Admin == c.HTTP && !strings.HasSuffix(c.HTTP, ":0"):
+		return fmt.Errorf("--admin and --http are both %s: the admin endpoints and the producer API need their own listeners", c.HTTP)
 	case c.MaxLiveJobs < 1 || c.MaxLiveBytes < 1 || c.MaxLeases < 1:
 		return errors.New("--max-live-jobs, --max-live-bytes and --max-leases must be positive")
 	case c.MaxStreams < 1:
@@ -115,6 +124,10 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return cli.Usage(fmt.Errorf("--workers: %w", err))
 	}
+	pw, err := producers.Watch(wctx, producers.WatchOptions{Path: c.Producers, Every: c.ProducersCheck, Logger: log, Registerer: reg})
+	if err != nil {
+		return cli.Usage(fmt.Errorf("--producers: %w", err))
+	}
 	st, err := store.OpenBolt(store.BoltOptions{Path: c.DB, Logger: log, Registerer: reg})
 	if err != nil {
 		return dbError(c.DB, err)
@@ -148,13 +161,16 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 		return cli.Usage(err)
 	}
 	srvp.Store(srv)
-	adm, err := admin.Start(ctx, admin.Options{
-		Addr:     c.HTTP,
-		Registry: reg,
-		Ready:    q.Ready,
-		Handlers: map[string]http.Handler{"/v1/": api.NewHandler(api.Options{Queue: q, MaxPayload: c.MaxPayload, Logger: log})},
-		Logger:   log,
-	})
+	h, err := api.NewHandler(api.Options{Queue: q, MaxPayload: c.MaxPayload, Producers: pw.Config, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	apiSrv, err := api.Start(ctx, api.ServerOptions{Addr: c.HTTP, Identity: id, Handler: h, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer apiSrv.Close()
+	adm, err := admin.Start(ctx, admin.Options{Addr: c.Admin, Registry: reg, Ready: q.Ready, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -168,7 +184,7 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(sctx, c.Listen) }()
-	log.Info("relay started", "version", build.Version, "revision", build.Revision, "db", c.DB, "quic", c.Listen, "http", c.HTTP, "pin", id.Pin().String())
+	log.Info("relay started", "version", build.Version, "revision", build.Revision, "db", c.DB, "quic", c.Listen, "api", c.HTTP, "admin", c.Admin, "pin", id.Pin().String())
 
 	health := time.NewTicker(time.Second)
 	defer health.Stop()
@@ -181,6 +197,7 @@ loop:
 			break loop
 		case <-hup:
 			w.Check()
+			pw.Check()
 		case err := <-served:
 			served = nil
 			failure = err
