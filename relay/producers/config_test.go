@@ -287,3 +287,28 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+func TestNewFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "producers.yaml")
+	tok, err := NewFile(path, "demo", "a", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := c.LookupToken(tok)
+	if !ok || p.Name != "demo" || !p.May("b", Retry) || p.May("c", Read) {
+		t.Fatalf("NewFile's producer: %+v %v", p, ok)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", fi, err)
+	}
+	if _, err := NewFile(path, "demo", "a"); err == nil {
+		t.Fatal("NewFile replaced a file")
+	}
+	if _, err := NewFile(filepath.Join(t.TempDir(), "p.yaml"), "demo", "bad queue"); err == nil {
+		t.Fatal("NewFile wrote a bad queue")
+	}
+}

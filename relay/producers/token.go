@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -68,4 +69,33 @@ func CheckToken(s string) error {
 		return fmt.Errorf("not a relay token: want %s and %d base64url characters", TokenPrefix, base64.RawURLEncoding.EncodedLen(tokenBytes))
 	}
 	return nil
+}
+
+// NewFile writes a new producers file at path (mode 0600; an existing
+// file is an error) holding one producer, name, with a new token allowed
+// every action on queues, and returns the token: for a program that
+// produces for itself, such as tunnel demo.
+func NewFile(path, name string, queues ...string) (token string, err error) {
+	token, hash, err := NewToken()
+	if err != nil {
+		return "", err
+	}
+	grants := map[string][]Action{}
+	for _, q := range queues {
+		grants[q] = Actions()
+	}
+	body := "# relay's producers file: who may enqueue, read, cancel, retry on which queue.\nproducers:\n" + Entry(name, nil, []TokenHash{hash}, grants)
+	if _, err := Parse([]byte(body)); err != nil {
+		return "", fmt.Errorf("writing producers file %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("writing producers file: %w", err)
+	}
+	_, werr := f.WriteString(body)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("writing producers file %s: %w", path, err)
+	}
+	return token, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/client"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
 // JobsResult is relay's job throughput and latency on one path: jobs go
@@ -72,17 +73,26 @@ func startRelay(ctx context.Context, exe string) (*relayProc, error) {
 	if err != nil {
 		return fail(err)
 	}
+	adminAddr, err := freeTCP()
+	if err != nil {
+		return fail(err)
+	}
+	token, err := producers.NewFile(filepath.Join(dir, "producers.yaml"), "bench", "bench", "bench-paced")
+	if err != nil {
+		return fail(err)
+	}
 	r.quic = quicPort
 	r.cmd = exec.CommandContext(ctx, exe, "serve", "--db", filepath.Join(dir, "relay.db"), "--listen", quicPort, "--http", httpAddr,
 		"--identity-cert", filepath.Join(dir, "relay", keys.IdentityCertFile), "--identity-key", filepath.Join(dir, "relay", keys.IdentityKeyFile),
-		"--workers", filepath.Join(dir, "workers.yaml"), "--log-level", "warn")
+		"--workers", filepath.Join(dir, "workers.yaml"), "--log-level", "warn",
+		"--admin", adminAddr, "--producers", filepath.Join(dir, "producers.yaml"))
 	if err := r.cmd.Start(); err != nil {
 		return fail(fmt.Errorf("starting relay: %w", err))
 	}
-	r.api = &api.Client{BaseURL: "http://" + httpAddr, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	r.api = &api.Client{BaseURL: "https://" + httpAddr, HTTP: api.HTTPClient(api.ClientTLS(r.relayPin, nil), 30*time.Second), Token: token}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -153,7 +153,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		}
 		o.Logger.Info("a port was taken while starting; starting again", "err", err)
 	}
-	fmt.Fprintf(o.Out, "relay        QUIC on %s, producer API on http://%s (bunny is given only the aks gateway's forward address)\n", s.relayQUIC, s.relayHTTP)
+	fmt.Fprintf(o.Out, "relay        QUIC on %s, producer API on https://%s for producer demo's token only (bunny is given only the aks gateway's forward address)\n", s.relayQUIC, s.relayHTTP)
 	fmt.Fprintf(o.Out, "gateway eks  key %s, dials aks at %s (no listening port); exposes udp/%d → relay to peer aks only\n", s.eksPub.Fingerprint(), s.aksWG, relayPort)
 	fmt.Fprintf(o.Out, "gateway aks  key %s, WireGuard on %s; forwards udp %s → %s:%d\n", s.aksPub.Fingerprint(), s.aksWG, s.aksForward, eksTunnel, relayPort)
 	fmt.Fprintf(o.Out, "bunny        identity %s…, %d slots, relay at %s (the aks gateway), connected\n", s.bunnyPin.String()[:15], o.Concurrency, s.aksForward)
@@ -161,7 +161,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 	// Submit the jobs, keeping a few per slot waiting (as a steady producer
 	// would, so latency is the path's, not a backlog's), and watch them run.
-	relay := &api.Client{BaseURL: "http://" + s.relayHTTP, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	relay := &api.Client{BaseURL: "https://" + s.relayHTTP, HTTP: api.HTTPClient(api.ClientTLS(s.relayPin, nil), 30*time.Second), Token: s.token}
 	fmt.Fprintf(o.Out, "submitting %d jobs of %d random bytes to queue %q, up to %d waiting at a time\n", o.Jobs, o.PayloadSize, queue, 2*o.Concurrency)
 	sub := &submitter{relay: relay, size: o.PayloadSize, want: map[string]string{}}
 	if err := sub.run(ctx, o.Out, procs, &handled, o.Jobs, 2*o.Concurrency); err != nil {
@@ -423,9 +423,9 @@ func startAll(ctx context.Context, s *setup, bins map[string]string, procs *[]*p
 		*procs = append(*procs, p)
 		return waitReady(ctx, p, "http://"+ready+"/readyz", 20*time.Second)
 	}
-	if err := run("relay", s.relayHTTP, bins["relay"], "serve", "--db", s.path("relay.db"), "--listen", s.relayQUIC, "--http", s.relayHTTP,
-		"--identity-cert", s.path("relay-id", "identity.crt"), "--identity-key", s.path("relay-id", "identity.key"),
-		"--workers", s.path("workers.yaml"), "--lease-duration", "10s"); err != nil {
+	if err := run("relay", s.relayAdmin, bins["relay"], "serve", "--db", s.path("relay.db"), "--listen", s.relayQUIC, "--http", s.relayHTTP,
+		"--admin", s.relayAdmin, "--identity-cert", s.path("relay-id", "identity.crt"), "--identity-key", s.path("relay-id", "identity.key"),
+		"--workers", s.path("workers.yaml"), "--producers", s.path("producers.yaml"), "--lease-duration", "10s"); err != nil {
 		return err
 	}
 	if err := run("gateway-aks", s.aksAdmin, bins["tunnel"], "gateway", "--config", s.path("aks.yaml")); err != nil {

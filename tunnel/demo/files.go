@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
 // setup is the demo's files and addresses.
@@ -13,6 +14,8 @@ type setup struct {
 	dir string
 
 	relayQUIC, relayHTTP string // relay's own addresses
+	relayAdmin           string // relay's /metrics, /healthz, /readyz
+	token                string // the demo's producer token (demo.token)
 	aksWG                string // the AKS gateway's WireGuard port
 	aksForward           string // where bunny reaches relay: the AKS gateway's forward
 	probeTCP, probeUDP   string // forwards to what eks does not expose
@@ -43,7 +46,7 @@ func (s *setup) path(elem ...string) string {
 // user would with `tunnel keys`.
 func (s *setup) write() error {
 	var err error
-	for _, a := range []*string{&s.relayHTTP, &s.eksAdmin, &s.aksAdmin, &s.bunnyAdmin, &s.probeTCP} {
+	for _, a := range []*string{&s.relayHTTP, &s.relayAdmin, &s.eksAdmin, &s.aksAdmin, &s.bunnyAdmin, &s.probeTCP} {
 		if *a, err = freeTCP(); err != nil {
 			return err
 		}
@@ -64,6 +67,11 @@ func (s *setup) write() error {
 	}
 	if s.bunnyPin, err = keys.WriteIdentity(s.path("bunny-id"), "bunny-demo", false); err != nil {
 		return fmt.Errorf("generating bunny's identity: %w", err)
+	}
+	// The demo is a producer like any other: a token of its own, whose
+	// hash alone goes in relay's producers file.
+	if s.token, err = producers.NewFile(s.path("producers.yaml"), "demo", queue); err != nil {
+		return err
 	}
 	files := map[string]string{
 		"workers.yaml": fmt.Sprintf(`# relay's workers file: which worker identity may do what on which queue.
