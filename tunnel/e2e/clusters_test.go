@@ -14,6 +14,7 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
 // clusters is two "clusters" on one machine: a namespace per cloud joined
@@ -42,6 +43,10 @@ type clusters struct {
 	apiClient  *api.Client
 	eksGWAdmin string
 	aksGWAdmin string
+
+	// producers is relay's producers file; token that of producer e2e.
+	producers string
+	token     string
 }
 
 const (
@@ -50,6 +55,9 @@ const (
 	relayPod = "10.200.0.10" // relay's "pod address" inside eks
 	wgPort   = "51820"
 )
+
+// relayAdmin is relay's /readyz and /metrics, on eks's loopback.
+const relayAdmin = "127.0.0.1:9091"
 
 func startClusters(t *testing.T) *clusters {
 	t.Helper()
@@ -98,9 +106,15 @@ workers:
       e2e: [lease, heartbeat, complete, fail]
 `, bunnyPin))
 
-	// relay, in eks, on its pod address, QUIC and the producer API both.
+	// relay, in eks, on its pod address, QUIC and the producer API both;
+	// its admin endpoints on eks's loopback.
+	c.producers = filepath.Join(c.dir, "producers.yaml")
+	if c.token, err = producers.NewFile(c.producers, "e2e", "e2e"); err != nil {
+		t.Fatal(err)
+	}
 	c.relayDB = filepath.Join(c.dir, "relay.db")
 	c.relayArgs = []string{"serve", "--db", c.relayDB, "--listen", relayPod + ":7443", "--http", relayPod + ":8080",
+		"--admin", relayAdmin, "--producers", c.producers, "--producers-check", "100ms",
 		"--identity-cert", c.relayCert, "--identity-key", filepath.Join(c.dir, "relay-id", keys.IdentityKeyFile),
 		"--workers", filepath.Join(c.dir, "workers.yaml"), "--lease-duration", "10s", "--backoff-base", "200ms", "--backoff-max", "2s",
 		"--log-format", "json"}
@@ -136,11 +150,16 @@ admin: {listen: "%s"}
 	c.waitReady(c.aks, c.aksGWAdmin)
 	c.waitReady(c.eks, c.eksGWAdmin)
 
-	c.apiClient = &api.Client{BaseURL: "http://" + relayPod + ":8080", HTTP: &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: &http.Transport{DialContext: dialIn(c.eks)},
-	}}
+	c.apiClient = c.producer(c.token)
 	return c
+}
+
+// producer is a client of relay's API, from inside eks, with token.
+func (c *clusters) producer(token string) *api.Client {
+	return &api.Client{BaseURL: "https://" + relayPod + ":8080", Token: token, HTTP: &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{DialContext: dialIn(c.eks), TLSClientConfig: api.ClientTLS(c.relayPin, nil)},
+	}}
 }
 
 // firewall lets only WireGuard's UDP between the gateways cross the veth.
@@ -176,7 +195,7 @@ func (c *clusters) startIn(ns, what, exe string, args ...string) *netns.Proc {
 func (c *clusters) startRelay() {
 	c.t.Helper()
 	c.relay = c.startIn(c.eks, "relay", bin(c.t, "relay"), c.relayArgs...)
-	c.waitReady(c.eks, relayPod+":8080")
+	c.waitReady(c.eks, relayAdmin)
 }
 
 // waitReady polls http://addr/readyz inside ns.
