@@ -30,6 +30,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/manifests/image"
 	"github.com/tunnel-dev/tunnel/relay/auth"
+	"github.com/tunnel-dev/tunnel/relay/producers"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
 
@@ -54,6 +55,7 @@ func TestOverlaysBuild(t *testing.T) {
 		{"Service", "relay", "relay"},
 		{"PersistentVolumeClaim", "relay", "relay-data"},
 		{"ConfigMap", "relay", "relay-workers"},
+		{"ConfigMap", "relay", "relay-producers"},
 		{"NetworkPolicy", "relay", "default-deny"},
 		{"NetworkPolicy", "relay", "relay"},
 	}
@@ -76,9 +78,9 @@ func TestOverlaysBuild(t *testing.T) {
 		wantLB  bool
 		objects int
 	}{
-		{"eks", slices.Concat(gatewayBase, relay), false, 16},
+		{"eks", slices.Concat(gatewayBase, relay), false, 17},
 		{"aks", slices.Concat(gatewayBase, bunny, forward, []obj{lb}), true, 18},
-		{"alt/eks-listens", slices.Concat(gatewayBase, relay, []obj{lb}), true, 17},
+		{"alt/eks-listens", slices.Concat(gatewayBase, relay, []obj{lb}), true, 18},
 		{"alt/aks-dials", slices.Concat(gatewayBase, bunny, forward), false, 17},
 	}
 	for _, tt := range tests {
@@ -611,15 +613,54 @@ func TestRelay(t *testing.T) {
 					t.Errorf("workers file: want one worker, bunny, allowed to lease from queue default")
 				}
 			}
-			quic, http := portOf(t, get("listen")), portOf(t, get("http"))
-			if targetPort(t, spec, "relay", intstr.FromInt(quic), corev1.ProtocolUDP) != quic || targetPort(t, spec, "relay", intstr.FromInt(http), corev1.ProtocolTCP) != http {
-				t.Errorf("relay's container ports do not declare --listen %d/udp and --http %d/tcp", quic, http)
+			pc, err := producers.Parse([]byte(b.data(t, "relay", spec, c, get("producers"))))
+			if err != nil {
+				t.Fatalf("producers file: %v", err)
+			}
+			for _, p := range pc.Producers {
+				if len(p.Pins) == 0 && len(p.Tokens) == 0 {
+					t.Errorf("producer %s has no credentials", p.Name)
+				}
+			}
+			quic, http, adm := portOf(t, get("listen")), portOf(t, get("http")), portOf(t, get("admin"))
+			if targetPort(t, spec, "relay", intstr.FromInt(quic), corev1.ProtocolUDP) != quic || targetPort(t, spec, "relay", intstr.FromInt(http), corev1.ProtocolTCP) != http ||
+				targetPort(t, spec, "relay", intstr.FromInt(adm), corev1.ProtocolTCP) != adm {
+				t.Errorf("relay's container ports do not declare --listen %d/udp, --http %d/tcp and --admin %d/tcp", quic, http, adm)
+			}
+			if http == adm {
+				t.Errorf("--http and --admin share port %d", http)
 			}
 			_, sp, err := b.serviceFor(fmt.Sprintf("relay.relay.svc.cluster.local:%d", quic))
 			if err != nil || sp.Protocol != corev1.ProtocolUDP || targetPort(t, spec, "relay", sp.TargetPort, corev1.ProtocolUDP) != quic {
 				t.Errorf("relay Service does not carry udp/%d to relay's QUIC port (%v)", quic, err)
 			}
-			checkAdmin(t, pod{ns: d.Namespace, name: d.Name, spec: spec, d: d}, c, http)
+			checkAdmin(t, pod{ns: d.Namespace, name: d.Name, spec: spec, d: d}, c, adm)
+			// Monitoring reaches the admin port alone; producers the API
+			// port alone.
+			for _, np := range b.policies() {
+				if np.Namespace != "relay" || !selects(&np.Spec.PodSelector, labels.Set(d.Spec.Template.Labels)) {
+					continue
+				}
+				for _, r := range np.Spec.Ingress {
+					var ports []int
+					for _, port := range r.Ports {
+						ports = append(ports, portNum(port))
+					}
+					for _, peer := range r.From {
+						ns := peer.NamespaceSelector
+						switch {
+						case ns != nil && ns.MatchLabels["kubernetes.io/metadata.name"] == "monitoring":
+							if !slices.Equal(ports, []int{adm}) {
+								t.Errorf("%s: monitoring may reach relay on %v; want the admin port %d alone", np.Name, ports, adm)
+							}
+						case ns != nil && ns.MatchLabels["relay.tunnel.dev/producers"] == "true":
+							if !slices.Equal(ports, []int{http}) {
+								t.Errorf("%s: producers may reach relay on %v; want the API port %d alone", np.Name, ports, http)
+							}
+						}
+					}
+				}
+			}
 		})
 	}
 }
@@ -833,8 +874,10 @@ func needs(t *testing.T, b *bundle, p pod) flows {
 		c := container(t, p.spec, "relay")
 		l, _ := flag(c.Args, "listen")
 		h, _ := flag(c.Args, "http")
+		a, _ := flag(c.Args, "admin")
 		f.add("in", corev1.ProtocolUDP, portOf(t, l))
 		f.add("in", corev1.ProtocolTCP, portOf(t, h))
+		f.add("in", corev1.ProtocolTCP, portOf(t, a))
 	case "bunny":
 		c := container(t, p.spec, "bunny")
 		path, _ := flag(c.Args, "config")
