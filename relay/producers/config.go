@@ -47,19 +47,6 @@ func (p *Producer) May(queue string, a Action) bool {
 	return p != nil && (slices.Contains(p.Queues[queue], a) || slices.Contains(p.Queues[AnyQueue], a))
 }
 
-// QueuesFor lists, sorted, the queues named for action a; AnyQueue among
-// them means every queue.
-func (p *Producer) QueuesFor(a Action) []string {
-	var out []string
-	for q, as := range p.Queues {
-		if slices.Contains(as, a) {
-			out = append(out, q)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Config is a parsed producers file.
 type Config struct {
 	Producers []*Producer

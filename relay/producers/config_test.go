@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/kubelet"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 )
@@ -72,9 +73,6 @@ producers:
 		if got := byPin.May(tt.queue, tt.a); got != tt.ok {
 			t.Errorf("May(%s, %s) = %v", tt.queue, tt.a, got)
 		}
-	}
-	if got := byPin.QueuesFor(Read); fmt.Sprint(got) != "[* a]" {
-		t.Errorf("QueuesFor(read) = %v", got)
 	}
 	var nilP *Producer
 	if nilP.May("a", Read) {
@@ -168,33 +166,12 @@ func TestEntryParses(t *testing.T) {
 // keeps the running configuration when the new one is bad, and follows
 // kubelet's ..data symlink swap.
 func TestWatcherReloads(t *testing.T) {
-	dir := t.TempDir()
+	vol := &kubelet.Volume{Dir: t.TempDir()}
 	tok1, h1 := token(t)
 	tok2, h2 := token(t)
-	gen := 0
-	publish := func(body string) {
-		gen++
-		d := filepath.Join(dir, fmt.Sprintf("..gen_%d", gen))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(d, "producers.yaml"), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		tmp := filepath.Join(dir, "..data_tmp")
-		if err := os.Symlink(filepath.Base(d), tmp); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	both := "producers:\n" + Entry("a", nil, []TokenHash{h1, h2}, map[string][]Action{"q": {Read}})
-	publish(both)
-	path := filepath.Join(dir, "producers.yaml")
-	if err := os.Symlink("..data/producers.yaml", path); err != nil {
-		t.Fatal(err)
-	}
+	publish := func(body string) { vol.Publish(t, map[string][]byte{"producers.yaml": []byte(body)}) }
+	publish("producers:\n" + Entry("a", nil, []TokenHash{h1, h2}, map[string][]Action{"q": {Read}}))
+	path := filepath.Join(vol.Dir, "producers.yaml")
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := Watch(ctx, WatchOptions{Path: path, Every: time.Hour})
 	if err != nil {
@@ -225,7 +202,7 @@ func TestWatcherReloads(t *testing.T) {
 	if _, ok := w.Config().LookupToken(tok2); !ok {
 		t.Fatal("token 2 went too")
 	}
-	if _, err := Watch(ctx, WatchOptions{Path: filepath.Join(dir, "missing.yaml")}); err == nil {
+	if _, err := Watch(ctx, WatchOptions{Path: filepath.Join(vol.Dir, "missing.yaml")}); err == nil {
 		t.Fatal("a missing file was watched")
 	}
 }
