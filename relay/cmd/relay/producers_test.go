@@ -169,3 +169,40 @@ func TestAdminAndAPIApart(t *testing.T) {
 		}
 	}
 }
+
+// relay producers token prints the token once and an entry holding only
+// its hash; relay producers check reads the file as serve does.
+func TestProducersCommands(t *testing.T) {
+	code, out, errOut := runCLI(t, "producers", "token", "ci", "-q", "a", "-q", "*", "-a", "read")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, errOut)
+	}
+	var token string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, producers.TokenPrefix) {
+			token = l
+		}
+	}
+	if producers.CheckToken(token) != nil || strings.Count(out, token) != 1 || !strings.Contains(out, producers.HashToken(token).String()) {
+		t.Fatalf("printed %q", out)
+	}
+	file := filepath.Join(t.TempDir(), "producers.yaml")
+	entry := out[strings.Index(out, "  - name: ci"):]
+	if err := os.WriteFile(file, []byte("producers:\n"+entry), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI(t, "producers", "check", file); code != 0 || !strings.Contains(out, "ci\t0 pins, 1 tokens\t*: read; a: read") || !strings.Contains(out, "1 producers") {
+		t.Fatalf("check: exit %d %q %s", code, out, errOut)
+	}
+	if err := os.WriteFile(file, []byte("producers:\n  - name: ci\n    tokens: ["+token+"]\n    queues: {a: [read]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, "producers", "check", file); code != 2 || !strings.Contains(errOut, file+":3: producers[0].tokens[0]: this is a token") || strings.Contains(errOut, token) {
+		t.Fatalf("check of a file holding a token: exit %d %s", code, errOut)
+	}
+	for _, args := range [][]string{{"producers", "token", "a b"}, {"producers", "token", "ci", "-q", "b c"}, {"producers", "token", "ci", "-a", "lease"}} {
+		if code, _, _ := runCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d", args, code)
+		}
+	}
+}
