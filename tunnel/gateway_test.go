@@ -53,7 +53,7 @@ func testUDPEcho(t *testing.T, tuning tunnel.Tuning) {
 	defer c.Close()
 	for i := range 20 {
 		msg := fmt.Appendf(nil, "datagram %d", i)
-		got, err := udpRoundTrip(c, msg, 10, time.Second)
+		got, err := udpEcho(c, msg, 10, time.Second)
 		if err != nil {
 			t.Fatalf("round trip %d: %v", i, err)
 		}
@@ -145,7 +145,7 @@ func TestConcurrentFlows(t *testing.T) {
 			defer c.Close()
 			for j := range 10 {
 				msg := fmt.Appendf(nil, "udp flow %d message %d", i, j)
-				got, err := udpRoundTrip(c, msg, 10, time.Second)
+				got, err := udpEcho(c, msg, 10, time.Second)
 				if err != nil {
 					errs <- fmt.Errorf("udp flow %d: %w", i, err)
 					return

@@ -1,6 +1,7 @@
 package tunnel_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -178,9 +179,23 @@ func udpEchoServer(t testing.TB) string {
 	return pc.LocalAddr().String()
 }
 
-// udpRoundTrip sends msg and waits for the echo, retrying a few times while
-// the first handshake completes.
+// udpRoundTrip sends msg and waits for a reply, resending up to tries
+// times, wait apart; the first datagram back is the reply.
 func udpRoundTrip(c net.Conn, msg []byte, tries int, wait time.Duration) ([]byte, error) {
+	return udpExchange(c, msg, tries, wait, func([]byte) bool { return true })
+}
+
+// udpEcho is udpRoundTrip for a flow that sends several messages in turn
+// to an echo: a reply that is not msg is the late echo of an earlier
+// message that was sent twice (its first echo was slow, not lost), and is
+// skipped rather than taken for msg's answer.
+func udpEcho(c net.Conn, msg []byte, tries int, wait time.Duration) ([]byte, error) {
+	return udpExchange(c, msg, tries, wait, func(b []byte) bool { return bytes.Equal(b, msg) })
+}
+
+// udpExchange sends msg up to tries times, wait apart, and returns the
+// first datagram back that accept takes.
+func udpExchange(c net.Conn, msg []byte, tries int, wait time.Duration, accept func([]byte) bool) ([]byte, error) {
 	buf := make([]byte, 65535)
 	var last error
 	for range tries {
@@ -188,14 +203,19 @@ func udpRoundTrip(c net.Conn, msg []byte, tries int, wait time.Duration) ([]byte
 			return nil, err
 		}
 		_ = c.SetReadDeadline(time.Now().Add(wait))
-		n, err := c.Read(buf)
-		if err == nil {
-			return buf[:n], nil
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				last = err
+				break
+			}
+			if accept(buf[:n]) {
+				return buf[:n], nil
+			}
 		}
-		last = err
 		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			return nil, err
+		if !errors.As(last, &ne) || !ne.Timeout() {
+			return nil, last
 		}
 	}
 	return nil, last
