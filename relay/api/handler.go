@@ -22,7 +22,7 @@ import (
 
 // Options configure the handler.
 type Options struct {
-	Queue *queue.Queue
+	Queue queue.Backend
 	// MaxPayload is the payload cap the queue enforces, used to size the
 	// body limit (1 MiB).
 	MaxPayload int
@@ -40,7 +40,7 @@ type Options struct {
 
 type handler struct {
 	opts  Options
-	q     *queue.Queue
+	q     queue.Backend
 	log   *slog.Logger
 	guard *guard
 }

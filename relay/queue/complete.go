@@ -14,8 +14,8 @@ import (
 // still complete the job while no newer attempt has started; after that
 // it gets ErrLeaseLost.
 func (q *Queue) Complete(ctx context.Context, worker string, ref Ref, result []byte) (duplicate bool, err error) {
-	if len(result) > q.opts.MaxResult {
-		return false, invalid("result", "%d bytes; at most %d", len(result), q.opts.MaxResult)
+	if err := CheckResult(result, q.opts.MaxResult); err != nil {
+		return false, err
 	}
 	q.mu.Lock()
 	if err := q.usable(); err != nil {

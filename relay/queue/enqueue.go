@@ -36,12 +36,12 @@ type Enqueued struct {
 }
 
 // validate checks one NewJob; field prefixes the field names in errors.
-func (q *Queue) validate(n *NewJob, field string) error {
+func validate(n *NewJob, field string, maxPayload int) error {
 	if err := proto.CheckName("queue", n.Queue); err != nil {
 		return invalid(field+"queue", "%v", err)
 	}
-	if len(n.Payload) > q.opts.MaxPayload {
-		return invalid(field+"payload", "%d bytes; at most %d", len(n.Payload), q.opts.MaxPayload)
+	if len(n.Payload) > maxPayload {
+		return invalid(field+"payload", "%d bytes; at most %d", len(n.Payload), maxPayload)
 	}
 	if n.MaxAttempts > MaxAttemptsLimit {
 		return invalid(field+"max_attempts", "%d; at most %d", n.MaxAttempts, MaxAttemptsLimit)
@@ -67,21 +67,11 @@ func (q *Queue) validate(n *NewJob, field string) error {
 // whose idempotency key is already used in its queue (earlier, or earlier
 // in the same batch) is not added: the first job is returned instead.
 func (q *Queue) Enqueue(ctx context.Context, jobs []NewJob) ([]Enqueued, error) {
-	if len(jobs) == 0 {
-		return nil, invalid("jobs", "empty; give at least one job")
-	}
-	if len(jobs) > MaxBatch {
-		return nil, invalid("jobs", "%d jobs; at most %d in one batch", len(jobs), MaxBatch)
+	if err := CheckNewJobs(jobs, q.opts.MaxPayload); err != nil {
+		return nil, err
 	}
 	var bytes int64
 	for i := range jobs {
-		field := ""
-		if len(jobs) > 1 {
-			field = fmt.Sprintf("jobs[%d].", i)
-		}
-		if err := q.validate(&jobs[i], field); err != nil {
-			return nil, err
-		}
 		bytes += int64(len(jobs[i].Payload))
 	}
 

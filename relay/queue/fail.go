@@ -27,10 +27,10 @@ type FailResult struct {
 // its backoff, unless that was its last attempt (dead) or it was
 // cancelled. Repeating a Fail returns the same answer.
 func (q *Queue) Fail(ctx context.Context, worker string, ref Ref, msg string, permanent bool, retryAfter time.Duration) (FailResult, error) {
-	if retryAfter < 0 || retryAfter > MaxLease {
-		return FailResult{}, invalid("retry_after", "%s; want 0 to %s", retryAfter, MaxLease)
+	msg, err := CheckFail(msg, retryAfter)
+	if err != nil {
+		return FailResult{}, err
 	}
-	msg = truncate(msg, MaxErrorLen)
 	q.mu.Lock()
 	if err := q.usable(); err != nil {
 		q.mu.Unlock()
@@ -57,9 +57,6 @@ func (q *Queue) Fail(ctx context.Context, worker string, ref Ref, msg string, pe
 		return FailResult{}, fmt.Errorf("failing job %s attempt %d: %w: %s", ref.JobID, ref.Attempt, ErrLeaseLost, reason)
 	}
 	now := time.Now()
-	if msg == "" {
-		msg = "failed (the worker gave no reason)"
-	}
 	e.job.LastError = msg
 	e.job.LeaseEnd = store.EndFailed
 	if retryAfter == 0 {
@@ -82,24 +79,17 @@ func (q *Queue) Fail(ctx context.Context, worker string, ref Ref, msg string, pe
 func (q *Queue) failed(e *entry, now time.Time, permanent bool, retryAfter time.Duration) {
 	j := &e.job
 	q.unhold(e)
-	switch {
-	case j.CancelRequested:
-		q.setState(e, store.Cancelled, now)
+	out := AfterFailure(j, permanent, retryAfter, q.opts.Backoff)
+	q.setState(e, out.State, now)
+	switch out.State {
+	case store.Cancelled, store.Failed:
 		q.finish(e, now)
-	case permanent:
-		q.setState(e, store.Failed, now)
-		q.finish(e, now)
-	case j.Attempt >= j.MaxAttempts:
-		q.setState(e, store.Dead, now)
+	case store.Dead:
 		q.finish(e, now)
 		q.log.Warn("job is dead: out of attempts", "job", j.ID, "queue", j.Queue, "attempts", j.Attempt, "last_error", j.LastError)
 	default:
-		q.setState(e, store.Retrying, now)
-		if retryAfter < 0 {
-			retryAfter = q.opts.Backoff.Delay(j.Attempt)
-		}
-		j.RunAfter = now.Add(retryAfter)
-		if retryAfter == 0 {
+		j.RunAfter = now.Add(out.Delay)
+		if out.Delay == 0 {
 			q.makeReady(e)
 		} else {
 			q.pushTimer(e, j.RunAfter)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"sync"
 	"time"
 )
 
@@ -56,4 +57,18 @@ func newToken() []byte {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return b
+}
+
+// IDs makes job ids as the embedded queue does, for other backends; it is
+// safe for concurrent use.
+type IDs struct {
+	mu sync.Mutex
+	g  idGen
+}
+
+// Next is a new id made at now.
+func (i *IDs) Next(now time.Time) string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.g.next(now)
 }

@@ -46,21 +46,9 @@ type waiter struct {
 // leases are durable when it returns. It returns no jobs and no error when
 // the wait ends empty, and ctx's error if ctx ended first.
 func (q *Queue) Lease(ctx context.Context, r LeaseRequest) ([]store.Job, error) {
-	if err := proto.CheckName("worker", r.Worker); err != nil {
-		return nil, invalid("worker", "%v", err)
+	if err := CheckLeaseRequest(&r, q.opts.MaxWait); err != nil {
+		return nil, err
 	}
-	if len(r.Queues) == 0 {
-		return nil, invalid("queues", "empty; name at least one queue")
-	}
-	for i, name := range r.Queues {
-		if err := proto.CheckName("queue", name); err != nil {
-			return nil, invalid(fmt.Sprintf("queues[%d]", i), "%v", err)
-		}
-	}
-	if r.Max < 1 {
-		return nil, invalid("max_jobs", "%d; want at least 1", r.Max)
-	}
-	r.Wait = min(max(r.Wait, 0), q.opts.MaxWait)
 	start := time.Now()
 
 	q.mu.Lock()
@@ -110,6 +98,25 @@ func (q *Queue) Lease(ctx context.Context, r LeaseRequest) ([]store.Job, error) 
 	}
 	q.m.leaseLatency.Observe(time.Since(servedAt).Seconds())
 	return jobs, nil
+}
+
+// checkLease checks a Lease call's fields.
+func checkLease(r *LeaseRequest) error {
+	if err := proto.CheckName("worker", r.Worker); err != nil {
+		return invalid("worker", "%v", err)
+	}
+	if len(r.Queues) == 0 {
+		return invalid("queues", "empty; name at least one queue")
+	}
+	for i, name := range r.Queues {
+		if err := proto.CheckName("queue", name); err != nil {
+			return invalid(fmt.Sprintf("queues[%d]", i), "%v", err)
+		}
+	}
+	if r.Max < 1 {
+		return invalid("max_jobs", "%d; want at least 1", r.Max)
+	}
+	return nil
 }
 
 // unpark takes w out of the waiters.

@@ -24,7 +24,7 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Queue *queue.Queue
+	Queue queue.Backend
 	// Identity is relay's own QUIC identity; workers pin it.
 	Identity keys.Identity
 	// Workers returns the workers configuration in force (for example
@@ -67,7 +67,7 @@ const (
 // Server serves workers over QUIC.
 type Server struct {
 	opts Options
-	q    *queue.Queue
+	q    queue.Backend
 	log  *slog.Logger
 	m    *metrics
 
