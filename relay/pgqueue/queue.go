@@ -1,0 +1,353 @@
+package pgqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tunnel-dev/tunnel/relay/queue"
+	"github.com/tunnel-dev/tunnel/relay/store"
+)
+
+// Options configure a Queue. Zero values take the defaults named.
+type Options struct {
+	// DSN is the database to use, as a postgres:// URL or key=value
+	// string. It holds a password: it is never logged.
+	DSN string
+	// Queue holds the settings both backends share (lease, attempts,
+	// caps, backoff, waits, graces, leases per worker); its Store and its
+	// live-job and backlog limits do not apply: the database holds the
+	// jobs.
+	Queue      queue.Options
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+
+	// NoMigrate only checks the schema version at Open instead of
+	// migrating (relay migrate has done it).
+	NoMigrate bool
+	// MaxConns bounds the connection pool (8).
+	MaxConns int32
+	// PollInterval is how often a parked long poll looks for work when no
+	// wakeup came (1s).
+	PollInterval time.Duration
+	// ExpiryInterval is how often this replica expires overdue leases
+	// (500ms).
+	ExpiryInterval time.Duration
+	// HealthInterval is how often the connection is checked (1s).
+	HealthInterval time.Duration
+	// CountsInterval is how often Counts is refreshed (5s).
+	CountsInterval time.Duration
+}
+
+func (o *Options) setDefaults() {
+	o.Queue.SetDefaults()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.ExpiryInterval <= 0 {
+		o.ExpiryInterval = 500 * time.Millisecond
+	}
+	if o.HealthInterval <= 0 {
+		o.HealthInterval = time.Second
+	}
+	if o.CountsInterval <= 0 {
+		o.CountsInterval = 5 * time.Second
+	}
+}
+
+// Queue is the job state machine on PostgreSQL. Its methods are safe for
+// concurrent use, and any number of Queues (relay replicas) may share one
+// database.
+type Queue struct {
+	opts   Options
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	secret string // the DSN's password, cut from every error
+	ids    queue.IDs
+	wake   *wakeups
+	qof    queueOf
+	done   chan *completion
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu           sync.Mutex
+	closed       bool
+	healthErr    error     // non-nil while the database is unreachable
+	healthySince time.Time // when the connection last came (back)
+	counts       map[store.QueueState]int
+}
+
+// Errors Open returns, for the command to name what to fix.
+var (
+	ErrBadDSN      = errors.New("the PostgreSQL DSN does not parse")
+	ErrUnreachable = errors.New("the database is unreachable")
+	ErrPermission  = errors.New("the database role lacks a privilege")
+)
+
+// Open connects, migrates the schema (or checks it with NoMigrate) and
+// starts the replica's background work: expiry, wakeups, health checks.
+func Open(ctx context.Context, opts Options) (*Queue, error) {
+	opts.setDefaults()
+	pool, secret, err := Connect(ctx, opts.DSN, opts.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	if opts.NoMigrate {
+		err = checkSchema(ctx, pool)
+	} else {
+		_, _, err = Migrate(ctx, pool)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, classify(redact(err, secret))
+	}
+	q := &Queue{
+		opts:         opts,
+		pool:         pool,
+		log:          opts.Logger,
+		secret:       secret,
+		wake:         newWakeups(),
+		done:         make(chan *completion, 4*completeBatch),
+		healthySince: time.Now(),
+		counts:       map[store.QueueState]int{},
+	}
+	q.qof.init()
+	q.ctx, q.cancel = context.WithCancel(context.Background())
+	if err := q.refreshCounts(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("opening the PostgreSQL queue: %w", err)
+	}
+	if err := q.registerMetrics(opts.Registerer); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	q.start(completers, q.complete)
+	q.start(1, q.runExpiry)
+	q.start(1, q.runHealth)
+	q.start(1, q.runCounts)
+	q.start(1, q.runListen)
+	q.start(1, q.runNotify)
+	return q, nil
+}
+
+func (q *Queue) start(n int, fn func()) {
+	for range n {
+		q.wg.Add(1)
+		go func() { defer q.wg.Done(); fn() }()
+	}
+}
+
+// Connect opens a pool on dsn and checks that the database answers. It
+// returns the DSN's password so callers can cut it from errors.
+func Connect(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, string, error) {
+	secret := dsnPassword(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, secret, fmt.Errorf("%w: %v", ErrBadDSN, redact(err, secret))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, secret, fmt.Errorf("%w: %v", ErrBadDSN, redact(err, secret))
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, secret, classify(redact(err, secret))
+	}
+	return pool, secret, nil
+}
+
+// classify marks an error from the database with what the operator must
+// fix: a privilege, or reachability.
+func classify(err error) error {
+	var pe *pgconn.PgError
+	switch {
+	case errors.Is(err, ErrSchemaNewer), errors.Is(err, ErrBadDSN):
+		return err
+	case errors.As(err, &pe) && pe.Code == "42501":
+		return fmt.Errorf("%w (grant it, or use the role that owns relay's tables): %v", ErrPermission, err)
+	case errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000"):
+		return fmt.Errorf("the database refused the login (check the DSN's user and password): %v", err)
+	case errors.As(err, &pe) && pe.Code == "3D000":
+		return fmt.Errorf("the database named in the DSN does not exist (create it first): %v", err)
+	case errors.As(err, &pe):
+		return err
+	}
+	return fmt.Errorf("%w (check the DSN's host and port, and that PostgreSQL is running): %v", ErrUnreachable, err)
+}
+
+// Close stops the replica's background work and closes its connections.
+// Parked long polls return empty; later calls fail with queue.ErrClosed.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.mu.Unlock()
+	q.cancel()
+	q.wake.closeAll()
+	q.wg.Wait()
+	q.pool.Close()
+	return nil
+}
+
+// Ready is nil while the database answers.
+func (q *Queue) Ready() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.usable()
+}
+
+func (q *Queue) usable() error {
+	if q.closed {
+		return queue.ErrClosed
+	}
+	return q.healthErr
+}
+
+func (q *Queue) check(what string) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := q.usable(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// dbErr turns an error from a statement into the caller's: a lost
+// connection makes the replica unready and reads as overloaded (retry,
+// perhaps on another replica); the password never appears.
+func (q *Queue) dbErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+	err = redact(err, q.secret)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if q.ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, queue.ErrClosed)
+	}
+	q.setUnhealthy(err)
+	return fmt.Errorf("%s: %w: the database connection failed: %v", what, queue.ErrOverloaded, err)
+}
+
+func (q *Queue) setUnhealthy(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.healthErr == nil {
+		q.healthErr = fmt.Errorf("%w: the database is unreachable: %v", queue.ErrOverloaded, err)
+		q.log.Error("database unreachable; refusing work until it is back", "err", err)
+	}
+}
+
+// runHealth pings the database; when it answers again after an outage the
+// replica is ready again, and its expiry waits a lease duration.
+func (q *Queue) runHealth() {
+	t := time.NewTicker(q.opts.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(q.ctx, 2*q.opts.HealthInterval+time.Second)
+		err := q.pool.Ping(ctx)
+		cancel()
+		if q.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			q.setUnhealthy(redact(err, q.secret))
+			continue
+		}
+		q.mu.Lock()
+		if q.healthErr != nil {
+			q.healthErr = nil
+			q.healthySince = time.Now()
+			q.log.Info("database reachable again; expiring leases only after each job's lease duration")
+		}
+		q.mu.Unlock()
+	}
+}
+
+// connectedFor is how long the replica has been connected without a
+// failure, zero while it is not.
+func (q *Queue) connectedFor() time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.healthErr != nil {
+		return 0
+	}
+	return time.Since(q.healthySince)
+}
+
+// redact cuts secret from err's text.
+func redact(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return redacted{msg: strings.ReplaceAll(err.Error(), secret, "REDACTED"), err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r redacted) Error() string { return r.msg }
+
+// Unwrap keeps errors.Is and errors.As working on the original error.
+func (r redacted) Unwrap() error { return r.err }
+
+// dsnPassword finds the password in a URL or key=value DSN.
+func dsnPassword(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if p, ok := u.User.Password(); ok {
+			return p
+		}
+		return u.Query().Get("password")
+	}
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "password="); ok {
+			return strings.Trim(v, "'")
+		}
+	}
+	return ""
+}
+
+// RedactDSN is dsn with its password replaced, for logs.
+func RedactDSN(dsn string) string {
+	if p := dsnPassword(dsn); p != "" {
+		return strings.ReplaceAll(dsn, p, "REDACTED")
+	}
+	return dsn
+}
