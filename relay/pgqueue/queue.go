@@ -116,7 +116,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	}
 	if err != nil {
 		pool.Close()
-		return nil, classify(redact(err, secret))
+		return nil, Classify(redact(err, secret))
 	}
 	q := &Queue{
 		opts:         opts,
@@ -176,14 +176,14 @@ func Connect(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, st
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, secret, classify(redact(err, secret))
+		return nil, secret, Classify(redact(err, secret))
 	}
 	return pool, secret, nil
 }
 
-// classify marks an error from the database with what the operator must
-// fix: a privilege, or reachability.
-func classify(err error) error {
+// Classify marks an error from the database with what the operator must
+// fix: a privilege, the login, or reachability.
+func Classify(err error) error {
 	var pe *pgconn.PgError
 	switch {
 	case errors.Is(err, ErrSchemaNewer), errors.Is(err, ErrBadDSN):

@@ -52,6 +52,10 @@ type Options struct {
 	Logger        *slog.Logger
 	// Registerer receives the server's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// ResetKey is the QUIC stateless-reset key; nil derives it from the
+	// identity's private key. Replicas behind one address need the same
+	// key, so a worker learns at once that its connection is gone.
+	ResetKey *quic.StatelessResetKey
 }
 
 // Defaults of the per-peer bounds.
@@ -255,6 +259,9 @@ func (s *Server) tlsConfig() *tls.Config {
 // so that after a restart (even kill -9) workers learn at their next
 // packet that their connection is gone.
 func (s *Server) resetKey() *quic.StatelessResetKey {
+	if s.opts.ResetKey != nil {
+		return s.opts.ResetKey
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(s.opts.Identity.Certificate.PrivateKey)
 	if err != nil {
 		return nil

@@ -18,11 +18,11 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/auth"
+	"github.com/tunnel-dev/tunnel/relay/pgqueue"
 	"github.com/tunnel-dev/tunnel/relay/producers"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/server"
-	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
 type serveCmd struct {
@@ -55,6 +55,9 @@ type serveCmd struct {
 	IdleTimeout      time.Duration `default:"15s" help:"Close a QUIC connection whose worker stopped answering after this long (bunny's is 15s too; the shorter of the two applies)."`
 	MaxStreams       int64         `default:"256" help:"Concurrent calls one worker connection may have open."`
 	DrainTimeout     time.Duration `default:"10s" help:"On SIGTERM, how long calls in flight may take to finish."`
+
+	storeFlags
+	ResetKeyFile string `type:"path" placeholder:"FILE" help:"QUIC stateless-reset secret (at least 32 bytes) shared by relay replicas, so a worker whose replica died learns it at its next packet. Default: derived from the identity key, which replicas share too."`
 	cli.Logging
 }
 
@@ -128,34 +131,26 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return cli.Usage(fmt.Errorf("--producers: %w", err))
 	}
-	st, err := store.OpenBolt(store.BoltOptions{Path: c.DB, Logger: log, Registerer: reg})
-	if err != nil {
-		return dbError(c.DB, err)
-	}
-	defer st.Close()
-	q, err := queue.Open(ctx, queue.Options{
-		Store:              st,
-		Logger:             log,
-		Registerer:         reg,
-		DefaultLease:       c.LeaseDuration,
-		DefaultMaxAttempts: c.MaxAttempts,
-		MaxPayload:         c.MaxPayload,
-		MaxResult:          c.MaxResult,
-		Backoff:            queue.Backoff{Base: c.BackoffBase, Max: c.BackoffMax},
-		MaxWait:            c.MaxWait,
-		MaxLeasesPerWorker: c.MaxLeases,
-		MaxLiveJobs:        c.MaxLiveJobs,
-		MaxLiveBytes:       c.MaxLiveBytes,
-	})
+	dsn, err := c.dsn()
 	if err != nil {
 		return err
 	}
-	defer q.Close()
-	q.DeclareQueues(workerQueues(w.Config())...)
+	resetKey, err := readResetKey(c.ResetKeyFile)
+	if err != nil {
+		return err
+	}
+	q, storeErr, closeStore, err := c.openQueue(ctx, dsn, log, reg)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	if d, ok := q.(interface{ DeclareQueues(...string) }); ok {
+		d.DeclareQueues(workerQueues(w.Config())...)
+	}
 
 	srv, err := server.New(server.Options{
 		Queue: q, Identity: id, Workers: w.Config, QUIC: c.quic(),
-		DrainTimeout: c.DrainTimeout, Logger: log, Registerer: reg,
+		DrainTimeout: c.DrainTimeout, Logger: log, Registerer: reg, ResetKey: resetKey,
 	})
 	if err != nil {
 		return cli.Usage(err)
@@ -184,7 +179,11 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(sctx, c.Listen) }()
-	log.Info("relay started", "version", build.Version, "revision", build.Revision, "db", c.DB, "quic", c.Listen, "api", c.HTTP, "admin", c.Admin, "pin", id.Pin().String())
+	where := c.DB
+	if dsn != "" {
+		where = pgqueue.RedactDSN(dsn)
+	}
+	log.Info("relay started", "version", build.Version, "revision", build.Revision, "store", where, "quic", c.Listen, "api", c.HTTP, "admin", c.Admin, "pin", id.Pin().String())
 
 	health := time.NewTicker(time.Second)
 	defer health.Stop()
@@ -203,7 +202,7 @@ loop:
 			failure = err
 			break loop
 		case <-health.C:
-			if err := st.Err(); err != nil {
+			if err := storeErr(); err != nil {
 				failure = fmt.Errorf("the store failed; exiting so that relay restarts from its file: %w", err)
 				break loop
 			}
