@@ -248,7 +248,14 @@ func (s *Server) Exec(t testing.TB, db string, sql ...string) {
 	}
 }
 
-// logTail is the end of the server's log, for failure messages.
+// LogTail is the end of the server's log.
+func (s *Server) LogTail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logTail()
+}
+
+// logTail is LogTail under s.mu.
 func (s *Server) logTail() string {
 	b, err := os.ReadFile(s.log())
 	if err != nil {

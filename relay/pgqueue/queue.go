@@ -265,6 +265,9 @@ func (q *Queue) setUnhealthy(err error) {
 	if q.healthErr == nil {
 		q.healthErr = fmt.Errorf("%w: the database is unreachable: %v", queue.ErrOverloaded, err)
 		q.log.Error("database unreachable; refusing work until it is back", "err", err)
+		// The pool's other connections died with this one (a restart, a
+		// failover): drop them all, or each would fail one call later.
+		q.pool.Reset()
 	}
 }
 
