@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
@@ -29,7 +30,7 @@ func (q *Queue) Heartbeat(worker string, refs []queue.Ref, allHeld bool) ([]queu
 	ids, attempts, tokens := unzip(refs)
 	out := make([]queue.LeaseStatus, len(refs))
 	for i, r := range refs {
-		out[i] = queue.LeaseStatus{JobID: r.JobID, State: queue.Lost}
+		out[i] = queue.LeaseStatus{JobID: r.JobID, State: proto.LeaseLost}
 	}
 	if len(refs) > 0 {
 		rows, err := q.pool.Query(ctx, `UPDATE relay_jobs j
@@ -64,9 +65,9 @@ func (q *Queue) Heartbeat(worker string, refs []queue.Ref, allHeld bool) ([]queu
 				continue
 			}
 			out[i].Deadline = h.deadline
-			out[i].State = queue.Held
+			out[i].State = proto.LeaseHeld
 			if h.cancel {
-				out[i].State = queue.CancelRequested
+				out[i].State = proto.LeaseCancelRequested
 			}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/internal/pgtest"
 	"github.com/tunnel-dev/tunnel/relay/pgqueue"
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
@@ -164,7 +165,7 @@ func TestReplicas(t *testing.T) {
 	}
 	// The worker moves to a: its lease is its own there too.
 	st, err := a.Heartbeat("w", []queue.Ref{ref(l)}, true)
-	if err != nil || st[0].State != queue.Held {
+	if err != nil || st[0].State != proto.LeaseHeld {
 		t.Fatalf("heartbeat on the other replica: %+v %v", st, err)
 	}
 	// Both replicas complete the same lease at once: one wins, the other
@@ -286,7 +287,7 @@ func TestDatabaseRestart(t *testing.T) {
 	srv.Start()
 	eventually(t, 10*time.Second, "the replica to be ready again", func() bool { return q.Ready() == nil })
 	st, err := q.Heartbeat("w", []queue.Ref{ref(ls[0])}, false)
-	if err != nil || st[0].State != queue.Held {
+	if err != nil || st[0].State != proto.LeaseHeld {
 		t.Fatalf("heartbeat after the outage: %+v %v", st, err)
 	}
 	// Without heartbeats it expires after the grace.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
@@ -159,7 +160,7 @@ func testFullCycle(h *harness) {
 	if more := h.lease("w2", 1, 0); len(more) != 0 {
 		h.t.Fatalf("a leased job was leased again: %+v", more)
 	}
-	if st := h.heartbeat("w", false, l[0]); st[0].State != queue.Held || st[0].Deadline.IsZero() {
+	if st := h.heartbeat("w", false, l[0]); st[0].State != proto.LeaseHeld || st[0].Deadline.IsZero() {
 		h.t.Fatalf("heartbeat: %+v", st)
 	}
 	dup, err := h.q.Complete(bg, "w", ref(l[0]), []byte("result"))
@@ -176,7 +177,7 @@ func testFullCycle(h *harness) {
 	if got.State != store.Succeeded || string(got.Result) != "result" || got.LeaseEnd != store.EndCompleted || got.FinishedAt.IsZero() {
 		h.t.Fatalf("after restart: %+v", got)
 	}
-	if st := h.heartbeat("w", false, l[0]); st[0].State != queue.Lost {
+	if st := h.heartbeat("w", false, l[0]); st[0].State != proto.LeaseLost {
 		h.t.Fatalf("heartbeat of a completed job: %+v", st)
 	}
 	if name, err := h.q.QueueOf(bg, j.ID); err != nil || name != "default" {
@@ -209,7 +210,7 @@ func testFencing(h *harness) {
 			h.t.Errorf("fail with %s: %v, want lease lost", b.name, err)
 		}
 		st, err := h.q.Heartbeat(b.worker, []queue.Ref{b.ref}, false)
-		if err != nil || st[0].State != queue.Lost {
+		if err != nil || st[0].State != proto.LeaseLost {
 			h.t.Errorf("heartbeat with %s: %+v %v, want lost", b.name, st, err)
 		}
 	}
@@ -246,7 +247,7 @@ func testExpiry(h *harness) {
 	if _, err := h.q.Complete(bg, "w1", ref(first), []byte("late")); !errors.Is(err, queue.ErrLeaseLost) {
 		h.t.Fatalf("late complete after a newer attempt: %v", err)
 	}
-	if st := h.heartbeat("w1", false, first); st[0].State != queue.Lost {
+	if st := h.heartbeat("w1", false, first); st[0].State != proto.LeaseLost {
 		h.t.Fatalf("late heartbeat: %+v", st)
 	}
 	if _, err := h.q.Complete(bg, "w2", ref(again[0]), []byte("ok")); err != nil {
@@ -383,7 +384,7 @@ func testCancel(h *harness) {
 	if err != nil || c.State != store.Leased || !c.CancelRequested {
 		h.t.Fatalf("cancel leased: %+v %v", c, err)
 	}
-	if st := h.heartbeat("w", false, l); st[0].State != queue.CancelRequested {
+	if st := h.heartbeat("w", false, l); st[0].State != proto.LeaseCancelRequested {
 		h.t.Fatalf("heartbeat: %+v", st)
 	}
 	res, err := h.q.Fail(bg, "w", ref(l), "stopped on request", false, 0)
@@ -489,7 +490,7 @@ func testRestartGrace(h *harness) {
 	time.Sleep(1200 * time.Millisecond) // past the lease's deadline
 	h.q = h.open()
 	// The worker that was mid-job gets its lease duration to heartbeat.
-	if st := h.heartbeat("w", false, l); st[0].State != queue.Held {
+	if st := h.heartbeat("w", false, l); st[0].State != proto.LeaseHeld {
 		h.t.Fatalf("heartbeat after restart: %+v", st)
 	}
 	if got := h.get(j.ID); got.State != store.Leased || got.Attempt != 1 {
