@@ -2,6 +2,7 @@ package pgqueue_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,4 +34,24 @@ func TestConformance(t *testing.T) {
 		dsn := srv.NewDB(t)
 		return func() queue.Backend { return open(t, fast(dsn, opts)) }
 	})
+}
+
+// BenchmarkBackend: jobs/s with 64 jobs in flight on one and on three
+// replicas sharing one database (fsync on, as in production).
+func BenchmarkBackend(b *testing.B) {
+	srv := pgtest.Start(b, pgtest.Options{Fsync: true})
+	for _, replicas := range []int{1, 3} {
+		for _, shape := range []struct{ workers, perLease int }{{64, 1}, {8, 8}} {
+			b.Run(fmt.Sprintf("replicas=%d/workers=%d/lease=%d", replicas, shape.workers, shape.perLease), func(b *testing.B) {
+				dsn := srv.NewDB(b)
+				qs := make([]queue.Backend, replicas)
+				for i := range qs {
+					q := open(b, pgqueue.Options{DSN: dsn, MaxConns: 16})
+					defer q.Close()
+					qs[i] = q
+				}
+				queuetest.Bench(b, qs, shape.workers, shape.perLease)
+			})
+		}
+	}
 }

@@ -12,18 +12,23 @@ import (
 )
 
 // leaseSQL leases up to $3 ready jobs of the queues $1 to worker $2, no
-// more than leave it holding $4: the rows are picked oldest first and
-// locked, skipping rows another replica is leasing, then updated in the
-// same statement.
+// more than leave it holding $4: oldest first, per queue in the ready
+// index's own order (no sort of the backlog), locking the rows and
+// skipping those another replica is leasing, then updated in the same
+// statement. With several queues each may lock up to the limit; the rows
+// not taken are free again when the statement commits.
 const leaseSQL = `WITH room AS (
 		SELECT greatest(0, least($3::integer, $4::integer - count(*)::integer)) AS n
 		FROM relay_jobs WHERE state = 'leased' AND leased_by = $2),
 	picked AS MATERIALIZED (
-		SELECT id FROM relay_jobs
-		WHERE state IN ('queued', 'retrying') AND queue = ANY($1::text[]) AND run_after <= now()
-		ORDER BY run_after, id
-		LIMIT (SELECT n FROM room)
-		FOR UPDATE SKIP LOCKED)
+		SELECT c.id FROM unnest($1::text[]) AS qn(name), LATERAL (
+			SELECT id, run_after FROM relay_jobs
+			WHERE state IN ('queued', 'retrying') AND queue = qn.name AND run_after <= now()
+			ORDER BY run_after, id
+			LIMIT (SELECT n FROM room)
+			FOR UPDATE SKIP LOCKED) c
+		ORDER BY c.run_after, c.id
+		LIMIT (SELECT n FROM room))
 	UPDATE relay_jobs j SET state = 'leased', attempt = j.attempt + 1, lease_token = uuid_send(gen_random_uuid()),
 		leased_by = $2, leased_at = now(), lease_deadline = now() + j.lease_ms * interval '1 millisecond',
 		lease_end = '', updated_at = now()

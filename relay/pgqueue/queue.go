@@ -109,6 +109,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+
 	if opts.NoMigrate {
 		err = checkSchema(ctx, pool)
 	} else {

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -43,4 +44,24 @@ func TestConformance(t *testing.T) {
 			return embedded{Queue: q, st: st}
 		}
 	})
+}
+
+// BenchmarkBackend is the embedded store's figure beside the PostgreSQL
+// one (relay/pgqueue's BenchmarkBackend): 64 jobs in flight.
+func BenchmarkBackend(b *testing.B) {
+	for _, shape := range []struct{ workers, perLease int }{{64, 1}, {8, 8}} {
+		b.Run(fmt.Sprintf("workers=%d/lease=%d", shape.workers, shape.perLease), func(b *testing.B) {
+			st, err := store.OpenBolt(store.BoltOptions{Path: filepath.Join(b.TempDir(), "relay.db")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			q, err := queue.Open(context.Background(), queue.Options{Store: st})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			defer q.Close()
+			queuetest.Bench(b, []queue.Backend{q}, shape.workers, shape.perLease)
+		})
+	}
 }
