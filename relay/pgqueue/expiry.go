@@ -12,19 +12,11 @@ import (
 // expireBatch bounds the leases one expiry pass ends.
 const expireBatch = 1000
 
-// runExpiry ends overdue leases every ExpiryInterval, on every replica.
-func (q *Queue) runExpiry() {
-	t := time.NewTicker(q.opts.ExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := q.Expire(q.ctx); err != nil && q.ctx.Err() == nil {
-			q.log.Debug("expiring leases", "err", err)
-		}
+// expireOnce ends overdue leases; every replica runs it each
+// ExpiryInterval.
+func (q *Queue) expireOnce() {
+	if _, err := q.Expire(q.ctx); err != nil && q.ctx.Err() == nil {
+		q.log.Debug("expiring leases", "err", err)
 	}
 }
 

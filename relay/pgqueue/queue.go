@@ -140,9 +140,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q.start(completers, q.complete)
-	q.start(1, q.runExpiry)
-	q.start(1, q.runHealth)
-	q.start(1, q.runCounts)
+	q.start(1, func() { q.every(q.opts.ExpiryInterval, q.expireOnce) })
+	q.start(1, func() { q.every(q.opts.HealthInterval, q.checkHealth) })
+	q.start(1, func() { q.every(q.opts.CountsInterval, q.countOnce) })
 	q.start(1, q.runListen)
 	q.start(1, q.runNotify)
 	return q, nil
@@ -272,10 +272,9 @@ func (q *Queue) setUnhealthy(err error) {
 	}
 }
 
-// runHealth pings the database; when it answers again after an outage the
-// replica is ready again, and its expiry waits a lease duration.
-func (q *Queue) runHealth() {
-	t := time.NewTicker(q.opts.HealthInterval)
+// every runs fn every d until Close.
+func (q *Queue) every(d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -283,23 +282,29 @@ func (q *Queue) runHealth() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(q.ctx, 2*q.opts.HealthInterval+time.Second)
-		err := q.pool.Ping(ctx)
-		cancel()
-		if q.ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			q.setUnhealthy(redact(err, q.secret))
-			continue
-		}
-		q.mu.Lock()
-		if q.healthErr != nil {
-			q.healthErr = nil
-			q.healthySince = time.Now()
-			q.log.Info("database reachable again; expiring leases only after each job's lease duration")
-		}
-		q.mu.Unlock()
+		fn()
+	}
+}
+
+// checkHealth pings the database; when it answers again after an outage
+// the replica is ready again, and its expiry waits a lease duration.
+func (q *Queue) checkHealth() {
+	ctx, cancel := context.WithTimeout(q.ctx, 2*q.opts.HealthInterval+time.Second)
+	err := q.pool.Ping(ctx)
+	cancel()
+	if q.ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		q.setUnhealthy(redact(err, q.secret))
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.healthErr != nil {
+		q.healthErr = nil
+		q.healthySince = time.Now()
+		q.log.Info("database reachable again; expiring leases only after each job's lease duration")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -133,11 +134,7 @@ func (q *Queue) Retry(ctx context.Context, id string) (store.Job, error) {
 func (q *Queue) Counts() map[store.QueueState]int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := make(map[store.QueueState]int, len(q.counts))
-	for k, v := range q.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(q.counts)
 }
 
 func (q *Queue) refreshCounts(ctx context.Context) error {
@@ -164,19 +161,10 @@ func (q *Queue) refreshCounts(ctx context.Context) error {
 	return nil
 }
 
-func (q *Queue) runCounts() {
-	t := time.NewTicker(q.opts.CountsInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-q.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
-		_ = q.refreshCounts(ctx)
-		cancel()
-	}
+func (q *Queue) countOnce() {
+	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
+	defer cancel()
+	_ = q.refreshCounts(ctx)
 }
 
 // registerMetrics exports the job counts and the database's reachability.
