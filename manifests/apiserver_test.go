@@ -231,6 +231,8 @@ func secretsFor(t *testing.T, b *bundle) map[string][]*corev1.Secret {
 					t.Fatal(err)
 				}
 				read(keys.IdentityCertFile, keys.IdentityKeyFile)
+			case "relay-store":
+				data["dsn"] = []byte("postgres://relay:not-a-real-password@relay-db.example.internal:5432/relay?sslmode=verify-full\n")
 			default:
 				t.Fatalf("pod %s mounts Secret %s, which docs/deploy.md does not tell anyone to create", p.name, v.Secret.SecretName)
 			}

@@ -82,6 +82,8 @@ func TestOverlaysBuild(t *testing.T) {
 		{"aks", slices.Concat(gatewayBase, bunny, forward, []obj{lb}), true, 18},
 		{"alt/eks-listens", slices.Concat(gatewayBase, relay, []obj{lb}), true, 18},
 		{"alt/aks-dials", slices.Concat(gatewayBase, bunny, forward), false, 17},
+		{"alt/eks-postgres", slices.Concat(gatewayBase, slices.DeleteFunc(slices.Clone(relay), func(o obj) bool { return o.kind == "PersistentVolumeClaim" }),
+			[]obj{{"PodDisruptionBudget", "relay", "relay"}, {"NetworkPolicy", "relay", "relay-postgres"}}), false, 17},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
@@ -178,9 +180,12 @@ func TestPodSecurity(t *testing.T) {
 				if d.Spec.Selector == nil || !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(labels.Set(p.labels)) {
 					t.Errorf("selector %v does not match the template's labels %v", d.Spec.Selector, p.labels)
 				}
-				single := p.name == "relay" || p.name == "tunnel-gateway"
+				single := p.name == "relay" && !onPostgres(p.spec) || p.name == "tunnel-gateway"
 				if single && (d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType) {
 					t.Errorf("%s must run exactly one pod at a time (replicas 1, strategy Recreate): relay is a single writer, a gateway's key one peer", p.name)
+				}
+				if p.name == "relay" && onPostgres(p.spec) && (d.Spec.Replicas == nil || *d.Spec.Replicas < 2 || len(p.spec.TopologySpreadConstraints) == 0) {
+					t.Errorf("relay on PostgreSQL runs one replica or without topology spread: it is there to survive a node")
 				}
 			})
 		}
@@ -589,8 +594,14 @@ func TestRelay(t *testing.T) {
 			}
 			mustSecretItem(t, spec, c, get("identity-cert"), "relay-identity", keys.IdentityCertFile)
 			mustSecretItem(t, spec, c, get("identity-key"), "relay-identity", keys.IdentityKeyFile)
-			db, err := resolve(spec, c, get("db"))
-			if err != nil || db.volume.PersistentVolumeClaim == nil || !b.has("PersistentVolumeClaim", "relay", db.volume.PersistentVolumeClaim.ClaimName) || db.mount.ReadOnly {
+			if onPostgres(spec) {
+				// The DSN (with its password) from a Secret; no volume,
+				// and a PodDisruptionBudget so drains go one at a time.
+				mustSecretItem(t, spec, c, get("store-file"), "relay-store", "dsn")
+				if b.has("PersistentVolumeClaim", "relay", "relay-data") || !b.has("PodDisruptionBudget", "relay", "relay") {
+					t.Error("relay on PostgreSQL keeps a volume, or has no PodDisruptionBudget")
+				}
+			} else if db, err := resolve(spec, c, get("db")); err != nil || db.volume.PersistentVolumeClaim == nil || !b.has("PersistentVolumeClaim", "relay", db.volume.PersistentVolumeClaim.ClaimName) || db.mount.ReadOnly {
 				t.Errorf("--db %s is not on the relay's PersistentVolumeClaim (%v)", get("db"), err)
 			}
 			if spec.SecurityContext.FSGroup == nil {
@@ -663,6 +674,17 @@ func TestRelay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// onPostgres reports whether relay's pod keeps its jobs in PostgreSQL
+// (--store-file) rather than in a bbolt file on a volume.
+func onPostgres(spec *corev1.PodSpec) bool {
+	for _, c := range spec.Containers {
+		if _, ok := flag(c.Args, "store-file"); ok && c.Name == "relay" {
+			return true
+		}
+	}
+	return false
 }
 
 // bunnyConfig is bunny's config file as bunny's docs fix it; decoded with
@@ -878,6 +900,11 @@ func needs(t *testing.T, b *bundle, p pod) flows {
 		f.add("in", corev1.ProtocolUDP, portOf(t, l))
 		f.add("in", corev1.ProtocolTCP, portOf(t, h))
 		f.add("in", corev1.ProtocolTCP, portOf(t, a))
+		if onPostgres(p.spec) {
+			// The database's port, at an endpoint name (RDS, Aurora).
+			f.add("out", corev1.ProtocolTCP, 5432)
+			dns("db.example:5432")
+		}
 	case "bunny":
 		c := container(t, p.spec, "bunny")
 		path, _ := flag(c.Args, "config")

@@ -32,6 +32,7 @@ var overlays = []overlay{
 	{dir: "aks", side: "aks", pair: "eks"},
 	{dir: "alt/eks-listens", side: "eks", pair: "alt/aks-dials"},
 	{dir: "alt/aks-dials", side: "aks", pair: "alt/eks-listens"},
+	{dir: "alt/eks-postgres", side: "eks", pair: "aks"},
 }
 
 // Namespaces a policy may name that no overlay creates: the cluster's DNS
