@@ -112,13 +112,27 @@ func overloaded(ctx context.Context, err error) bool {
 	return true
 }
 
+// callTimeout bounds each call beyond its long poll, as bunny's does: a
+// call to a replica that died is abandoned, and the next request reaches
+// the replica restarted at its address, which answers with a stateless
+// reset (keep-alive PINGs are too small to draw one).
+const callTimeout = 2 * time.Second
+
+// timedOut reports whether err is a call's own deadline.
+func timedOut(ctx context.Context, err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+}
+
 // workOn leases and completes on one connection until the connection
 // fails, and returns the leases still held then.
 func workOn(ctx context.Context, cl *client.Client, held []client.Job, c *completions) []client.Job {
+	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, callTimeout) }
 	for ctx.Err() == nil {
 		if len(held) == 0 {
-			jobs, err := cl.Lease(ctx, client.LeaseOptions{Max: 16, Wait: 500 * time.Millisecond})
-			if overloaded(ctx, err) {
+			cctx, cancel := call()
+			jobs, err := cl.Lease(cctx, client.LeaseOptions{Max: 16, Wait: 500 * time.Millisecond})
+			cancel()
+			if overloaded(ctx, err) || timedOut(ctx, err) {
 				continue
 			}
 			if err != nil {
@@ -133,7 +147,10 @@ func workOn(ctx context.Context, cl *client.Client, held []client.Job, c *comple
 		for i, j := range held {
 			leases[i] = j.Lease
 		}
-		if _, err := cl.Heartbeat(ctx, leases, false); overloaded(ctx, err) {
+		cctx, cancel := call()
+		_, err := cl.Heartbeat(cctx, leases, false)
+		cancel()
+		if overloaded(ctx, err) || timedOut(ctx, err) {
 			continue
 		} else if err != nil {
 			return held
@@ -143,10 +160,12 @@ func workOn(ctx context.Context, cl *client.Client, held []client.Job, c *comple
 			res := "done:" + string(j.Payload)
 			// A duplicate is this lease's earlier completion, whose
 			// answer was lost with the replica.
-			_, err := cl.Complete(ctx, j.Lease, []byte(res))
+			cctx, cancel := call()
+			_, err := cl.Complete(cctx, j.Lease, []byte(res))
+			cancel()
 			switch {
 			case errors.Is(err, client.ErrLeaseLost):
-			case overloaded(ctx, err):
+			case overloaded(ctx, err), timedOut(ctx, err):
 				continue
 			case err != nil:
 				return held
