@@ -123,8 +123,15 @@ func TestOpenErrors(t *testing.T) {
 			t.Log(err)
 		})
 	}
-	if got := pgqueue.RedactDSN("postgres://u:" + secret + "@h/db"); strings.Contains(got, secret) {
-		t.Fatalf("RedactDSN: %s", got)
+	for _, dsn := range []string{
+		"postgres://u:" + secret + "@h/db",
+		"postgresql://u:" + secret + "@h:notaport/db",
+		"postgres://u@h/db?password=" + secret,
+		"host=h password=" + secret,
+	} {
+		if got := pgqueue.RedactDSN(dsn); strings.Contains(got, secret) || !strings.Contains(got, "REDACTED") {
+			t.Errorf("RedactDSN(%q) = %q", dsn, got)
+		}
 	}
 }
 

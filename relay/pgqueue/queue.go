@@ -339,11 +339,22 @@ func (r redacted) Unwrap() error { return r.err }
 
 // dsnPassword finds the password in a URL or key=value DSN.
 func dsnPassword(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if p, ok := u.User.Password(); ok {
-			return p
+	if rest, ok := cutScheme(dsn); ok {
+		if u, err := url.Parse(dsn); err == nil {
+			if p, ok := u.User.Password(); ok {
+				return p
+			}
+			return u.Query().Get("password")
 		}
-		return u.Query().Get("password")
+		// A URL that does not parse may still hold a password: take what
+		// is between user: and the last @ of the authority.
+		auth, _, _ := strings.Cut(rest, "/")
+		if at := strings.LastIndex(auth, "@"); at >= 0 {
+			if _, p, ok := strings.Cut(auth[:at], ":"); ok {
+				return p
+			}
+		}
+		return ""
 	}
 	for _, f := range strings.Fields(dsn) {
 		if v, ok := strings.CutPrefix(f, "password="); ok {
@@ -351,6 +362,16 @@ func dsnPassword(dsn string) string {
 		}
 	}
 	return ""
+}
+
+// cutScheme strips a postgres:// or postgresql:// scheme.
+func cutScheme(dsn string) (string, bool) {
+	for _, p := range []string{"postgres://", "postgresql://"} {
+		if rest, ok := strings.CutPrefix(dsn, p); ok {
+			return rest, true
+		}
+	}
+	return "", false
 }
 
 // RedactDSN is dsn with its password replaced, for logs.
