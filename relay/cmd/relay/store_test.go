@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/pgtest"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"github.com/tunnel-dev/tunnel/relay/client"
 )
 
 // relay migrate and relay serve against PostgreSQL: the schema is made
@@ -72,4 +78,44 @@ func errorLines(stderr string) []string {
 		}
 	}
 	return out
+}
+
+// A replica whose database goes away stays up, fails /readyz and refuses
+// work with OVERLOADED, and is ready again once the database is back.
+func TestReplicaWithoutDatabase(t *testing.T) {
+	s := newSetup(t)
+	srv, storeArgs := pgSetup(t, s, true) // fsync on: the crash below keeps the schema
+	p := startRelay(t, s, storeArgs...)
+	ready := func() int {
+		resp, err := http.Get(p.http + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ready(); code != http.StatusOK {
+		t.Fatalf("/readyz %d at start", code)
+	}
+	ctx := context.Background()
+	cl, err := p.dial(ctx, s, s.bunny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	srv.Stop(true)
+	testutil.Eventually(t, 10*time.Second, "/readyz to fail", func() bool { return ready() == http.StatusServiceUnavailable })
+	if _, err := cl.Lease(ctx, client.LeaseOptions{Max: 1}); !errors.Is(err, client.ErrOverloaded) {
+		t.Fatalf("lease without a database: %v", err)
+	}
+	select {
+	case <-p.exited:
+		t.Fatalf("relay exited without its database: %v", p.waitErr)
+	case <-time.After(2 * time.Second):
+	}
+	srv.Start()
+	testutil.Eventually(t, 10*time.Second, "/readyz to pass again", func() bool { return ready() == http.StatusOK })
+	if _, err := cl.Lease(ctx, client.LeaseOptions{Max: 1}); err != nil {
+		t.Fatalf("lease once the database is back: %v", err)
+	}
 }
