@@ -83,7 +83,7 @@ func TestOverlaysBuild(t *testing.T) {
 		{"alt/eks-listens", slices.Concat(gatewayBase, relay, []obj{lb}), true, 18},
 		{"alt/aks-dials", slices.Concat(gatewayBase, bunny, forward), false, 17},
 		{"alt/eks-postgres", slices.Concat(gatewayBase, slices.DeleteFunc(slices.Clone(relay), func(o obj) bool { return o.kind == "PersistentVolumeClaim" }),
-			[]obj{{"PodDisruptionBudget", "relay", "relay"}, {"NetworkPolicy", "relay", "relay-postgres"}}), false, 17},
+			[]obj{{"PodDisruptionBudget", "relay", "relay"}, {"NetworkPolicy", "relay", "relay-postgres"}}), false, 18},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {

@@ -238,7 +238,7 @@ func runReplicas(t *testing.T, rt replicaTest) {
 				for k := range reqs {
 					reqs[k] = api.JobRequest{Queue: "default", PayloadText: fmt.Sprintf("p%d-%d", p, i+k), IdempotencyKey: fmt.Sprintf("p%d-%d", p, i+k)}
 				}
-				jobs, err := rs.get(p+i/n).api().EnqueueBatch(ctx, reqs)
+				jobs, err := rs.get(p+i/n).api(s).EnqueueBatch(ctx, reqs)
 				if err != nil {
 					time.Sleep(20 * time.Millisecond)
 					continue // idempotency keys make the retry safe
@@ -312,7 +312,7 @@ func runReplicas(t *testing.T, rt replicaTest) {
 	cancel()
 	wwg.Wait()
 
-	ac := rs.get(0).api()
+	ac := rs.get(0).api(s)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c.mu.Lock()

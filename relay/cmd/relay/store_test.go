@@ -87,7 +87,7 @@ func TestReplicaWithoutDatabase(t *testing.T) {
 	srv, storeArgs := pgSetup(t, s, true) // fsync on: the crash below keeps the schema
 	p := startRelay(t, s, storeArgs...)
 	ready := func() int {
-		resp, err := http.Get(p.http + "/readyz")
+		resp, err := http.Get(p.admin + "/readyz")
 		if err != nil {
 			return 0
 		}
