@@ -1,0 +1,6 @@
+// Package filewatch keeps a configuration read from files in force and
+// reloads it when their contents change: relay's workers file and its
+// producers file are both watched this way. A change that does not parse
+// is refused, logged once and counted, and the running configuration
+// stays.
+package filewatch
