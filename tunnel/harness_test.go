@@ -17,6 +17,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
+	"github.com/tunnel-dev/tunnel/tunnel/tunneltest"
 )
 
 // pair is two gateways on loopback: "eks" exposes services and dials out;
@@ -167,17 +168,7 @@ func serveTCP(t testing.TB, serve func(net.Listener)) string {
 }
 
 // udpEchoServer echoes each datagram to its sender.
-func udpEchoServer(t testing.TB) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { echo.UDP(pc); close(done) }()
-	t.Cleanup(func() { pc.Close(); <-done })
-	return pc.LocalAddr().String()
-}
+func udpEchoServer(t testing.TB) string { return tunneltest.UDPEcho(t) }
 
 // udpRoundTrip sends msg and waits for a reply, resending up to tries
 // times, wait apart; the first datagram back is the reply.
@@ -256,15 +247,7 @@ admin: {listen: "-"}
 }
 
 // freeUDPPort finds a UDP port nothing is using at the moment.
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	return pc.LocalAddr().(*net.UDPAddr).Port
-}
+func freeUDPPort(t testing.TB) int { return tunneltest.FreeUDPPort(t) }
 
 // tunnelGateway starts a gateway expecting failure, without the cleanup
 // startGateway registers.
