@@ -19,15 +19,21 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
-type jobsCmd struct {
-	Server  string        `default:"https://127.0.0.1:8080" placeholder:"URL" help:"relay's producer API (its --http), for every jobs command."`
-	Timeout time.Duration `default:"30s" help:"How long to wait for relay's answer, for every jobs command."`
+// apiFlags name relay's producer API and this producer's credentials, for
+// every command that calls the API (jobs, queues).
+type apiFlags struct {
+	Server  string        `default:"https://127.0.0.1:8080" placeholder:"URL" help:"relay's producer API (its --http), for every jobs and queues command."`
+	Timeout time.Duration `default:"30s" help:"How long to wait for relay's answer to each call, for every jobs and queues command."`
 
 	ServerPin  string `placeholder:"PIN" xor:"server" help:"relay's pin (sha256/…, tunnel keys pin on its identity.crt): the only key the API may present."`
 	ServerCert string `type:"path" placeholder:"FILE" xor:"server" help:"relay's identity.crt, whose pin the API must present (instead of --server-pin)."`
 	ClientCert string `type:"path" placeholder:"FILE" help:"This producer's client certificate (identity.crt from tunnel keys identity), with --client-key."`
 	ClientKey  string `type:"path" placeholder:"FILE" help:"This producer's private key (identity.key, mode 0600 or 0400), with --client-cert."`
 	TokenFile  string `type:"path" placeholder:"FILE" help:"A file holding this producer's bearer token (mode 0600 or 0400), for a producer without a certificate; $RELAY_TOKEN also works. Never on the command line."`
+}
+
+type jobsCmd struct {
+	apiFlags `embed:""`
 
 	Submit jobsSubmitCmd `cmd:"" envprefix:"SUBMIT_" help:"Enqueue a job and print it (JSON)."`
 	Get    jobsGetCmd    `cmd:"" envprefix:"GET_" help:"Print a job (JSON), or only its result."`
@@ -42,7 +48,7 @@ const tokenEnv = "RELAY_TOKEN"
 
 // client builds the API client: relay pinned, and the producer's
 // certificate or token.
-func (j *jobsCmd) client() (*api.Client, error) {
+func (j *apiFlags) client() (*api.Client, error) {
 	var pin keys.Pin
 	var err error
 	switch {
@@ -81,7 +87,7 @@ func (j *jobsCmd) client() (*api.Client, error) {
 
 // token reads the bearer token from --token-file or $RELAY_TOKEN; its
 // errors never hold it.
-func (j *jobsCmd) token() (string, error) {
+func (j *apiFlags) token() (string, error) {
 	from, token := "$"+tokenEnv, os.Getenv(tokenEnv)
 	if j.TokenFile != "" {
 		if token != "" {
@@ -105,7 +111,7 @@ func (j *jobsCmd) token() (string, error) {
 
 // apiError makes a refusal of the user's input exit 2, and says which
 // server a call could not reach and how to name another.
-func (j *jobsCmd) apiError(err error) error {
+func (j *apiFlags) apiError(err error) error {
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		if ae.Status == http.StatusBadRequest {
