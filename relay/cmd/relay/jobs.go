@@ -17,6 +17,7 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/producers"
+	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
 // apiFlags name relay's producer API and this producer's credentials, for
@@ -143,9 +144,14 @@ type jobsSubmitCmd struct {
 	MaxAttempts uint32        `placeholder:"N" help:"Attempts before the job is dead (default: relay's)."`
 	Lease       time.Duration `help:"Lease duration (default: relay's)."`
 	RunAfter    string        `placeholder:"WHEN" help:"Hold the job back until then: an RFC 3339 time or a delay such as 5m."`
+	Wait        bool          `help:"Wait until the job ends: print its result and exit 0, or print its error and exit 1."`
+	WaitTimeout time.Duration `default:"5m" help:"With --wait, give up (exit 1) if the job has not ended by then."`
 }
 
 func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	if c.Wait && c.WaitTimeout <= 0 {
+		return cli.Usage(fmt.Errorf("--wait-timeout %s: want a positive duration", c.WaitTimeout))
+	}
 	req := api.JobRequest{Queue: c.Queue, MaxAttempts: c.MaxAttempts, IdempotencyKey: c.Key}
 	switch {
 	case c.PayloadFile == "-":
@@ -183,7 +189,53 @@ func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) e
 	if err != nil {
 		return parent.apiError(err)
 	}
+	if c.Wait {
+		return c.await(ctx, parent, cl, j, env)
+	}
 	return printJSON(env.Stdout, j)
+}
+
+// await polls job j until it ends or --wait-timeout passes: a succeeded
+// job's result goes to standard output, any other end is an error.
+func (c *jobsSubmitCmd) await(ctx context.Context, parent *jobsCmd, cl *api.Client, j api.Job, env cli.Env) error {
+	deadline := time.Now().Add(c.WaitTimeout)
+	j, err := awaitJob(ctx, cl, j, deadline)
+	switch {
+	case err != nil:
+		return parent.apiError(err)
+	case !store.State(j.State).Terminal():
+		return fmt.Errorf("job %s is still %s after %s (--wait-timeout); relay jobs get %s shows it later", j.ID, j.State, c.WaitTimeout, j.ID)
+	case j.State != string(store.Succeeded):
+		return fmt.Errorf("job %s ended %s after %d attempt(s): %s", j.ID, j.State, j.Attempt, j.LastError)
+	}
+	_, err = env.Stdout.Write(j.Result)
+	return err
+}
+
+// awaitJob polls j, backing off from 50ms to 1s, until it is terminal or
+// deadline passes; it returns the last state seen.
+func awaitJob(ctx context.Context, cl *api.Client, j api.Job, deadline time.Time) (api.Job, error) {
+	delay := 50 * time.Millisecond
+	for !store.State(j.State).Terminal() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return j, nil
+		}
+		t := time.NewTimer(min(delay, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return j, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, time.Second)
+		next, err := cl.Get(ctx, j.ID)
+		if err != nil {
+			return j, fmt.Errorf("waiting for job %s: %w", j.ID, err)
+		}
+		j = next
+	}
+	return j, nil
 }
 
 // parseWhen reads an RFC 3339 time or a delay from now.
