@@ -137,9 +137,10 @@ func printJSON(w io.Writer, v any) error {
 }
 
 type jobsSubmitCmd struct {
-	Queue       string        `short:"q" required:"" help:"Queue to put the job in."`
+	Queue       string        `short:"q" help:"Queue to put the job in (required, but with --ndjson only for lines that name none)."`
 	Payload     *string       `short:"p" xor:"payload" help:"The payload, as text (-p '' for an empty one)."`
 	PayloadFile string        `short:"f" xor:"payload" placeholder:"FILE" help:"Read the payload from a file; - reads standard input."`
+	NDJSON      bool          `name:"ndjson" help:"The -f file (implied by a name ending .ndjson) holds many jobs, one JSON job request a line (as POST /v1/jobs takes); all are enqueued or none."`
 	Key         string        `name:"idempotency-key" short:"k" aliases:"key" placeholder:"KEY" help:"Idempotency key: submitting the same key again returns the first job."`
 	MaxAttempts uint32        `placeholder:"N" help:"Attempts before the job is dead (default: relay's)."`
 	Lease       time.Duration `help:"Lease duration (default: relay's)."`
@@ -149,6 +150,12 @@ type jobsSubmitCmd struct {
 }
 
 func (c *jobsSubmitCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	if c.NDJSON || strings.HasSuffix(c.PayloadFile, ".ndjson") {
+		return c.runBatch(ctx, parent, env)
+	}
+	if c.Queue == "" {
+		return cli.Usage(errors.New("no queue: give it with -q NAME"))
+	}
 	if c.Wait && c.WaitTimeout <= 0 {
 		return cli.Usage(fmt.Errorf("--wait-timeout %s: want a positive duration", c.WaitTimeout))
 	}
