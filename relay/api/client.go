@@ -106,6 +106,14 @@ func (c *Client) Retry(ctx context.Context, id string) (Job, error) {
 	return j, err
 }
 
+// Queues lists the queues that hold jobs and that the producer may read,
+// with their counts by state.
+func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
+	var out QueuesResponse
+	err := c.do(ctx, http.MethodGet, "/v1/queues", nil, &out)
+	return out.Queues, err
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	hc := c.HTTP
 	if hc == nil {
