@@ -15,7 +15,7 @@ import (
 type queuesCmd struct {
 	apiFlags `embed:""`
 
-	JSON bool `name:"json" help:"Print JSON instead of a table."`
+	JSON bool `name:"json" env:"RELAY_QUEUES_JSON" help:"Print JSON instead of a table."`
 }
 
 func (c *queuesCmd) Run(ctx context.Context, env cli.Env) error {
