@@ -2,13 +2,32 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/client"
 )
+
+// startForCLI runs relay for the CLI's tests: the --server flag to
+// reach it, and its pin and producer admin's token in the environment.
+func startForCLI(t *testing.T) (*setup, *proc, string) {
+	t.Helper()
+	s := newSetup(t)
+	p := startRelay(t, s)
+	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
+	t.Setenv("RELAY_TOKEN", s.token)
+	return s, p, "--server=" + p.http
+}
+
+// producerAFlags are the credential flags of producer-a (enqueue and read
+// on queue a only).
+func (s *setup) producerAFlags() []string {
+	return []string{"--client-cert", filepath.Join(s.dir, "producer-a", keys.IdentityCertFile), "--client-key", filepath.Join(s.dir, "producer-a", keys.IdentityKeyFile)}
+}
 
 // serveOne leases one job from queue default and completes it with
 // "done:"+payload, or fails it permanently when the payload is "bad".
@@ -43,11 +62,7 @@ func serveOne(ctx context.Context, t *testing.T, p *proc, s *setup) <-chan error
 // submit --wait prints a succeeded job's result, exits 1 with a failed
 // job's error, and gives up at --wait-timeout.
 func TestJobsSubmitWait(t *testing.T) {
-	s := newSetup(t)
-	p := startRelay(t, s)
-	srv := "--server=" + p.http
-	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
-	t.Setenv("RELAY_TOKEN", s.token)
+	s, p, srv := startForCLI(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

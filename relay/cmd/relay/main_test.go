@@ -418,11 +418,7 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 // The jobs commands against a running relay, end to end.
 func TestJobsCommands(t *testing.T) {
-	s := newSetup(t)
-	p := startRelay(t, s)
-	srv := "--server=" + p.http
-	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
-	t.Setenv("RELAY_TOKEN", s.token)
+	s, p, srv := startForCLI(t)
 
 	code, out, errOut := runCLI(t, "jobs", srv, "submit", "-q", "default", "-p", "hello", "-k", "key-1", "--max-attempts", "1")
 	if code != 0 {

@@ -15,11 +15,7 @@ import (
 // submit -f FILE.ndjson enqueues every line's job, all or none, and an
 // error names the line at fault.
 func TestJobsSubmitNDJSON(t *testing.T) {
-	s := newSetup(t)
-	p := startRelay(t, s)
-	srv := "--server=" + p.http
-	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
-	t.Setenv("RELAY_TOKEN", s.token)
+	s, p, srv := startForCLI(t)
 	ctx := context.Background()
 	write := func(name, body string) string {
 		f := filepath.Join(s.dir, name)
@@ -92,7 +88,7 @@ func TestJobsSubmitNDJSON(t *testing.T) {
 	// producer-a may enqueue only to a: the refusal names the line, and
 	// nothing is enqueued.
 	t.Setenv("RELAY_TOKEN", "")
-	asA := []string{"jobs", srv, "--client-cert", filepath.Join(s.dir, "producer-a", "identity.crt"), "--client-key", filepath.Join(s.dir, "producer-a", "identity.key")}
+	asA := append([]string{"jobs", srv}, s.producerAFlags()...)
 	f := write("mixed.ndjson", "{\"queue\":\"a\"}\n{\"queue\":\"b\"}\n")
 	code, _, errOut = runCLI(t, append(asA, "submit", "-f", f)...)
 	if code != 1 || !strings.Contains(errOut, "line 2: relay API") || count("a") != 0 {

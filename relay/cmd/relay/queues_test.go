@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,11 +11,7 @@ import (
 // relay queues against a running relay: counts by state, the oldest
 // queued job's age, and only the queues the producer may read.
 func TestQueuesCommand(t *testing.T) {
-	s := newSetup(t)
-	p := startRelay(t, s)
-	srv := "--server=" + p.http
-	t.Setenv("RELAY_SERVER_PIN", s.relayPin.String())
-	t.Setenv("RELAY_TOKEN", s.token)
+	s, _, srv := startForCLI(t)
 	for _, q := range []string{"a", "a", "b"} {
 		if code, _, errOut := runCLI(t, "jobs", srv, "submit", "-q", q, "-p", "x"); code != 0 {
 			t.Fatalf("submit: %s", errOut)
@@ -39,8 +34,7 @@ func TestQueuesCommand(t *testing.T) {
 
 	// producer-a may read only a.
 	t.Setenv("RELAY_TOKEN", "")
-	code, out, errOut = runCLI(t, "queues", srv, "--json",
-		"--client-cert", filepath.Join(s.dir, "producer-a", "identity.crt"), "--client-key", filepath.Join(s.dir, "producer-a", "identity.key"))
+	code, out, errOut = runCLI(t, append([]string{"queues", srv, "--json"}, s.producerAFlags()...)...)
 	var resp api.QueuesResponse
 	if code != 0 || json.Unmarshal([]byte(out), &resp) != nil || len(resp.Queues) != 1 || resp.Queues[0].Name != "a" || resp.Queues[0].Counts["queued"] != 2 {
 		t.Fatalf("queues --json as producer-a: exit %d, %q, %s", code, out, errOut)
