@@ -278,10 +278,16 @@ type node struct {
 	ready  NodeReady
 	stop   func()
 	output func() string // what a node process printed, if any
+	pid    int           // the node process, if it is one
 }
 
-// startProcessNode starts `exe args... ` as a node process.
-func startProcessNode(ctx context.Context, exe []string, spec NodeSpec) (*node, error) {
+// startProcessNode starts `exe args... ` as a node process. start, if
+// set, starts the command (in a namespace, as another user); nil is
+// cmd.Start.
+func startProcessNode(ctx context.Context, exe []string, spec NodeSpec, start func(*exec.Cmd) error) (*node, error) {
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
 	cmd := exec.Command(exe[0], exe[1:]...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -293,7 +299,7 @@ func startProcessNode(ctx context.Context, exe []string, spec NodeSpec) (*node, 
 	}
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("starting node %v: %w", exe, err)
 	}
 	stop := func() {
@@ -334,7 +340,7 @@ func startProcessNode(ctx context.Context, exe []string, spec NodeSpec) (*node, 
 		stop()
 		return nil, ctx.Err()
 	}
-	return &node{ready: ready, stop: stop, output: stderr.String}, nil
+	return &node{ready: ready, stop: stop, output: stderr.String, pid: cmd.Process.Pid}, nil
 }
 
 // lockedBuffer collects a node's standard error for when it fails.
