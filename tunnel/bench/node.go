@@ -20,6 +20,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
+	"github.com/tunnel-dev/tunnel/internal/memlimit"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
@@ -256,6 +257,15 @@ func NodeMain(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal(line, &spec); err != nil {
 		return fmt.Errorf("reading node spec: %w", err)
 	}
+	// As a gateway does: the runtime's soft limit from the cgroup's.
+	if _, _, err := memlimit.FromCgroup(); err != nil {
+		return err
+	}
+	unprofile, err := profileNode(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer unprofile()
 	ready, stop, err := runNode(ctx, spec, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err

@@ -46,9 +46,20 @@ type benchRunCmd struct {
 	MinAnchorRatio float64  `name:"min-anchor-ratio" help:"With --netns: fail (exit 1) when our unprivileged gateways carry less than this many times the anchor."`
 	MaxRSS         int      `name:"max-rss" placeholder:"MIB" help:"With --netns: fail when a gateway of ours peaks above this many MiB."`
 	MaxStalls      int      `name:"max-stalls" default:"-1" help:"With --netns: fail when a row with our gateways has more stalled one-stream runs than this (-1: no check)."`
+	Profile        string   `type:"path" placeholder:"DIR" help:"Gateway processes write CPU and peak-heap profiles (pprof) into DIR."`
 }
 
 func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
+	if c.Profile != "" {
+		if err := os.MkdirAll(c.Profile, 0o777); err != nil {
+			return cli.Usage(fmt.Errorf("--profile: %w", err))
+		}
+		// The unprivileged gateways write there too.
+		if err := os.Chmod(c.Profile, 0o777); err != nil {
+			return cli.Usage(fmt.Errorf("--profile: %w", err))
+		}
+		os.Setenv(bench.ProfileEnv, c.Profile)
+	}
 	if c.Netns {
 		return c.runNetns(ctx, env)
 	}
