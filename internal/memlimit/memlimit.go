@@ -115,3 +115,19 @@ func FromCgroup() (set int64, from string, err error) {
 	debug.SetMemoryLimit(set)
 	return set, fmt.Sprintf("cgroup memory limit %d bytes", limit), nil
 }
+
+// GCPercent is the gateway's GOGC when none is set. The heap is mostly
+// wireguard-go's pooled 64 KiB packet buffers, which hold no pointers and
+// cost the collector little, so collecting at a quarter's growth instead
+// of doubling keeps the peak resident set near the live heap for no
+// measurable CPU.
+const GCPercent = 25
+
+// TightenGC sets GCPercent unless GOGC is set, and reports what holds.
+func TightenGC() string {
+	if v := os.Getenv("GOGC"); v != "" {
+		return "GOGC=" + v
+	}
+	debug.SetGCPercent(GCPercent)
+	return fmt.Sprintf("GOGC=%d (the gateway's default)", GCPercent)
+}

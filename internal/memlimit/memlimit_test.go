@@ -64,3 +64,10 @@ func TestFromCgroupKeepsGOMEMLIMIT(t *testing.T) {
 		t.Fatalf("FromCgroup = %d, %q, %v", set, from, err)
 	}
 }
+
+func TestTightenGCKeepsGOGC(t *testing.T) {
+	t.Setenv("GOGC", "200")
+	if got := TightenGC(); got != "GOGC=200" {
+		t.Fatalf("TightenGC = %q with GOGC set", got)
+	}
+}

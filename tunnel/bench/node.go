@@ -261,6 +261,7 @@ func NodeMain(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if _, _, err := memlimit.FromCgroup(); err != nil {
 		return err
 	}
+	memlimit.TightenGC()
 	unprofile, err := profileNode(ctx, spec)
 	if err != nil {
 		return err

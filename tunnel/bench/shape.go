@@ -18,6 +18,9 @@ import (
 const (
 	ImplAnchor = "anchor" // wireguard-go on kernel TUN devices, kernel TCP at both ends
 	ImplPeer   = "peer"   // our gateway towards a wireguard-go TUN peer
+	// ImplBaseline rows run an earlier build's gateways, for before and
+	// after in one run.
+	ImplBaseline = "baseline"
 )
 
 // Ends a netns row can have.
@@ -28,9 +31,10 @@ const (
 )
 
 type end struct {
-	kind   string
-	unpriv bool
-	wg     string // endTUN: the wireguard-go binary
+	kind     string
+	unpriv   bool
+	baseline bool   // runs NetnsOptions.Baseline's nodes
+	wg       string // endTUN: the wireguard-go binary
 }
 
 type netnsRow struct {
@@ -51,7 +55,24 @@ func netnsRows(o NetnsOptions) []netnsRow {
 		rows = append(rows, netnsRow{name: "tunnel (UID 65532) → " + p.Name + " TUN peer", impl: ImplPeer,
 			a: end{kind: endTunnel, unpriv: true}, b: end{kind: endTUN, wg: p.Path}})
 	}
-	return rows
+	if o.Baseline == "" {
+		return rows
+	}
+	// Each row of our gateways again with the baseline's: before and
+	// after in one run.
+	var base []netnsRow
+	for _, r := range rows {
+		if r.a.kind != endTunnel {
+			continue
+		}
+		r.name += ", baseline"
+		r.impl = ImplBaseline
+		for _, e := range []*end{&r.a, &r.b} {
+			e.baseline = e.kind == endTunnel
+		}
+		base = append(base, r)
+	}
+	return append(rows, base...)
 }
 
 // NetnsOptions configure a run in the production shape (RunNetns).
@@ -77,6 +98,9 @@ type NetnsOptions struct {
 	// Peers add a row each: our unprivileged gateway towards this
 	// wireguard-go on a kernel TUN device.
 	Peers []Peer
+	// Baseline, if set, is an earlier tunnel binary: every row with our
+	// gateways is measured with its gateways too.
+	Baseline string
 	// Only keeps the rows whose name contains it.
 	Only string
 	// Progress, if set, is told what is being measured.
@@ -168,7 +192,7 @@ func (s *rowSamples) result(r netnsRow, first int) Result {
 	res.Stalls = stalls(s.tcp[first])
 	res.RTTp50, res.RTTp99 = medianDur(s.p50), medianDur(s.p99)
 	for i, e := range []end{r.a, r.b} {
-		g := GatewayUsage{Name: string(rune('A' + i)), PeakRSS: s.gw[i].rss, Ours: e.kind == endTunnel}
+		g := GatewayUsage{Name: string(rune('A' + i)), PeakRSS: s.gw[i].rss, Ours: e.kind == endTunnel && !e.baseline}
 		if len(s.gw[i].cpu) > 0 {
 			g.CPUPerGB = median(s.gw[i].cpu)
 		}

@@ -123,9 +123,11 @@ type shape struct {
 	dir       string // holds the unprivileged copy of the node binary
 	nodeCmd   []string
 	unprivCmd []string
-	echo      net.PacketConn
-	done      chan struct{}
-	link      Link
+	// baseline runs an earlier tunnel binary's nodes, root and not.
+	baselineCmd, baselineUnpriv []string
+	echo                        net.PacketConn
+	done                        chan struct{}
+	link                        Link
 	// proxy: the link is emulated by a UDP proxy, not tc netem.
 	proxy     bool
 	emulation string
@@ -179,6 +181,14 @@ func newShape(o NetnsOptions) (_ *shape, err error) {
 		return nil, fmt.Errorf("copying the node binary for the unprivileged user: %w", err)
 	}
 	sh.unprivCmd = append([]string{exe}, o.NodeCommand[1:]...)
+	if o.Baseline != "" {
+		exe := filepath.Join(sh.dir, "tunnel-baseline")
+		if err := copyFile(o.Baseline, exe, 0o755); err != nil {
+			return nil, fmt.Errorf("copying the baseline binary for the unprivileged user: %w", err)
+		}
+		sh.baselineCmd = []string{o.Baseline, "bench", "node"}
+		sh.baselineUnpriv = []string{exe, "bench", "node"}
+	}
 	if err := netns.In(sh.b, func() (err error) {
 		sh.echo, err = net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", echoPort))
 		return err
@@ -252,7 +262,12 @@ func (sh *shape) startEnd(ctx context.Context, e end, ns, ifname string, role st
 		return startTUN(ctx, e.wg, ns, ifname, role, priv, peer, peerEndpoint)
 	}
 	cmd := sh.nodeCmd
-	if e.unpriv {
+	switch {
+	case e.baseline && e.unpriv:
+		cmd = sh.baselineUnpriv
+	case e.baseline:
+		cmd = sh.baselineCmd
+	case e.unpriv:
 		cmd = sh.unprivCmd
 	}
 	impl := ImplTunnel

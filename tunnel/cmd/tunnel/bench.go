@@ -46,6 +46,7 @@ type benchRunCmd struct {
 	MinAnchorRatio float64  `name:"min-anchor-ratio" help:"With --netns: fail (exit 1) when our unprivileged gateways carry less than this many times the anchor."`
 	MaxRSS         int      `name:"max-rss" placeholder:"MIB" help:"With --netns: fail when a gateway of ours peaks above this many MiB."`
 	MaxStalls      int      `name:"max-stalls" default:"-1" help:"With --netns: fail when a row with our gateways has more stalled one-stream runs than this (-1: no check)."`
+	Baseline       string   `type:"path" placeholder:"FILE" help:"With --netns: also measure every row of our gateways with this earlier tunnel binary's: before and after in one run."`
 	Profile        string   `type:"path" placeholder:"DIR" help:"Gateway processes write CPU and peak-heap profiles (pprof) into DIR."`
 }
 
@@ -63,8 +64,8 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 	if c.Netns {
 		return c.runNetns(ctx, env)
 	}
-	if len(c.Peer) > 0 || c.WireGuardGo != "" || c.MinAnchorRatio > 0 || c.MaxRSS > 0 || c.MaxStalls >= 0 {
-		return cli.Usage(fmt.Errorf("--peer, --wireguard-go, --min-anchor-ratio, --max-rss and --max-stalls need --netns"))
+	if len(c.Peer) > 0 || c.WireGuardGo != "" || c.Baseline != "" || c.MinAnchorRatio > 0 || c.MaxRSS > 0 || c.MaxStalls >= 0 {
+		return cli.Usage(fmt.Errorf("--peer, --wireguard-go, --baseline, --min-anchor-ratio, --max-rss and --max-stalls need --netns"))
 	}
 	o := bench.Options{
 		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
@@ -202,7 +203,7 @@ func (c *benchRunCmd) runNetns(ctx context.Context, env cli.Env) error {
 	o := bench.NetnsOptions{
 		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
 		Link:        bench.Link{Delay: c.Delay, Loss: c.Loss, Reorder: c.Reorder},
-		NodeCommand: []string{exe, "bench", "node"}, WireGuardGo: c.WireGuardGo, Only: c.Only,
+		NodeCommand: []string{exe, "bench", "node"}, WireGuardGo: c.WireGuardGo, Only: c.Only, Baseline: c.Baseline,
 	}
 	if c.Loss < 0 || c.Loss >= 1 || c.Reorder < 0 || c.Reorder >= 1 {
 		return cli.Usage(fmt.Errorf("--loss and --reorder are fractions between 0 and 1"))

@@ -31,6 +31,7 @@ func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 	} else if limit > 0 {
 		log.Info("Go memory limit set", "bytes", limit, "from", from)
 	}
+	log.Debug("garbage collector", "setting", memlimit.TightenGC())
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		return cli.Usage(err)

@@ -1,0 +1,77 @@
+package netstack
+
+import (
+	"testing"
+
+	"gvisor.dev/gvisor/pkg/buffer"
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+func packets(sizes ...int) stack.PacketBufferList {
+	var l stack.PacketBufferList
+	for _, n := range sizes {
+		l.PushBack(stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(make([]byte, n))}))
+	}
+	return l
+}
+
+// The outbound queue is bounded in bytes as well as packets: a queue of
+// 64 KiB GSO segments must not grow to hundreds of MiB.
+func TestQueueBoundedInBytes(t *testing.T) {
+	const seg = 64 << 10
+	e := newLinkEndpoint(4096, 3*seg, 1420, true, true)
+	defer e.close()
+
+	l := packets(seg, seg, seg, seg, seg)
+	n, err := e.WritePackets(l)
+	l.DecRef()
+	if n != 3 || err != nil {
+		t.Fatalf("queued %d, %v; want 3 of 5 segments in a 3-segment byte bound", n, err)
+	}
+	if got := e.dropped.Load(); got != 2 {
+		t.Fatalf("dropped %d, want 2", got)
+	}
+	if q := e.queued.Load(); q != 3*seg {
+		t.Fatalf("queued bytes %d", q)
+	}
+	// Full: nothing more gets in, and the stack is told so.
+	l = packets(100)
+	n, err = e.WritePackets(l)
+	l.DecRef()
+	if _, ok := err.(*tcpip.ErrNoBufferSpace); n != 0 || !ok {
+		t.Fatalf("into a full queue: %d, %v", n, err)
+	}
+	// Taking one out makes room for one again.
+	e.dequeued(<-e.out).DecRef()
+	l = packets(seg, seg)
+	n, _ = e.WritePackets(l)
+	l.DecRef()
+	if n != 1 {
+		t.Fatalf("after one read: queued %d, want 1", n)
+	}
+	// An empty queue takes one packet larger than the bound.
+	big := newLinkEndpoint(16, 1000, 1420, true, true)
+	defer big.close()
+	l = packets(seg)
+	n, _ = big.WritePackets(l)
+	l.DecRef()
+	if n != 1 {
+		t.Fatalf("an empty queue refused a large packet")
+	}
+}
+
+// Closing the endpoint releases what was queued and zeroes the count.
+func TestQueueCloseReleases(t *testing.T) {
+	e := newLinkEndpoint(16, 1<<20, 1420, true, true)
+	l := packets(1000, 2000)
+	if n, _ := e.WritePackets(l); n != 2 {
+		t.Fatalf("queued %d", n)
+	}
+	l.DecRef()
+	e.close()
+	if q := e.queued.Load(); q != 0 {
+		t.Fatalf("%d bytes counted after close", q)
+	}
+}
+
