@@ -1,11 +1,14 @@
 package netstack
 
 import (
+	"net/netip"
 	"testing"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
 func packets(sizes ...int) stack.PacketBufferList {
@@ -75,3 +78,22 @@ func TestQueueCloseReleases(t *testing.T) {
 	}
 }
 
+// Loss recovery is tuned: SACK and RACK on, a 20 ms retransmission floor.
+func TestLossRecoveryTuned(t *testing.T) {
+	ns, err := New(Options{Addresses: []netip.Addr{netip.MustParseAddr("10.9.0.1")}, MTU: 1420})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var sack tcpip.TCPSACKEnabled
+	var rec tcpip.TCPRecovery
+	var rto tcpip.TCPMinRTOOption
+	for _, opt := range []tcpip.GettableTransportProtocolOption{&sack, &rec, &rto} {
+		if err := ns.GVisor().TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bool(sack) || rec&tcpip.TCPRACKLossDetection == 0 || time.Duration(rto) != MinRTO {
+		t.Fatalf("SACK %v, recovery %b, min RTO %v", sack, rec, time.Duration(rto))
+	}
+}
