@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -138,6 +139,9 @@ type GatewayUsage struct {
 	CPUPerGB float64 `json:"cpu_seconds_per_gb"`
 	// PeakRSS is its VmHWM, the largest over the repeats.
 	PeakRSS uint64 `json:"peak_rss_bytes"`
+	// UDPDrops counts datagrams its namespace's kernel dropped on a full
+	// UDP receive buffer, over every TCP run.
+	UDPDrops uint64 `json:"udp_receive_drops"`
 	// Ours says it is one of our gateways, which the memory floor covers.
 	Ours bool `json:"ours,omitempty"`
 }
@@ -152,8 +156,9 @@ type rowSamples struct {
 }
 
 type gwSamples struct {
-	cpu []float64
-	rss uint64
+	cpu   []float64
+	rss   uint64
+	drops uint64
 }
 
 // stallFraction: a run below this fraction of its row's median stalled.
@@ -192,7 +197,7 @@ func (s *rowSamples) result(r netnsRow, first int) Result {
 	res.Stalls = stalls(s.tcp[first])
 	res.RTTp50, res.RTTp99 = medianDur(s.p50), medianDur(s.p99)
 	for i, e := range []end{r.a, r.b} {
-		g := GatewayUsage{Name: string(rune('A' + i)), PeakRSS: s.gw[i].rss, Ours: e.kind == endTunnel && !e.baseline}
+		g := GatewayUsage{Name: string(rune('A' + i)), PeakRSS: s.gw[i].rss, UDPDrops: s.gw[i].drops, Ours: e.kind == endTunnel && !e.baseline}
 		if len(s.gw[i].cpu) > 0 {
 			g.CPUPerGB = median(s.gw[i].cpu)
 		}
@@ -305,7 +310,7 @@ func (r *Report) writeNetnsTable(w io.Writer, streams []int) {
 	for _, s := range streams {
 		head = append(head, fmt.Sprintf("TCP %d stream%s", s, plural(s)))
 	}
-	head = append(head, "× anchor", "stalls", "UDP RTT p50", "p99", "CPU s/GB A", "B", "peak RSS A", "B")
+	head = append(head, "× anchor", "stalls", "UDP RTT p50", "p99", "CPU s/GB A", "B", "peak RSS A", "B", "UDP drops A", "B")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, res := range r.Results {
 		if res.Err != "" {
@@ -321,15 +326,18 @@ func (r *Report) writeNetnsTable(w io.Writer, streams []int) {
 			ratio = fmt.Sprintf("%.2f×", res.AnchorRatio)
 		}
 		row = append(row, ratio, fmt.Sprintf("%d/%d", res.Stalls, res.Runs), us(res.RTTp50), us(res.RTTp99))
-		var cpu, rss []string
+		var cpu, rss, drops []string
 		for _, g := range res.Gateways {
 			cpu = append(cpu, fmt.Sprintf("%.2f", g.CPUPerGB))
 			rss = append(rss, fmt.Sprintf("%.0f MiB", float64(g.PeakRSS)/(1<<20)))
+			drops = append(drops, fmt.Sprint(g.UDPDrops))
 		}
-		fmt.Fprintln(tw, strings.Join(append(append(row, cpu...), rss...), "\t"))
+		row = append(append(append(row, cpu...), rss...), drops...)
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "A: the client's side (forward rule), B: the server's (expose rule); CPU s/GB during the %d-stream runs; peak RSS is VmHWM over every run.\n", streams[0])
+	fmt.Fprintln(w, "UDP drops: datagrams each namespace's kernel dropped on a full UDP receive buffer, over every TCP run.")
 	fmt.Fprintf(w, "stalls: %d-stream runs below %.0f%% of the row's median.\n", streams[0], 100*stallFraction)
 	for _, res := range r.Results {
 		if res.Stalls > 0 {
@@ -369,4 +377,29 @@ func BuildWireGuardGo(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("building wireguard-go for the anchor (run from the source tree, or pass --wireguard-go): %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// parseRcvbufErrors finds Udp's RcvbufErrors in /proc/net/snmp: a header
+// line of names, then a line of values.
+func parseRcvbufErrors(snmp string) uint64 {
+	var names []string
+	for _, line := range strings.Split(snmp, "\n") {
+		rest, ok := strings.CutPrefix(line, "Udp: ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseUint(f[i], 10, 64)
+				return v
+			}
+		}
+		return 0
+	}
+	return 0
 }

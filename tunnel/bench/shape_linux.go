@@ -449,6 +449,7 @@ func (sh *shape) measure(ctx context.Context, o NetnsOptions, r netnsRow, s *row
 	host, port, _ := net.SplitHostPort(a.tcp)
 	for idx, streams := range o.Streams {
 		before := []time.Duration{cpuOf([]int{a.pid}), cpuOf([]int{b.pid})}
+		dropsBefore := []uint64{sh.udpDrops(sh.a), sh.udpDrops(sh.b)}
 		res, err := sh.iperf(ctx, host, port, streams, o.Duration)
 		if err != nil {
 			if idx == 0 {
@@ -460,6 +461,9 @@ func (sh *shape) measure(ctx context.Context, o NetnsOptions, r netnsRow, s *row
 			return fmt.Errorf("TCP, %d stream(s): %w%s", streams, err, outputs())
 		}
 		s.tcp[streams] = append(s.tcp[streams], res.bps)
+		for i, ns := range []string{sh.a, sh.b} {
+			s.gw[i].drops += sh.udpDrops(ns) - dropsBefore[i]
+		}
 		if idx == 0 && res.bytes > 0 {
 			for i, g := range []*gateway{a, b} {
 				used := cpuOf([]int{g.pid}) - before[i]
@@ -545,4 +549,15 @@ func checkUnprivileged(pid int) error {
 		return fmt.Errorf("unprivileged gateway runs as UID %s with capabilities %s", uid, capEff)
 	}
 	return nil
+}
+
+// udpDrops is the datagrams namespace ns's kernel dropped because a UDP
+// socket's receive buffer was full (RcvbufErrors in /proc/net/snmp).
+func (sh *shape) udpDrops(ns string) uint64 {
+	var b []byte
+	_ = netns.In(ns, func() (err error) {
+		b, err = os.ReadFile("/proc/thread-self/net/snmp")
+		return err
+	})
+	return parseRcvbufErrors(string(b))
 }

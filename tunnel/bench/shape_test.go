@@ -134,3 +134,20 @@ func TestNetemArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRcvbufErrors(t *testing.T) {
+	snmp := "Ip: Forwarding DefaultTTL\nIp: 1 64\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 10 0 3 12 7 0\nUdpLite: InDatagrams RcvbufErrors\nUdpLite: 0 99\n"
+	if got := parseRcvbufErrors(snmp); got != 7 {
+		t.Fatalf("RcvbufErrors = %d, want 7", got)
+	}
+	for _, bad := range []string{"", "Udp: RcvbufErrors\n", "Udp: A B\nUdp: 1 2\n"} {
+		if got := parseRcvbufErrors(bad); got != 0 {
+			t.Errorf("%q: %d", bad, got)
+		}
+	}
+}
+
+func FuzzParseRcvbufErrors(f *testing.F) {
+	f.Add("Udp: RcvbufErrors\nUdp: 5\n")
+	f.Fuzz(func(t *testing.T, s string) { _ = parseRcvbufErrors(s) })
+}
