@@ -2,6 +2,7 @@ package netstack
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,5 +96,63 @@ func TestLossRecoveryTuned(t *testing.T) {
 	}
 	if !bool(sack) || rec&tcpip.TCPRACKLossDetection == 0 || time.Duration(rto) != MinRTO {
 		t.Fatalf("SACK %v, recovery %b, min RTO %v", sack, rec, time.Duration(rto))
+	}
+}
+
+// Read hands WireGuard no more than MaxInFlight packets that were not
+// reported sent; Sent frees room, and a count that never comes back (packets
+// WireGuard dropped) is forgiven after inFlightPatience.
+func TestInFlightBudget(t *testing.T) {
+	ns, err := New(Options{Addresses: []netip.Addr{netip.MustParseAddr("10.9.0.1")}, MTU: 1420, MaxInFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	queue := func(k int) {
+		sizes := make([]int, k)
+		for i := range sizes {
+			sizes[i] = 100
+		}
+		l := packets(sizes...)
+		if n, _ := ns.ep.WritePackets(l); n != k {
+			t.Fatalf("queued %d of %d", n, k)
+		}
+		l.DecRef()
+	}
+	bufs := make([][]byte, 4)
+	for i := range bufs {
+		bufs[i] = make([]byte, 1500)
+	}
+	sizes := make([]int, 4)
+	queue(8)
+	if n, err := ns.Read(bufs, sizes, 0); n != 4 || err != nil {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	// 4 in flight, bound 2: the next Read waits for Sent.
+	var sent atomic.Bool
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		sent.Store(true)
+		ns.Sent(3)
+	}()
+	if n, _ := ns.Read(bufs, sizes, 0); n != 4 || !sent.Load() {
+		t.Fatalf("second read: %d packets, before Sent: %v", n, !sent.Load())
+	}
+	if got := ns.forgiven.Load(); got != 0 {
+		t.Fatalf("forgiven %d times with Sent in time", got)
+	}
+	// Nothing reported sent: after the patience the count starts again.
+	queue(1)
+	start := time.Now()
+	if n, _ := ns.Read(bufs, sizes, 0); n != 1 {
+		t.Fatalf("third read: %d", n)
+	}
+	if waited := time.Since(start); waited < inFlightPatience || ns.forgiven.Load() != 1 {
+		t.Fatalf("waited %v, forgiven %d times", waited, ns.forgiven.Load())
+	}
+	// Sends beyond what was read (handshakes, keepalives) do not bank credit.
+	ns.Sent(100)
+	if got := ns.inflight.Load(); got != 0 {
+		t.Fatalf("in flight %d after extra sends", got)
 	}
 }
