@@ -242,7 +242,17 @@ func (c *benchRunCmd) runNetns(ctx context.Context, env cli.Env) error {
 		return err
 	}
 	if floors != (bench.NetnsFloors{MaxStalls: -1}) && !c.JSON {
-		fmt.Fprintf(env.Stdout, "floors passed (anchor ratio %.2f×, peak RSS %d MiB, stalls %d)\n", c.MinAnchorRatio, c.MaxRSS, c.MaxStalls)
+		var passed []string
+		if c.MinAnchorRatio > 0 {
+			passed = append(passed, fmt.Sprintf("anchor ratio ≥ %.2f×", c.MinAnchorRatio))
+		}
+		if c.MaxRSS > 0 {
+			passed = append(passed, fmt.Sprintf("peak RSS ≤ %d MiB", c.MaxRSS))
+		}
+		if c.MaxStalls >= 0 {
+			passed = append(passed, fmt.Sprintf("stalls ≤ %d", c.MaxStalls))
+		}
+		fmt.Fprintf(env.Stdout, "floors passed: %s\n", strings.Join(passed, ", "))
 	}
 	return nil
 }
