@@ -50,6 +50,7 @@ demo: build ## run the whole path on loopback and print a summary
 
 bench: build ## tunnel bench (each lever, beside raw loopback and stock tun/netstack), then the Go benchmarks
 	$(BIN)/tunnel bench --levers --svg docs/bench.svg
+	$(BIN)/tunnel bench --netns --peer debian --svg docs/bench-netns.svg
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./tunnel/...
 
 image: ## build the container image (tunnel, relay, bunny on an empty base) as bin/tunnel-image.tar, no Docker needed

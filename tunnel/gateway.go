@@ -209,11 +209,12 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 		return fmt.Errorf("starting gateway: %w", err)
 	}
 	g.filter.SetFlowCheck(g.ns.HasFlow)
-	bind := g.Bind
-	if bind == nil {
-		bind = g.defaultBind(c, peers)
+	b := g.Bind
+	if b == nil {
+		b = g.defaultBind(c, peers)
 	}
-	g.dev = device.NewDevice(g.ns, bind, wgLogger(g.log, &g.wgc))
+	// The netstack paces its reads by what WireGuard has sent.
+	g.dev = device.NewDevice(g.ns, bind.Counting(b, g.ns.Sent), wgLogger(g.log, &g.wgc))
 	if err := g.dev.IpcSet(uapiSet(*priv, c.Interface.ListenPort, peers)); err != nil {
 		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
 	}

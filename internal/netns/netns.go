@@ -41,24 +41,60 @@ func Name(prefix string) string {
 // when the test ends.
 func Create(t testing.TB, name string) {
 	t.Helper()
-	MustRun(t, "ip", "netns", "add", name)
+	if err := Add(name); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Logf("deleting namespace %s: %v %s", name, err, out)
+		if err := Del(name); err != nil {
+			t.Log(err)
 		}
 	})
-	MustRun(t, "ip", "-n", name, "link", "set", "lo", "up")
+}
+
+// Add makes a network namespace with its loopback up: Create for code
+// that is not a test (the benchmark). Del removes it.
+func Add(name string) error {
+	if out, err := Output("ip", "netns", "add", name); err != nil {
+		return fmt.Errorf("creating namespace %s: %v %s", name, err, out)
+	}
+	if out, err := Output("ip", "-n", name, "link", "set", "lo", "up"); err != nil {
+		_ = Del(name)
+		return fmt.Errorf("bringing up loopback in %s: %v %s", name, err, out)
+	}
+	return nil
+}
+
+// Del deletes a network namespace and the interfaces in it.
+func Del(name string) error {
+	if out, err := Output("ip", "netns", "del", name); err != nil {
+		return fmt.Errorf("deleting namespace %s: %v %s", name, err, out)
+	}
+	return nil
 }
 
 // Veth joins namespaces a and b with a veth pair, addresses given in CIDR
 // form ("192.168.77.1/24"). Deleting either namespace removes the pair.
 func Veth(t testing.TB, a, ifA, addrA, b, ifB, addrB string) {
 	t.Helper()
-	MustRun(t, "ip", "link", "add", ifA, "netns", a, "type", "veth", "peer", "name", ifB, "netns", b)
-	MustRun(t, "ip", "-n", a, "addr", "add", addrA, "dev", ifA)
-	MustRun(t, "ip", "-n", b, "addr", "add", addrB, "dev", ifB)
-	MustRun(t, "ip", "-n", a, "link", "set", ifA, "up")
-	MustRun(t, "ip", "-n", b, "link", "set", ifB, "up")
+	if err := AddVeth(a, ifA, addrA, b, ifB, addrB); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// AddVeth is Veth for code that is not a test.
+func AddVeth(a, ifA, addrA, b, ifB, addrB string) error {
+	for _, args := range [][]string{
+		{"link", "add", ifA, "netns", a, "type", "veth", "peer", "name", ifB, "netns", b},
+		{"-n", a, "addr", "add", addrA, "dev", ifA},
+		{"-n", b, "addr", "add", addrB, "dev", ifB},
+		{"-n", a, "link", "set", ifA, "up"},
+		{"-n", b, "link", "set", ifB, "up"},
+	} {
+		if out, err := Output("ip", args...); err != nil {
+			return fmt.Errorf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // MustRun runs a command to completion and fails the test if it fails.

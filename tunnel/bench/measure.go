@@ -81,6 +81,11 @@ func udpRTT(ctx context.Context, addr string, count int) (p50, p99 time.Duration
 		return 0, 0, err
 	}
 	defer c.Close()
+	return udpRTTOn(ctx, c, addr, count)
+}
+
+// udpRTTOn is udpRTT on a socket already connected to the echo.
+func udpRTTOn(ctx context.Context, c net.Conn, addr string, count int) (p50, p99 time.Duration, err error) {
 	msg := make([]byte, 64)
 	buf := make([]byte, 2048)
 	// Warm up: the first datagrams may wait for a handshake.

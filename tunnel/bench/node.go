@@ -20,6 +20,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
+	"github.com/tunnel-dev/tunnel/internal/memlimit"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
@@ -256,6 +257,16 @@ func NodeMain(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal(line, &spec); err != nil {
 		return fmt.Errorf("reading node spec: %w", err)
 	}
+	// As a gateway does: the runtime's soft limit from the cgroup's.
+	if _, _, err := memlimit.FromCgroup(); err != nil {
+		return err
+	}
+	memlimit.TightenGC()
+	unprofile, err := profileNode(ctx, spec)
+	if err != nil {
+		return err
+	}
+	defer unprofile()
 	ready, stop, err := runNode(ctx, spec, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
@@ -278,10 +289,16 @@ type node struct {
 	ready  NodeReady
 	stop   func()
 	output func() string // what a node process printed, if any
+	pid    int           // the node process, if it is one
 }
 
-// startProcessNode starts `exe args... ` as a node process.
-func startProcessNode(ctx context.Context, exe []string, spec NodeSpec) (*node, error) {
+// startProcessNode starts `exe args... ` as a node process. start, if
+// set, starts the command (in a namespace, as another user); nil is
+// cmd.Start.
+func startProcessNode(ctx context.Context, exe []string, spec NodeSpec, start func(*exec.Cmd) error) (*node, error) {
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
 	cmd := exec.Command(exe[0], exe[1:]...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -293,7 +310,7 @@ func startProcessNode(ctx context.Context, exe []string, spec NodeSpec) (*node, 
 	}
 	var stderr lockedBuffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return nil, fmt.Errorf("starting node %v: %w", exe, err)
 	}
 	stop := func() {
@@ -334,7 +351,7 @@ func startProcessNode(ctx context.Context, exe []string, spec NodeSpec) (*node, 
 		stop()
 		return nil, ctx.Err()
 	}
-	return &node{ready: ready, stop: stop, output: stderr.String}, nil
+	return &node{ready: ready, stop: stop, output: stderr.String, pid: cmd.Process.Pid}, nil
 }
 
 // lockedBuffer collects a node's standard error for when it fails.

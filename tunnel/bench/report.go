@@ -18,8 +18,15 @@ func (r *Report) WriteTable(w io.Writer) {
 	if r.Link.Emulated() {
 		fmt.Fprintf(w, "emulated link: %v one way (RTT %v), %.2g%% loss, %.2g%% reordered\n",
 			r.Link.Delay, 2*r.Link.Delay, 100*r.Link.Loss, 100*r.Link.Reorder)
+		if r.LinkEmulation != "" {
+			fmt.Fprintf(w, "emulated by %s\n", r.LinkEmulation)
+		}
 	}
 	streams := r.streams()
+	if r.netns() {
+		r.writeNetnsTable(w, streams)
+		return
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	head := []string{"path"}
 	for _, s := range streams {
@@ -67,6 +74,16 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "\nfootprint of a tunnel gateway process: start to ready %v; idle RSS %.1f MiB; per idle flow and gateway (%d flows): UDP %.1f KiB, TCP %.1f KiB\n",
 			f.StartToReady.Round(100*time.Microsecond), float64(f.IdleRSS)/(1<<20), f.Flows, float64(f.PerUDPFlow)/1024, float64(f.PerTCPFlow)/1024)
 	}
+}
+
+// netns reports whether this is a production-shape report.
+func (r *Report) netns() bool {
+	for _, res := range r.Results {
+		if len(res.Gateways) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Report) streams() []int {
@@ -129,7 +146,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		switch res.Variant.Impl {
 		case ImplStock:
 			color = "#b5654a"
-		case ImplRaw:
+		case ImplRaw, ImplAnchor:
 			color = "#999999"
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+15, html.EscapeString(res.Variant.Name))
@@ -137,6 +154,8 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		label := fmt.Sprintf("%.0f", v)
 		if res.Ratio > 0 {
 			label += fmt.Sprintf(" (%.1f×)", res.Ratio)
+		} else if res.AnchorRatio > 0 {
+			label += fmt.Sprintf(" (%.2f× anchor)", res.AnchorRatio)
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", left+max(bw, 1)+6, y+15, label)
 	}

@@ -94,6 +94,19 @@ type Result struct {
 	PeakRSS   uint64        `json:"peak_rss_bytes,omitempty"`
 	InProcess bool          `json:"in_process,omitempty"`
 	Err       string        `json:"error,omitempty"`
+
+	// The production shape (RunNetns) also reports these.
+
+	// AnchorRatio is the one-stream figure over the kernel-TUN anchor's.
+	AnchorRatio float64 `json:"ratio_to_anchor,omitempty"`
+	// Gateways are each end's CPU and memory: A (forward), B (expose).
+	Gateways []GatewayUsage `json:"gateways,omitempty"`
+	// Runs and Stalls count the one-stream runs and those below 10 % of
+	// their median; OneStream is each of them, bytes per second.
+	Runs         int       `json:"runs,omitempty"`
+	Stalls       int       `json:"stalls"`
+	OneStream    []float64 `json:"one_stream_runs,omitempty"`
+	Unprivileged bool      `json:"unprivileged,omitempty"`
 }
 
 // Report is a whole run.
@@ -104,8 +117,10 @@ type Report struct {
 	Duration string    `json:"duration_per_measurement"`
 	Repeats  int       `json:"repeats"`
 	Link     Link      `json:"link"`
-	Shape    string    `json:"shape"`
-	Results  []Result  `json:"results"`
+	// LinkEmulation says how the production shape emulated Link.
+	LinkEmulation string   `json:"link_emulation,omitempty"`
+	Shape         string   `json:"shape"`
+	Results       []Result `json:"results"`
 	// Footprint is set when asked for.
 	Footprint *Footprint `json:"footprint,omitempty"`
 	// Jobs is relay's job throughput and latency, when asked for.
@@ -356,7 +371,7 @@ func startPath(ctx context.Context, o Options, v Variant, tcpTarget, udpTarget s
 	}
 	start := func(spec NodeSpec) (*node, error) {
 		if len(o.NodeCommand) > 0 {
-			return startProcessNode(ctx, o.NodeCommand, spec)
+			return startProcessNode(ctx, o.NodeCommand, spec, nil)
 		}
 		r, stop, err := runNode(ctx, spec, o.Logger)
 		if err != nil {

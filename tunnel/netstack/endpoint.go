@@ -23,8 +23,12 @@ type linkEndpoint struct {
 	dispatcher stack.NetworkDispatcher
 	closed     bool
 
-	out     chan *stack.PacketBuffer
-	dropped atomic.Uint64 // outbound packets dropped because out was full
+	out chan *stack.PacketBuffer
+	// queued is the bytes waiting in out, bounded by maxBytes: a packet
+	// count alone lets 64 KiB GSO segments pile up to hundreds of MiB.
+	queued   atomic.Int64
+	maxBytes int64
+	dropped  atomic.Uint64 // outbound packets dropped because out was full
 }
 
 var (
@@ -32,15 +36,17 @@ var (
 	_ stack.GSOEndpoint  = (*linkEndpoint)(nil)
 )
 
-func newLinkEndpoint(queueLen int, mtu uint32, gso, rxOffload bool) *linkEndpoint {
-	e := &linkEndpoint{out: make(chan *stack.PacketBuffer, queueLen), gso: gso, rxOffload: rxOffload}
+func newLinkEndpoint(queueLen int, queueBytes int64, mtu uint32, gso, rxOffload bool) *linkEndpoint {
+	e := &linkEndpoint{out: make(chan *stack.PacketBuffer, queueLen), maxBytes: queueBytes, gso: gso, rxOffload: rxOffload}
 	e.mtu.Store(mtu)
 	return e
 }
 
-// WritePackets queues the stack's outbound packets. When the queue is full
-// the rest are dropped and counted; TCP recovers them, UDP loses them, as it
-// would on a real link.
+// WritePackets queues the stack's outbound packets. When the queue is full,
+// in packets or in bytes, the rest are dropped and counted; TCP recovers
+// them (SACK and RACK find the hole within a round trip), UDP loses them,
+// as on a real link. One packet is always let into an empty queue, however
+// large.
 func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -49,19 +55,36 @@ func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	}
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
+		size := int64(pkt.Size())
+		if q := e.queued.Add(size); q > e.maxBytes && q != size {
+			e.queued.Add(-size)
+			return e.drop(pkts.Len(), n)
+		}
 		select {
 		case e.out <- pkt.IncRef():
 			n++
 		default:
+			e.queued.Add(-size)
 			pkt.DecRef()
-			e.dropped.Add(uint64(pkts.Len() - n))
-			if n == 0 {
-				return 0, &tcpip.ErrNoBufferSpace{}
-			}
-			return n, nil
+			return e.drop(pkts.Len(), n)
 		}
 	}
 	return n, nil
+}
+
+// drop counts the packets of a batch of total that were not queued.
+func (e *linkEndpoint) drop(total, queued int) (int, tcpip.Error) {
+	e.dropped.Add(uint64(total - queued))
+	if queued == 0 {
+		return 0, &tcpip.ErrNoBufferSpace{}
+	}
+	return queued, nil
+}
+
+// dequeued accounts for a packet taken out of the queue.
+func (e *linkEndpoint) dequeued(pkt *stack.PacketBuffer) *stack.PacketBuffer {
+	e.queued.Add(-int64(pkt.Size()))
+	return pkt
 }
 
 func (e *linkEndpoint) dispatcherOrNil() stack.NetworkDispatcher {
@@ -81,7 +104,7 @@ func (e *linkEndpoint) close() {
 	close(e.out)
 	e.mu.Unlock()
 	for pkt := range e.out {
-		pkt.DecRef()
+		e.dequeued(pkt).DecRef()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -24,8 +25,19 @@ const nicID = 1
 
 // Defaults.
 const (
-	DefaultQueueLen  = 4096
-	DefaultBatchSize = 128 // wireguard-go's conn.IdealBatchSize
+	DefaultQueueLen = 4096
+	// DefaultQueueBytes bounds the outbound queue in bytes: 2 MiB is ~1,500
+	// full-size packets, several milliseconds at the tunnel's speed.
+	DefaultQueueBytes = 2 << 20
+	DefaultBatchSize  = 128 // wireguard-go's conn.IdealBatchSize
+	// DefaultMaxInFlight bounds packets handed to WireGuard and not yet
+	// sent: wireguard-go gives each a 64 KiB buffer, so 256 of them hold
+	// 16 MiB, two batches of 128.
+	DefaultMaxInFlight = 256
+	// inFlightPatience is how long Read waits for sends before assuming
+	// the packets it counts were dropped inside WireGuard (no handshake,
+	// a full queue) and will never be reported sent.
+	inFlightPatience = 20 * time.Millisecond
 	// DefaultUDPBuffer is the receive buffer of the stack's UDP sockets: a
 	// burst of QUIC packets must not overflow gVisor's 212 KiB default.
 	DefaultUDPBuffer = 4 << 20
@@ -47,8 +59,14 @@ type Options struct {
 	Filter func(packet []byte) bool
 	// QueueLen is the depth of the outbound queue, in packets.
 	QueueLen int
+	// QueueBytes bounds the outbound queue in bytes.
+	QueueBytes int64
 	// BatchSize is how many packets Read hands wireguard-go at once.
 	BatchSize int
+	// MaxInFlight bounds the packets Read has handed WireGuard that have
+	// not been reported sent (Stack.Sent); negative means no bound. It
+	// bounds wireguard-go's buffers, 64 KiB for each packet.
+	MaxInFlight int
 	// UDPBuffer and TCPBuffer size socket buffers; zero picks the defaults.
 	UDPBuffer int
 	TCPBuffer int
@@ -101,6 +119,13 @@ type Stack struct {
 	scratch []byte    // Read's copy of a GSO segment; Read has one caller
 	pending *stack.PacketBuffer
 
+	// In-flight budget: packets Read handed WireGuard minus those Sent.
+	inflight    atomic.Int64
+	maxInFlight int64
+	sent        chan struct{} // poked by Sent
+	budgetTimer *time.Timer   // Read's; Read has one caller
+	forgiven    atomic.Uint64 // times the budget was reset after inFlightPatience
+
 	closeOnce sync.Once
 
 	packetsIn, packetsOut atomic.Uint64
@@ -121,6 +146,12 @@ func New(opts Options) (*Stack, error) {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = DefaultQueueLen
 	}
+	if opts.MaxInFlight == 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultBatchSize
 	}
@@ -136,7 +167,7 @@ func New(opts Options) (*Stack, error) {
 	})
 	ns := &Stack{
 		s:      s,
-		ep:     newLinkEndpoint(opts.QueueLen, uint32(opts.MTU), !opts.NoGSO, !opts.NoGRO || !opts.VerifyChecksums),
+		ep:     newLinkEndpoint(opts.QueueLen, opts.QueueBytes, uint32(opts.MTU), !opts.NoGSO, !opts.NoGRO || !opts.VerifyChecksums),
 		mtu:    opts.MTU,
 		batch:  opts.BatchSize,
 		filter: opts.Filter,
@@ -144,6 +175,9 @@ func New(opts Options) (*Stack, error) {
 		gro:    !opts.NoGRO,
 		verify: opts.VerifyChecksums,
 		udp:    udpMux{bound: map[netip.AddrPort]*UDPConn{}},
+
+		maxInFlight: int64(max(opts.MaxInFlight, 0)),
+		sent:        make(chan struct{}, 1),
 	}
 	for _, a := range opts.Addresses {
 		ns.addrs = append(ns.addrs, a.Unmap())
@@ -175,6 +209,14 @@ func (ns *Stack) tune(opts Options) error {
 	sack := tcpip.TCPSACKEnabled(true)
 	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
 		return fmt.Errorf("enabling TCP SACK: %v", err)
+	}
+	// Loss recovery: RACK (with its tail loss probe) finds a lost segment
+	// within a round trip from SACK blocks instead of waiting for a
+	// timeout. gVisor's 200 ms floor for the timeout stays: 20 ms made
+	// flows across a lossy, delayed link (1 %, 5 ms) end in resets.
+	recovery := tcpip.TCPRACKLossDetection
+	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &recovery); err != nil {
+		return fmt.Errorf("enabling RACK: %v", err)
 	}
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: opts.TCPBuffer}
 	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); err != nil {
@@ -262,6 +304,7 @@ func (ns *Stack) GVisor() *stack.Stack { return ns.s }
 // as many MTU-sized packets as it holds. wireguard-go calls Read from one
 // goroutine only.
 func (ns *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	ns.awaitBudget()
 	pkt := ns.pending
 	ns.pending = nil
 	if pkt == nil {
@@ -270,6 +313,7 @@ func (ns *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		if !ok {
 			return 0, os.ErrClosed
 		}
+		ns.ep.dequeued(pkt)
 	}
 	limit := min(len(bufs), ns.batch)
 	n := 0
@@ -293,7 +337,50 @@ func (ns *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		ns.bytesOut.Add(uint64(sz))
 	}
 	ns.packetsOut.Add(uint64(n))
+	if ns.maxInFlight > 0 {
+		ns.inflight.Add(int64(n))
+	}
 	return n, nil
+}
+
+// Sent tells the stack that WireGuard sent n datagrams (the bind's Send):
+// their buffers are free, and Read may hand it as many more packets.
+// Handshakes and keepalives count too; the count does not go below zero.
+func (ns *Stack) Sent(n int) {
+	if ns.maxInFlight <= 0 {
+		return
+	}
+	if ns.inflight.Add(-int64(n)) < 0 {
+		ns.inflight.Store(0)
+	}
+	select {
+	case ns.sent <- struct{}{}:
+	default:
+	}
+}
+
+// awaitBudget waits while WireGuard holds MaxInFlight packets, at most
+// inFlightPatience: packets it dropped are never reported sent, so after
+// that the count starts again from zero.
+func (ns *Stack) awaitBudget() {
+	if ns.maxInFlight <= 0 || ns.inflight.Load() < ns.maxInFlight {
+		return
+	}
+	if ns.budgetTimer == nil {
+		ns.budgetTimer = time.NewTimer(inFlightPatience)
+	} else {
+		ns.budgetTimer.Reset(inFlightPatience)
+	}
+	defer ns.budgetTimer.Stop()
+	for ns.inflight.Load() >= ns.maxInFlight {
+		select {
+		case <-ns.sent:
+		case <-ns.budgetTimer.C:
+			ns.inflight.Store(0)
+			ns.forgiven.Add(1)
+			return
+		}
+	}
 }
 
 // emit writes one queued packet into bufs: as it is, or cut into segments.
@@ -332,8 +419,11 @@ func (ns *Stack) emit(pkt *stack.PacketBuffer, bufs [][]byte, sizes []int, offse
 // poll takes a queued packet without blocking, or returns nil.
 func (ns *Stack) poll() *stack.PacketBuffer {
 	select {
-	case pkt := <-ns.ep.out:
-		return pkt
+	case pkt, ok := <-ns.ep.out:
+		if !ok {
+			return nil
+		}
+		return ns.ep.dequeued(pkt)
 	default:
 		return nil
 	}

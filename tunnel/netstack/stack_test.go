@@ -42,6 +42,7 @@ func wireTB(t testing.TB, a, b *Stack) *atomic.Int64 {
 			if _, err := to.Write(out, 0); err != nil {
 				return
 			}
+			from.Sent(n) // as WireGuard's bind reports
 		}
 	}
 	go pump(a, b)

@@ -39,9 +39,34 @@ type benchRunCmd struct {
 	Flows      int           `default:"500" help:"Idle flows the footprint opens."`
 	Jobs       bool          `help:"Also measure relay's jobs/s and latency, direct and through the tunnel (needs the relay binary beside this one, or --relay)."`
 	Relay      string        `type:"path" placeholder:"FILE" help:"The relay binary for --jobs (default: relay beside this binary)."`
+
+	Netns          bool     `help:"Measure the production shape instead (root): two network namespaces joined by a veth pair, iperf3 at both ends, our gateways as root and as UID 65532, stock forwarders, and wireguard-go on kernel TUN devices as the anchor."`
+	Peer           []string `placeholder:"NAME" help:"With --netns: also our unprivileged gateway towards a wireguard-go TUN peer: debian (/usr/bin/wireguard-go) or latest (the anchor's binary)."`
+	WireGuardGo    string   `name:"wireguard-go" type:"path" placeholder:"FILE" help:"With --netns: the anchor's wireguard-go (default: built with go build at the version go.mod pins)."`
+	MinAnchorRatio float64  `name:"min-anchor-ratio" help:"With --netns: fail (exit 1) when our unprivileged gateways carry less than this many times the anchor."`
+	MaxRSS         int      `name:"max-rss" placeholder:"MIB" help:"With --netns: fail when a gateway of ours peaks above this many MiB."`
+	MaxStalls      int      `name:"max-stalls" default:"-1" help:"With --netns: fail when a row with our gateways has more stalled one-stream runs than this (-1: no check)."`
+	Baseline       string   `type:"path" placeholder:"FILE" help:"With --netns: also measure every row of our gateways with this earlier tunnel binary's: before and after in one run."`
+	Profile        string   `type:"path" placeholder:"DIR" help:"Gateway processes write CPU and peak-heap profiles (pprof) into DIR."`
 }
 
 func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
+	if c.Profile != "" {
+		if err := os.MkdirAll(c.Profile, 0o777); err != nil {
+			return cli.Usage(fmt.Errorf("--profile: %w", err))
+		}
+		// The unprivileged gateways write there too.
+		if err := os.Chmod(c.Profile, 0o777); err != nil {
+			return cli.Usage(fmt.Errorf("--profile: %w", err))
+		}
+		os.Setenv(bench.ProfileEnv, c.Profile)
+	}
+	if c.Netns {
+		return c.runNetns(ctx, env)
+	}
+	if len(c.Peer) > 0 || c.WireGuardGo != "" || c.Baseline != "" || c.MinAnchorRatio > 0 || c.MaxRSS > 0 || c.MaxStalls >= 0 {
+		return cli.Usage(fmt.Errorf("--peer, --wireguard-go, --baseline, --min-anchor-ratio, --max-rss and --max-stalls need --netns"))
+	}
 	o := bench.Options{
 		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
 		Link: bench.Link{Delay: c.Delay, Loss: c.Loss, Reorder: c.Reorder},
@@ -105,6 +130,14 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return err
 	}
+	if err := c.output(rep, env); err != nil {
+		return err
+	}
+	return c.check(rep, env)
+}
+
+// output prints a report and writes its chart, as asked.
+func (c *benchRunCmd) output(rep *bench.Report, env cli.Env) error {
 	if c.JSON {
 		if err := rep.WriteJSON(env.Stdout); err != nil {
 			return err
@@ -112,25 +145,27 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 	} else {
 		rep.WriteTable(env.Stdout)
 	}
-	if c.SVG != "" {
-		f, err := os.CreateTemp("", "bench-*.svg")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		if err := rep.WriteSVG(f); err != nil {
-			f.Close()
-			return err
-		}
-		f.Close()
-		b, err := os.ReadFile(f.Name())
-		if err != nil {
-			return err
-		}
-		if err := keys.WriteFile(c.SVG, b, 0o644); err != nil {
-			return err
-		}
+	if c.SVG == "" {
+		return nil
 	}
+	f, err := os.CreateTemp("", "bench-*.svg")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := rep.WriteSVG(f); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		return err
+	}
+	return keys.WriteFile(c.SVG, b, 0o644)
+}
+
+func (c *benchRunCmd) check(rep *bench.Report, env cli.Env) error {
 	if c.MinRatio > 0 {
 		if err := rep.Check(c.MinRatio); err != nil {
 			return err
@@ -138,6 +173,86 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 		if !c.JSON {
 			fmt.Fprintf(env.Stdout, "ratio check passed (floor %.2f×)\n", c.MinRatio)
 		}
+	}
+	return nil
+}
+
+// runNetns measures the production shape: `tunnel bench --netns`.
+func (c *benchRunCmd) runNetns(ctx context.Context, env cli.Env) error {
+	floors := bench.NetnsFloors{MinAnchorRatio: c.MinAnchorRatio, MaxRSS: uint64(c.MaxRSS) << 20, MaxStalls: c.MaxStalls}
+	if c.InProcess || c.Levers || c.Footprint || c.Jobs || c.ThroughTCP != "" || c.MinRatio > 0 {
+		return cli.Usage(fmt.Errorf("--netns measures gateway processes in its own shape; drop --in-process, --levers, --footprint, --jobs, --through-tcp and --min-ratio"))
+	}
+	if c.Duration < time.Second || c.Duration%time.Second != 0 {
+		return cli.Usage(fmt.Errorf("--duration: --netns runs iperf3 for whole seconds, got %v", c.Duration))
+	}
+	if c.MaxRSS < 0 {
+		return cli.Usage(fmt.Errorf("--max-rss: a size in MiB, got %d", c.MaxRSS))
+	}
+	if err := bench.NetnsSupported(); err != nil {
+		if floors != (bench.NetnsFloors{MaxStalls: -1}) {
+			return fmt.Errorf("cannot check the floors: %w", err)
+		}
+		fmt.Fprintln(env.Stderr, "skipped:", err)
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o := bench.NetnsOptions{
+		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
+		Link:        bench.Link{Delay: c.Delay, Loss: c.Loss, Reorder: c.Reorder},
+		NodeCommand: []string{exe, "bench", "node"}, WireGuardGo: c.WireGuardGo, Only: c.Only, Baseline: c.Baseline,
+	}
+	if c.Loss < 0 || c.Loss >= 1 || c.Reorder < 0 || c.Reorder >= 1 {
+		return cli.Usage(fmt.Errorf("--loss and --reorder are fractions between 0 and 1"))
+	}
+	if o.WireGuardGo == "" {
+		dir, err := os.MkdirTemp("", "tunnel-bench-wg-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if o.WireGuardGo, err = bench.BuildWireGuardGo(ctx, dir); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.Peer {
+		switch p {
+		case "debian":
+			o.Peers = append(o.Peers, bench.Peer{Name: "Debian wireguard-go", Path: "/usr/bin/wireguard-go"})
+		case "latest":
+			o.Peers = append(o.Peers, bench.Peer{Name: "latest wireguard-go", Path: o.WireGuardGo})
+		default:
+			return cli.Usage(fmt.Errorf("--peer %q: want debian or latest", p))
+		}
+	}
+	if !c.JSON {
+		o.Progress = func(s string) { fmt.Fprintln(env.Stderr, "measuring:", s) }
+	}
+	rep, err := bench.RunNetns(ctx, o)
+	if err != nil {
+		return err
+	}
+	if err := c.output(rep, env); err != nil {
+		return err
+	}
+	if err := rep.CheckNetns(floors); err != nil {
+		return err
+	}
+	if floors != (bench.NetnsFloors{MaxStalls: -1}) && !c.JSON {
+		var passed []string
+		if c.MinAnchorRatio > 0 {
+			passed = append(passed, fmt.Sprintf("anchor ratio ≥ %.2f×", c.MinAnchorRatio))
+		}
+		if c.MaxRSS > 0 {
+			passed = append(passed, fmt.Sprintf("peak RSS ≤ %d MiB", c.MaxRSS))
+		}
+		if c.MaxStalls >= 0 {
+			passed = append(passed, fmt.Sprintf("stalls ≤ %d", c.MaxStalls))
+		}
+		fmt.Fprintf(env.Stdout, "floors passed: %s\n", strings.Join(passed, ", "))
 	}
 	return nil
 }

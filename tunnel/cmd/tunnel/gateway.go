@@ -12,6 +12,7 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
+	"github.com/tunnel-dev/tunnel/internal/memlimit"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
@@ -25,6 +26,12 @@ type gatewayCmd struct {
 
 func (c *gatewayCmd) Run(ctx context.Context, env cli.Env) error {
 	log := c.Logger(env.Stderr)
+	if limit, from, err := memlimit.FromCgroup(); err != nil {
+		log.Warn("no Go memory limit from the cgroup", "err", err)
+	} else if limit > 0 {
+		log.Info("Go memory limit set", "bytes", limit, "from", from)
+	}
+	log.Debug("garbage collector", "setting", memlimit.TightenGC())
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		return cli.Usage(err)
