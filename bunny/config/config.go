@@ -156,12 +156,21 @@ func Load(path string) (*Config, error) {
 
 // LoadOffline reads, parses and validates the file at path without
 // reading the files it names.
-func LoadOffline(path string) (*Config, error) {
+func LoadOffline(path string) (*Config, error) { return loadOffline(path, yamlcheck.Options{}) }
+
+// LoadTemplate is LoadOffline that lets values marked REPLACE through:
+// the check of a shipped manifest before it is edited (`bunny config
+// check --offline --allow-placeholders`).
+func LoadTemplate(path string) (*Config, error) {
+	return loadOffline(path, yamlcheck.Options{AllowPlaceholders: true})
+}
+
+func loadOffline(path string, opts yamlcheck.Options) (*Config, error) {
 	data, err := yamlcheck.ReadFile(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	c, err := Parse(data)
+	c, err := parse(data, opts)
 	if err != nil {
 		return nil, yamlcheck.InFile(path, err)
 	}
@@ -194,9 +203,17 @@ func (c *Config) ResolveFiles() error {
 }
 
 // Parse parses and validates a configuration. The error is an Errors
-// listing every problem, each naming its field and line.
-func Parse(data []byte) (*Config, error) {
-	return yamlcheck.Parse(data, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
+// listing every problem, each naming its field and line; a value still
+// marked REPLACE is one.
+func Parse(data []byte) (*Config, error) { return parse(data, yamlcheck.Options{}) }
+
+// ParseTemplate is Parse that lets values marked REPLACE through.
+func ParseTemplate(data []byte) (*Config, error) {
+	return parse(data, yamlcheck.Options{AllowPlaceholders: true})
+}
+
+func parse(data []byte, opts yamlcheck.Options) (*Config, error) {
+	return yamlcheck.Parse(data, opts, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
 }
 
 // parser converts a rawConfig, collecting every problem.

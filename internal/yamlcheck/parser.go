@@ -18,19 +18,32 @@ type Parser struct {
 	errs Errors
 }
 
+// Options says what a parse lets through.
+type Options struct {
+	// AllowPlaceholders lets values marked REPLACE through: for checking
+	// the shipped, not yet edited, manifests. Otherwise each is a problem.
+	AllowPlaceholders bool
+}
+
 // Parse decodes data strictly (Decode) into a raw R, then has convert turn
 // it into the config C, reporting each problem with Fail. The error is an
-// Errors listing every problem, each naming its field and line.
-func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error) {
+// Errors listing every problem, in file order, each naming its field and
+// line: when the only decoding problems are unknown fields, convert still
+// runs, so that they come with the rest (less those at a field that is
+// missing because it was misspelt: "did you mean" says it).
+func Parse[R, C any](data []byte, opts Options, convert func(p *Parser, raw *R) *C) (*C, error) {
 	var raw R
-	root, err := Decode(data, &raw)
-	if err != nil {
-		return nil, err
+	root, errs, filled := decode(data, &raw)
+	if !filled {
+		return nil, errs
 	}
-	p := &Parser{root: root}
+	p := &Parser{root: root, errs: errs}
+	if !opts.AllowPlaceholders {
+		p.errs = append(p.errs, Placeholders(root)...)
+	}
 	c := convert(p, &raw)
 	if len(p.errs) > 0 {
-		return nil, p.errs
+		return nil, p.errs.withoutConsequences().sorted()
 	}
 	return c, nil
 }
@@ -39,6 +52,9 @@ func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error
 func (p *Parser) Fail(path, format string, args ...any) {
 	p.errs = append(p.errs, &FieldError{Line: LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
+
+// Line is the line of the field at path, or of its nearest ancestor.
+func (p *Parser) Line(path string) int { return LineOf(p.root, path) }
 
 // HostPort fails path unless s is host:port (hostport.Check). A listen
 // address may leave the host empty and use port 0.

@@ -2,11 +2,14 @@ package yamlcheck
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 type rawPair struct {
@@ -25,22 +28,63 @@ func convertPair(p *Parser, r *rawPair) *pair {
 }
 
 func TestParse(t *testing.T) {
-	c, err := Parse([]byte("name: a\nlisten: ' :7000 '\n"), convertPair)
+	c, err := Parse([]byte("name: a\nlisten: ' :7000 '\n"), Options{}, convertPair)
 	if err != nil || c.name != "a" || c.listen != ":7000" {
 		t.Fatalf("%+v %v", c, err)
 	}
-	// Every problem, each with its field's line.
-	_, err = Parse([]byte("listen: a/b:1\nname: \"\"\n"), convertPair)
+	// Every problem, each with its field's line, in file order.
+	_, err = Parse([]byte("listen: a/b:1\nname: \"\"\n"), Options{}, convertPair)
 	var es Errors
 	if !errors.As(err, &es) || len(es) != 2 {
 		t.Fatalf("want two problems: %v", err)
 	}
-	if es[0].Path != "name" || es[0].Line != 2 || es[1].Path != "listen" || es[1].Line != 1 || !strings.Contains(es[1].Msg, `"a/b" is not a valid host`) {
+	if es[0].Path != "listen" || es[0].Line != 1 || !strings.Contains(es[0].Msg, `"a/b" is not a valid host`) || es[1].Path != "name" || es[1].Line != 2 {
 		t.Fatalf("problems: %v", err)
 	}
-	// A decoding error comes before convert.
-	if _, err := Parse([]byte("nmae: a\n"), convertPair); err == nil || !strings.Contains(err.Error(), "1: nmae: unknown field") {
-		t.Fatalf("unknown field: %v", err)
+	// Unknown fields come with convert's problems.
+	_, err = Parse([]byte("nmae: a\nlisen: b\n"), Options{}, convertPair)
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("want two problems, not also the absent fields they stand for: %v", err)
+	}
+	for i, want := range []string{`1: nmae: unknown field (did you mean "name"?)`, `2: lisen: unknown field (did you mean "listen"?)`} {
+		if !strings.Contains(es[i].Error(), want) {
+			t.Errorf("problem %d: %v, want %q", i, es[i], want)
+		}
+	}
+	// With the field also there, its problems are its own.
+	_, err = Parse([]byte("nmae: a\nname: ''\nlisen: b\n"), Options{}, convertPair)
+	if !errors.As(err, &es) || len(es) != 3 || es[1].Error() != "2: name: required" {
+		t.Fatalf("want nmae, name and lisen: %v", err)
+	}
+	// A shape problem stops before convert.
+	if _, err := Parse([]byte("name: [a]\nnmae: a\n"), Options{}, convertPair); !errors.As(err, &es) || len(es) != 2 || !strings.Contains(err.Error(), "1: name: want a single value") {
+		t.Fatalf("shape: %v", err)
+	}
+}
+
+func TestPlaceholders(t *testing.T) {
+	src := []byte("name: REPLACE-me\nlisten: ':7000'\n")
+	_, err := Parse(src, Options{}, convertPair)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Line != 1 || es[0].Path != "name" || !strings.Contains(es[0].Msg, `"REPLACE-me" is a placeholder`) || !strings.Contains(es[0].Msg, "--allow-placeholders") {
+		t.Fatalf("a placeholder: %v", err)
+	}
+	c, err := Parse(src, Options{AllowPlaceholders: true}, convertPair)
+	if err != nil || c.name != "REPLACE-me" {
+		t.Fatalf("allowed: %+v %v", c, err)
+	}
+	// Every placeholder, in lists and nested fields; field names and
+	// comments are not values.
+	var root yaml.Node
+	if err := yaml.Unmarshal([]byte("# REPLACE the list\na:\n  - x\n  - sha256/REPLACE+AAA=\nREPLACE: {b: {c: REPLACE}}\n"), &root); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range Placeholders(&root) {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Path))
+	}
+	if fmt.Sprint(got) != "[4 a[1] 5 REPLACE.b.c]" {
+		t.Fatalf("placeholders %v", got)
 	}
 }
 

@@ -177,6 +177,41 @@ func TestParseCollectsEveryProblem(t *testing.T) {
 	}
 }
 
+// Unknown fields come with every other problem, in file order, each with
+// "did you mean" when it is a near miss; placeholders are problems too
+// except in a template.
+func TestParseUnknownFieldsWithTheRest(t *testing.T) {
+	in := strings.NewReplacer("    listen: 127.0.0.1:8000", "    lisen: 127.0.0.1:8000", "port: 7000", "port: 0",
+		"  - name: other", "  - nmae: other").Replace(goodConfig)
+	_, err := Parse([]byte(in))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Path))
+	}
+	// Not "forward[0].listen: required": the near miss says it.
+	want := "[12 peers[1].nmae 18 expose[0].port 24 forward[0].lisen 25 forward[0].peer]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("problems %v, want %s:\n%v", got, want, err)
+	}
+	for _, w := range []string{`forward[0].lisen: unknown field (did you mean "listen"?)`, `peers[1].nmae: unknown field (did you mean "name"?)`, "4 problems"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+
+	in = strings.Replace(goodConfig, "gw.example.com:51820", "gw-REPLACE.example.com:51820", 1)
+	if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), `9: peers[0].endpoint: "gw-REPLACE.example.com:51820" is a placeholder`) {
+		t.Fatalf("placeholder: %v", err)
+	}
+	if c, err := ParseTemplate([]byte(in)); err != nil || c.Peers[0].Endpoint != "gw-REPLACE.example.com:51820" {
+		t.Fatalf("template: %v", err)
+	}
+}
+
 func TestLoadNamesTheFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gw.yaml")

@@ -121,6 +121,24 @@ func TestBadConfigExits2(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "valid") || !strings.Contains(stdout, "at most 2 jobs") {
 		t.Fatalf("config check --offline: %d %q", code, stdout)
 	}
+	// A value marked REPLACE passes only --offline --allow-placeholders.
+	text, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := filepath.Join(t.TempDir(), "tmpl.yaml")
+	if err := os.WriteFile(tmpl, []byte(strings.Replace(string(text), "127.0.0.1:9", "relay-REPLACE:7443", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runInProcess("config", "check", "--offline", tmpl); code != 2 || !strings.Contains(stderr, "relay.address") || !strings.Contains(stderr, "is a placeholder") {
+		t.Fatalf("placeholder: %d %q", code, stderr)
+	}
+	if code, _, stderr := runInProcess("config", "check", "--allow-placeholders", tmpl); code != 2 || !strings.Contains(stderr, "needs --offline") {
+		t.Fatalf("--allow-placeholders alone: %d %q", code, stderr)
+	}
+	if code, stdout, stderr := runInProcess("config", "check", "--offline", "--allow-placeholders", tmpl); code != 0 || !strings.Contains(stdout, "valid") {
+		t.Fatalf("--offline --allow-placeholders: %d %q", code, stderr)
+	}
 	if code, stdout, _ := runInProcess("--version"); code != 0 || strings.TrimSpace(stdout) != "bunny "+buildinfo.Read().String() {
 		t.Fatalf("--version: %d %q", code, stdout)
 	}

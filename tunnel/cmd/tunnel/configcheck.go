@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/tunnel-dev/tunnel/internal/cli"
+	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
@@ -13,11 +14,20 @@ import (
 type configCheckCmd struct {
 	File    string `arg:"" placeholder:"FILE" help:"Gateway config file."`
 	Offline bool   `help:"Check the file alone, without reading the key files it names (as in CI, where the keys live in a cluster)."`
+	// The shipped manifests mark each value to edit with REPLACE.
+	AllowPlaceholders bool `help:"With --offline, let values marked REPLACE through (a check of the unedited manifests)."`
 }
 
 func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
+	opts, err := yamlcheck.CheckOptions(c.Offline, c.AllowPlaceholders)
+	if err != nil {
+		return cli.Usage(err)
+	}
 	load := config.Load
-	if c.Offline {
+	switch {
+	case opts.AllowPlaceholders:
+		load = config.LoadTemplate
+	case c.Offline:
 		load = config.LoadOffline
 	}
 	cfg, err := load(c.File)
