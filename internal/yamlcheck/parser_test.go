@@ -111,19 +111,3 @@ func TestReadFileAndInFile(t *testing.T) {
 		t.Fatalf("other error in a file: %v", err)
 	}
 }
-
-func TestStrict(t *testing.T) {
-	var d doc
-	if more, err := Strict([]byte("name: a\n"), &d); err != nil || more || d.Name != "a" {
-		t.Fatalf("one document: %v %v %+v", more, err, d)
-	}
-	if more, err := Strict([]byte("name: a\n---\nname: b\n"), &doc{}); err != nil || !more {
-		t.Fatalf("two documents: %v %v", more, err)
-	}
-	if _, err := Strict(nil, &doc{}); !errors.Is(err, io.EOF) {
-		t.Fatalf("empty: %v", err)
-	}
-	if _, err := Strict([]byte("nmae: a\n"), &doc{}); err == nil || !strings.Contains(err.Error(), "field nmae not found") {
-		t.Fatalf("unknown field: %v", err)
-	}
-}

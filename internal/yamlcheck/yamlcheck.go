@@ -424,17 +424,3 @@ func yamlErrors(err error) Errors {
 	}
 	return es
 }
-
-// Strict decodes the first YAML document of data into out with yaml.v3's
-// KnownFields, so that a field out does not have is an error, and reports
-// whether another well-formed document follows it. The error is io.EOF
-// when data holds no document, else yaml.v3's.
-func Strict(data []byte, out any) (more bool, err error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil {
-		return false, err
-	}
-	var next yaml.Node
-	return dec.Decode(&next) == nil, nil
-}
