@@ -144,37 +144,20 @@ type rawHTTP struct {
 // it names: relay's pinFile (into Relay.Pin) and the identity, which must
 // load (its key file readable by its owner alone). Errors name the file.
 func Load(path string) (*Config, error) {
-	c, err := LoadOffline(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.ResolveFiles(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, (*Config).ResolveFiles)
 }
 
 // LoadOffline reads, parses and validates the file at path without
 // reading the files it names.
-func LoadOffline(path string) (*Config, error) { return loadOffline(path, yamlcheck.Options{}) }
+func LoadOffline(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, nil)
+}
 
 // LoadTemplate is LoadOffline that lets values marked REPLACE through:
 // the check of a shipped manifest before it is edited (`bunny config
 // check --offline --allow-placeholders`).
 func LoadTemplate(path string) (*Config, error) {
-	return loadOffline(path, yamlcheck.Options{AllowPlaceholders: true})
-}
-
-func loadOffline(path string, opts yamlcheck.Options) (*Config, error) {
-	data, err := yamlcheck.ReadFile(path, MaxFileSize)
-	if err != nil {
-		return nil, err
-	}
-	c, err := parse(data, opts)
-	if err != nil {
-		return nil, yamlcheck.InFile(path, err)
-	}
-	return c, nil
+	return yamlcheck.LoadFile(path, MaxFileSize, ParseTemplate, nil)
 }
 
 // ResolveFiles reads relay's pinFile, if set, into Relay.Pin, and checks

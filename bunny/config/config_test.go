@@ -286,11 +286,11 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A missing pin file names relay.pinFile.
 	if err := os.Remove(filepath.Join(dir, "relay", keys.IdentityCertFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = Load(path); err == nil || !strings.Contains(err.Error(), "relay.pinFile") {
+	// A missing pin file names the file, the line and relay.pinFile.
+	if _, err = Load(path); err == nil || !strings.Contains(err.Error(), path+":3: relay.pinFile") {
 		t.Fatalf("missing pin file: %v", err)
 	}
 

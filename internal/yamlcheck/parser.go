@@ -93,3 +93,42 @@ func InFile(path string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }
+
+// Lines fills in, from the document data, the line of each problem of an
+// Errors that names a field but no line: the problems found after
+// parsing, such as a key file a field names that cannot be read. Any
+// other error is returned as it is.
+func Lines(data []byte, err error) error {
+	var es Errors
+	if !errors.As(err, &es) {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return es
+	}
+	for _, e := range es {
+		if e.Line == 0 && e.Path != "" {
+			e.Line = LineOf(&root, e.Path)
+		}
+	}
+	return es
+}
+
+// LoadFile reads the config file at path (at most max bytes) and parses
+// it; then, unless resolve is nil, resolve reads the files it names.
+// Every error names the file, and each problem its line.
+func LoadFile[C any](path string, max int, parse func([]byte) (*C, error), resolve func(*C) error) (*C, error) {
+	data, err := ReadFile(path, max)
+	if err != nil {
+		return nil, err
+	}
+	c, err := parse(data)
+	if err == nil && resolve != nil {
+		err = Lines(data, resolve(c))
+	}
+	if err != nil {
+		return nil, InFile(path, err)
+	}
+	return c, nil
+}

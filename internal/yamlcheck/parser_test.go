@@ -62,6 +62,40 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestLoadFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte("name: a\nlisten: ':1'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(b []byte) (*pair, error) { return Parse(b, Options{}, convertPair) }
+	if c, err := LoadFile(p, 100, parse, nil); err != nil || c.name != "a" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	// A problem resolve finds gets the file and its field's line.
+	_, err := LoadFile(p, 100, parse, func(*pair) error { return Errors{{Path: "listen", Msg: "in use"}} })
+	if err == nil || err.Error() != "invalid configuration: "+p+":2: listen: in use" {
+		t.Fatalf("resolve: %v", err)
+	}
+	if _, err := LoadFile(p, 3, parse, nil); err == nil || !strings.Contains(err.Error(), "larger than 3 bytes") {
+		t.Fatalf("too large: %v", err)
+	}
+}
+
+func TestLines(t *testing.T) {
+	data := []byte("name: a\nlisten: ':1'\n")
+	err := Lines(data, Errors{{Path: "listen", Msg: "in use"}, {Path: "other", Msg: "x"}, {Line: 9, Path: "name", Msg: "kept"}, {Msg: "no field"}})
+	var es Errors
+	if !errors.As(err, &es) || es[0].Line != 2 || es[1].Line != 0 || es[2].Line != 9 || es[3].Line != 0 {
+		t.Fatalf("lines: %v", err)
+	}
+	if err := Lines(data, io.ErrUnexpectedEOF); err != io.ErrUnexpectedEOF {
+		t.Fatalf("another error: %v", err)
+	}
+	if err := Lines(data, nil); err != nil {
+		t.Fatalf("nil: %v", err)
+	}
+}
+
 func TestPlaceholders(t *testing.T) {
 	src := []byte("name: REPLACE-me\nlisten: ':7000'\n")
 	_, err := Parse(src, Options{}, convertPair)

@@ -23,32 +23,21 @@ type Errors = yamlcheck.Errors
 
 // Load reads and parses a configuration file, and the peer key files it
 // names.
-func Load(path string) (*Config, error) { return load(path, true, yamlcheck.Options{}) }
+func Load(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, ResolveFiles)
+}
 
 // LoadOffline reads and parses a configuration file alone, without the
 // key files it names (peers given by publicKeyFile keep a zero Key).
-func LoadOffline(path string) (*Config, error) { return load(path, false, yamlcheck.Options{}) }
+func LoadOffline(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, nil)
+}
 
 // LoadTemplate is LoadOffline that lets values marked REPLACE through:
 // the check of a shipped manifest before it is edited (`tunnel config
 // check --offline --allow-placeholders`).
 func LoadTemplate(path string) (*Config, error) {
-	return load(path, false, yamlcheck.Options{AllowPlaceholders: true})
-}
-
-func load(path string, resolve bool, opts yamlcheck.Options) (*Config, error) {
-	data, err := yamlcheck.ReadFile(path, MaxFileSize)
-	if err != nil {
-		return nil, err
-	}
-	c, err := parse(data, opts)
-	if err == nil && resolve {
-		err = ResolveFiles(c)
-	}
-	if err != nil {
-		return nil, yamlcheck.InFile(path, err)
-	}
-	return c, nil
+	return yamlcheck.LoadFile(path, MaxFileSize, ParseTemplate, nil)
 }
 
 // Parse parses and validates a configuration. The error is an Errors

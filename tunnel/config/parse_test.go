@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
 )
 
 const goodConfig = `
@@ -330,5 +332,27 @@ func TestPeerKeyFiles(t *testing.T) {
 	}
 	if _, err := Parse([]byte(fmt.Sprintf("interface: {privateKeyFile: x, addresses: [10.99.0.1]}\npeers: [{name: a, publicKey: %s, nextPublicKey: %s, allowedIPs: [10.99.0.2/32]}]\n", k1, k1))); err == nil {
 		t.Fatal("successor equal to the key")
+	}
+}
+
+// CheckKeys reports every problem with the keys the gateway would read,
+// each naming its field.
+func TestCheckKeys(t *testing.T) {
+	dir := t.TempDir()
+	pub, err := keys.WriteKeyPair(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := strings.NewReplacer("/keys/private.key", filepath.Join(dir, keys.PrivateKeyFile),
+		"6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU=", pub.String(),
+		"    allowedIPs: [10.99.0.3/32]", "    allowedIPs: [10.99.0.3/32]\n    presharedKeyFile: "+filepath.Join(dir, "missing.psk")).Replace(goodConfig)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := CheckKeys(c)
+	var es Errors
+	if got != pub || !errors.As(err, &es) || len(es) != 2 || es[0].Path != "peers[0]" || !strings.Contains(es[0].Msg, "this gateway's own public key") || es[1].Path != "peers[1].presharedKeyFile" {
+		t.Fatalf("CheckKeys: %v %v", got, err)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
@@ -23,35 +22,28 @@ func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
 	if err != nil {
 		return cli.Usage(err)
 	}
-	load := config.Load
+	// The full check reads every file the gateway will, reporting every
+	// problem in the config's format.
+	var self *keys.PublicKey
+	full := func(cfg *config.Config) error {
+		if err := config.ResolveFiles(cfg); err != nil {
+			return err
+		}
+		pub, err := config.CheckKeys(cfg)
+		self = &pub
+		return err
+	}
+	var cfg *config.Config
 	switch {
 	case opts.AllowPlaceholders:
-		load = config.LoadTemplate
+		cfg, err = config.LoadTemplate(c.File)
 	case c.Offline:
-		load = config.LoadOffline
+		cfg, err = config.LoadOffline(c.File)
+	default:
+		cfg, err = yamlcheck.LoadFile(c.File, config.MaxFileSize, config.Parse, full)
 	}
-	cfg, err := load(c.File)
 	if err != nil {
 		return cli.Usage(err)
-	}
-	var self *keys.PublicKey
-	if !c.Offline {
-		k, err := keys.LoadPrivateKey(cfg.Interface.PrivateKeyFile)
-		if err != nil {
-			return cli.Usage(fmt.Errorf("%s: interface.privateKeyFile: %w (use --offline to check the file alone)", c.File, err))
-		}
-		pub := k.Public()
-		self = &pub
-		for _, p := range cfg.Peers {
-			if slices.Contains(p.Keys(), pub) {
-				return cli.Usage(fmt.Errorf("%s: peer %q has this gateway's own public key", c.File, p.Name))
-			}
-			if p.PresharedKeyFile != "" {
-				if _, err := keys.LoadPresharedKey(p.PresharedKeyFile); err != nil {
-					return cli.Usage(fmt.Errorf("%s: peer %q presharedKeyFile: %w", c.File, p.Name, err))
-				}
-			}
-		}
 	}
 	fmt.Fprintf(env.Stdout, "%s: valid\n\n", c.File)
 	config.Describe(env.Stdout, cfg, self)

@@ -80,7 +80,7 @@ func TestConfigCheck(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "keys", keys.PrivateKeyFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut = runCLI(t, "config", "check", path); code != 2 || !strings.Contains(errOut, "chmod 600") {
+	if code, _, errOut = runCLI(t, "config", "check", path); code != 2 || !strings.Contains(errOut, "chmod 600") || !strings.Contains(errOut, path+":4: interface.privateKeyFile: ") {
 		t.Fatalf("world-readable key: exit %d, %s", code, errOut)
 	}
 	if code, _, errOut = runCLI(t, "config", "check", "--offline", path); code != 0 {
