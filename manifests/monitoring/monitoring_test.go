@@ -22,8 +22,9 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
-// query is one PromQL expression and where it is.
-type query struct{ where, expr string }
+// query is one PromQL expression, where it is, and for a panel the
+// legend that names its series.
+type query struct{ where, expr, legend string }
 
 type dashboard struct {
 	UID        string `json:"uid"`
@@ -41,6 +42,7 @@ type dashboard struct {
 		} `json:"datasource"`
 		Targets []struct {
 			Expr       string `json:"expr"`
+			Legend     string `json:"legendFormat"`
 			Datasource struct {
 				UID string `json:"uid"`
 			} `json:"datasource"`
@@ -94,7 +96,7 @@ func queries(t *testing.T) []query {
 			if tg.Datasource.UID != "${datasource}" {
 				t.Errorf("dashboard.json: panel %q: a query not on ${datasource}", p.Title)
 			}
-			qs = append(qs, query{"dashboard panel " + p.Title, tg.Expr})
+			qs = append(qs, query{"dashboard panel " + p.Title, tg.Expr, tg.Legend})
 		}
 	}
 	b, err = os.ReadFile("alerts.yaml")
@@ -125,7 +127,7 @@ func queries(t *testing.T) []query {
 					t.Errorf("alerts.yaml: %s: for %q: %v", r.Alert, r.For, err)
 				}
 			}
-			qs = append(qs, query{"alert " + r.Alert, r.Expr})
+			qs = append(qs, query{"alert " + r.Alert, r.Expr, ""})
 		}
 	}
 	if len(names) == 0 {
@@ -139,6 +141,7 @@ var (
 	matcherRE  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
 	byRE       = regexp.MustCompile(`\b(?:by|without)\s*\(([^)]*)\)`)
 	plainAltRE = regexp.MustCompile(`^[a-z0-9_]+(\|[a-z0-9_]+)*$`)
+	legendRE   = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
 )
 
 // scrapeLabels are the labels Prometheus adds to every series.
@@ -184,15 +187,29 @@ func problems(m metricstest.Scrape, q query) []string {
 			}
 		}
 	}
+	var grouped []string
 	for _, by := range byRE.FindAllStringSubmatch(q.expr, -1) {
 		for _, label := range strings.Split(by[1], ",") {
 			label = strings.TrimSpace(label)
+			grouped = append(grouped, label)
 			if label == "" || slices.Contains(scrapeLabels, label) {
 				continue
 			}
 			if !slices.ContainsFunc(names, func(n string) bool { return len(labelValues(m, n, label)) > 0 }) {
 				fail("groups by %s, which none of %v has", label, names)
 			}
+		}
+	}
+	// A legend names labels the result keeps: those grouped by, or,
+	// without an aggregation, the metric's own.
+	for _, l := range legendRE.FindAllStringSubmatch(q.legend, -1) {
+		label := l[1]
+		kept := slices.Contains(grouped, label)
+		if len(grouped) == 0 {
+			kept = slices.Contains(scrapeLabels, label) || slices.ContainsFunc(names, func(n string) bool { return len(labelValues(m, n, label)) > 0 })
+		}
+		if !kept {
+			fail("legend names {{%s}}, which the query does not keep", label)
 		}
 	}
 	return out
@@ -254,6 +271,17 @@ relay_job_wait_seconds_count 0
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, tc := range []struct{ expr, legend, want string }{
+		{`sum by (queue) (relay_jobs)`, "{{queue}}", ""},
+		{`sum by (queue) (relay_jobs)`, "{{state}}", "legend names {{state}}"},
+		{`relay_jobs`, "{{instance}} {{state}}", ""},
+		{`relay_jobs`, "{{stat}}", "legend names {{stat}}"},
+	} {
+		got := strings.Join(problems(m, query{"test", tc.expr, tc.legend}), "; ")
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("%s with legend %s: got %q, want a problem containing %q", tc.expr, tc.legend, got, tc.want)
+		}
+	}
 	for expr, want := range map[string]string{
 		`sum(relay_job)`:                   "relay_job is not in",
 		`relay_jobs{stat="queued"}`:        "has the label stat",
@@ -265,7 +293,7 @@ relay_job_wait_seconds_count 0
 		`sum by (le) (rate(relay_job_wait_seconds_bucket[5m]))`: "",
 		`sum by (queue, state) (relay_jobs{state="queued"})`:    "",
 	} {
-		got := strings.Join(problems(m, query{"test", expr}), "; ")
+		got := strings.Join(problems(m, query{"test", expr, ""}), "; ")
 		if (want == "") != (got == "") || !strings.Contains(got, want) {
 			t.Errorf("%s: got %q, want a problem containing %q", expr, got, want)
 		}
