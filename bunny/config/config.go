@@ -196,7 +196,7 @@ func ParseTemplate(data []byte) (*Config, error) {
 }
 
 func parse(data []byte, opts yamlcheck.Options) (*Config, error) {
-	return yamlcheck.Parse(data, opts, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
+	return yamlcheck.ParseWith(data, opts, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
 }
 
 // parser converts a rawConfig, collecting every problem.

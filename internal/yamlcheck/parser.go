@@ -31,7 +31,15 @@ type Options struct {
 // line: when the only decoding problems are unknown fields, convert still
 // runs, so that they come with the rest (less those at a field that is
 // missing because it was misspelt: "did you mean" says it).
-func Parse[R, C any](data []byte, opts Options, convert func(p *Parser, raw *R) *C) (*C, error) {
+//
+// A value still marked REPLACE is a problem; ParseWith can let it
+// through.
+func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error) {
+	return ParseWith(data, Options{}, convert)
+}
+
+// ParseWith is Parse with options.
+func ParseWith[R, C any](data []byte, opts Options, convert func(p *Parser, raw *R) *C) (*C, error) {
 	var raw R
 	root, errs, filled := decode(data, &raw)
 	if !filled {

@@ -28,12 +28,12 @@ func convertPair(p *Parser, r *rawPair) *pair {
 }
 
 func TestParse(t *testing.T) {
-	c, err := Parse([]byte("name: a\nlisten: ' :7000 '\n"), Options{}, convertPair)
+	c, err := Parse([]byte("name: a\nlisten: ' :7000 '\n"), convertPair)
 	if err != nil || c.name != "a" || c.listen != ":7000" {
 		t.Fatalf("%+v %v", c, err)
 	}
 	// Every problem, each with its field's line, in file order.
-	_, err = Parse([]byte("listen: a/b:1\nname: \"\"\n"), Options{}, convertPair)
+	_, err = Parse([]byte("listen: a/b:1\nname: \"\"\n"), convertPair)
 	var es Errors
 	if !errors.As(err, &es) || len(es) != 2 {
 		t.Fatalf("want two problems: %v", err)
@@ -42,7 +42,7 @@ func TestParse(t *testing.T) {
 		t.Fatalf("problems: %v", err)
 	}
 	// Unknown fields come with convert's problems.
-	_, err = Parse([]byte("nmae: a\nlisen: b\n"), Options{}, convertPair)
+	_, err = Parse([]byte("nmae: a\nlisen: b\n"), convertPair)
 	if !errors.As(err, &es) || len(es) != 2 {
 		t.Fatalf("want two problems, not also the absent fields they stand for: %v", err)
 	}
@@ -52,12 +52,12 @@ func TestParse(t *testing.T) {
 		}
 	}
 	// With the field also there, its problems are its own.
-	_, err = Parse([]byte("nmae: a\nname: ''\nlisen: b\n"), Options{}, convertPair)
+	_, err = Parse([]byte("nmae: a\nname: ''\nlisen: b\n"), convertPair)
 	if !errors.As(err, &es) || len(es) != 3 || es[1].Error() != "2: name: required" {
 		t.Fatalf("want nmae, name and lisen: %v", err)
 	}
 	// A shape problem stops before convert.
-	if _, err := Parse([]byte("name: [a]\nnmae: a\n"), Options{}, convertPair); !errors.As(err, &es) || len(es) != 2 || !strings.Contains(err.Error(), "1: name: want a single value") {
+	if _, err := Parse([]byte("name: [a]\nnmae: a\n"), convertPair); !errors.As(err, &es) || len(es) != 2 || !strings.Contains(err.Error(), "1: name: want a single value") {
 		t.Fatalf("shape: %v", err)
 	}
 }
@@ -67,7 +67,7 @@ func TestLoadFile(t *testing.T) {
 	if err := os.WriteFile(p, []byte("name: a\nlisten: ':1'\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	parse := func(b []byte) (*pair, error) { return Parse(b, Options{}, convertPair) }
+	parse := func(b []byte) (*pair, error) { return Parse(b, convertPair) }
 	if c, err := LoadFile(p, 100, parse, nil); err != nil || c.name != "a" {
 		t.Fatalf("%+v %v", c, err)
 	}
@@ -98,12 +98,12 @@ func TestLines(t *testing.T) {
 
 func TestPlaceholders(t *testing.T) {
 	src := []byte("name: REPLACE-me\nlisten: ':7000'\n")
-	_, err := Parse(src, Options{}, convertPair)
+	_, err := Parse(src, convertPair)
 	var es Errors
 	if !errors.As(err, &es) || len(es) != 1 || es[0].Line != 1 || es[0].Path != "name" || !strings.Contains(es[0].Msg, `"REPLACE-me" is a placeholder`) || !strings.Contains(es[0].Msg, "--allow-placeholders") {
 		t.Fatalf("a placeholder: %v", err)
 	}
-	c, err := Parse(src, Options{AllowPlaceholders: true}, convertPair)
+	c, err := ParseWith(src, Options{AllowPlaceholders: true}, convertPair)
 	if err != nil || c.name != "REPLACE-me" {
 		t.Fatalf("allowed: %+v %v", c, err)
 	}

@@ -181,7 +181,7 @@ func parseFilesWith(files []file, opts yamlcheck.Options) (*Config, error) {
 	var all yamlcheck.Errors
 	for _, f := range files {
 		ws.file = f.name
-		_, err := yamlcheck.Parse(f.data, opts, func(p *yamlcheck.Parser, raw *rawFile) *Config {
+		_, err := yamlcheck.ParseWith(f.data, opts, func(p *yamlcheck.Parser, raw *rawFile) *Config {
 			for i := range raw.Workers {
 				ws.worker(p, fmt.Sprintf("workers[%d]", i), &raw.Workers[i])
 			}
