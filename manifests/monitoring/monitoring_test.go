@@ -387,10 +387,21 @@ func runAll(t *testing.T) metricstest.Scrape {
 	if err := os.WriteFile(workers, fmt.Appendf(nil, "workers:\n  - name: bunny\n    pins: [%s]\n    queues:\n      default: [lease, heartbeat, complete, fail]\n", bunnyPin), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	quicAddr, relayHTTP := freeAddr(t, "udp"), freeAddr(t, "tcp")
-	start(t, filepath.Join(bin, "relay"), "serve", "--db", filepath.Join(dir, "relay.db"), "--listen", quicAddr, "--http", relayHTTP,
-		"--identity-cert", filepath.Join(dir, "relay", keys.IdentityCertFile), "--identity-key", filepath.Join(dir, "relay", keys.IdentityKeyFile), "--workers", workers)
-	ready(t, "http://"+relayHTTP+"/readyz")
+	// A producer with a token, to submit the job with.
+	token := filepath.Join(dir, "smoke.token")
+	entry, err := exec.Command(filepath.Join(bin, "relay"), "producers", "token", "smoke", "-q", "default", "--out", token).Output()
+	if err != nil {
+		t.Fatalf("relay producers token: %v", err)
+	}
+	producersFile := filepath.Join(dir, "producers.yaml")
+	if err := os.WriteFile(producersFile, append([]byte("producers:\n"), entry...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	quicAddr, relayAPI, relayAdmin := freeAddr(t, "udp"), freeAddr(t, "tcp"), freeAddr(t, "tcp")
+	start(t, filepath.Join(bin, "relay"), "serve", "--db", filepath.Join(dir, "relay.db"), "--listen", quicAddr, "--http", relayAPI, "--admin", relayAdmin,
+		"--identity-cert", filepath.Join(dir, "relay", keys.IdentityCertFile), "--identity-key", filepath.Join(dir, "relay", keys.IdentityKeyFile),
+		"--workers", workers, "--producers", producersFile)
+	ready(t, "http://"+relayAdmin+"/readyz")
 
 	// bunny, its queue handled by bunny's own echo handler.
 	echoAddr, bunnyAdmin := freeAddr(t, "tcp"), freeAddr(t, "tcp")
@@ -405,7 +416,8 @@ func runAll(t *testing.T) metricstest.Scrape {
 	ready(t, "http://"+bunnyAdmin+"/readyz")
 
 	// A job through relay and bunny.
-	submit := exec.Command(filepath.Join(bin, "relay"), "jobs", "submit", "--server", "http://"+relayHTTP, "-q", "default", "-p", "hello")
+	submit := exec.Command(filepath.Join(bin, "relay"), "jobs", "--server", "https://"+relayAPI, "--server-pin", relayPin.String(), "--token-file", token,
+		"submit", "-q", "default", "-p", "hello")
 	if out, err := submit.CombinedOutput(); err != nil {
 		t.Fatalf("relay jobs submit: %v\n%s", err, out)
 	}
@@ -445,7 +457,7 @@ admin: {listen: %q}
 	ready(t, "http://"+gwAdmin+"/readyz")
 
 	all := metricstest.Scrape{Samples: map[string]float64{}, Types: map[string]string{}}
-	for _, addr := range []string{gwAdmin, relayHTTP, bunnyAdmin} {
+	for _, addr := range []string{gwAdmin, relayAdmin, bunnyAdmin} {
 		s := metricstest.Get(t, "http://"+addr+"/metrics")
 		maps.Copy(all.Samples, s.Samples)
 		maps.Copy(all.Types, s.Types)
