@@ -145,3 +145,29 @@ func TestReadFileAndInFile(t *testing.T) {
 		t.Fatalf("other error in a file: %v", err)
 	}
 }
+
+func TestCheckLoader(t *testing.T) {
+	loader := func(name string) func(string) (*string, error) {
+		return func(string) (*string, error) { return &name, nil }
+	}
+	for _, tc := range []struct {
+		offline, allow bool
+		want           string // "" for an error
+	}{
+		{false, false, "full"}, {true, false, "alone"}, {true, true, "template"}, {false, true, ""},
+	} {
+		load, err := CheckLoader(tc.offline, tc.allow, loader("full"), loader("alone"), loader("template"))
+		if tc.want == "" {
+			if err == nil || !strings.Contains(err.Error(), "--allow-placeholders needs --offline") {
+				t.Errorf("offline %v allow %v: %v, want an error", tc.offline, tc.allow, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := load(""); *got != tc.want {
+			t.Errorf("offline %v allow %v: the %s loader, want %s", tc.offline, tc.allow, *got, tc.want)
+		}
+	}
+}

@@ -44,12 +44,19 @@ func Placeholders(root *yaml.Node) Errors {
 	return es
 }
 
-// CheckOptions is what a config check's --offline and
-// --allow-placeholders ask for: placeholders pass only a check of the
-// file alone, since a full check means the file is ready to use.
-func CheckOptions(offline, allowPlaceholders bool) (Options, error) {
-	if allowPlaceholders && !offline {
-		return Options{}, errors.New("--allow-placeholders needs --offline: a full check is of a file ready to use, with every REPLACE value edited")
+// CheckLoader picks the loader a config check's --offline and
+// --allow-placeholders ask for: full reads the files the config names
+// too, alone reads the file alone, template also lets values marked
+// REPLACE through. Placeholders pass only a check of the file alone,
+// since a full check means the file is ready to use.
+func CheckLoader[C any](offline, allowPlaceholders bool, full, alone, template func(string) (*C, error)) (func(string) (*C, error), error) {
+	switch {
+	case allowPlaceholders && !offline:
+		return nil, errors.New("--allow-placeholders needs --offline: a full check is of a file ready to use, with every REPLACE value edited")
+	case allowPlaceholders:
+		return template, nil
+	case offline:
+		return alone, nil
 	}
-	return Options{AllowPlaceholders: allowPlaceholders}, nil
+	return full, nil
 }

@@ -17,16 +17,9 @@ type configCheckCmd struct {
 }
 
 func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
-	opts, err := yamlcheck.CheckOptions(c.Offline, c.AllowPlaceholders)
+	load, err := yamlcheck.CheckLoader(c.Offline, c.AllowPlaceholders, config.Load, config.LoadOffline, config.LoadTemplate)
 	if err != nil {
 		return cli.Usage(err)
-	}
-	load := config.Load
-	switch {
-	case opts.AllowPlaceholders:
-		load = config.LoadTemplate
-	case c.Offline:
-		load = config.LoadOffline
 	}
 	cfg, err := load(c.File)
 	if err != nil {

@@ -26,13 +26,9 @@ type workersCheckCmd struct {
 }
 
 func (c *workersCheckCmd) Run(_ context.Context, env cli.Env) error {
-	opts, err := yamlcheck.CheckOptions(c.Offline, c.AllowPlaceholders)
+	load, err := yamlcheck.CheckLoader(c.Offline, c.AllowPlaceholders, auth.Load, auth.Load, auth.LoadTemplate)
 	if err != nil {
 		return cli.Usage(err)
-	}
-	load := auth.Load
-	if opts.AllowPlaceholders {
-		load = auth.LoadTemplate
 	}
 	cfg, err := load(c.Path)
 	if err != nil {

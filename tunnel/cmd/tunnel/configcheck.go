@@ -18,30 +18,24 @@ type configCheckCmd struct {
 }
 
 func (c *configCheckCmd) Run(_ context.Context, env cli.Env) error {
-	opts, err := yamlcheck.CheckOptions(c.Offline, c.AllowPlaceholders)
-	if err != nil {
-		return cli.Usage(err)
-	}
 	// The full check reads every file the gateway will, reporting every
 	// problem in the config's format.
 	var self *keys.PublicKey
-	full := func(cfg *config.Config) error {
-		if err := config.ResolveFiles(cfg); err != nil {
+	full := func(path string) (*config.Config, error) {
+		return yamlcheck.LoadFile(path, config.MaxFileSize, config.Parse, func(cfg *config.Config) error {
+			if err := config.ResolveFiles(cfg); err != nil {
+				return err
+			}
+			pub, err := config.CheckKeys(cfg)
+			self = &pub
 			return err
-		}
-		pub, err := config.CheckKeys(cfg)
-		self = &pub
-		return err
+		})
 	}
-	var cfg *config.Config
-	switch {
-	case opts.AllowPlaceholders:
-		cfg, err = config.LoadTemplate(c.File)
-	case c.Offline:
-		cfg, err = config.LoadOffline(c.File)
-	default:
-		cfg, err = yamlcheck.LoadFile(c.File, config.MaxFileSize, config.Parse, full)
+	load, err := yamlcheck.CheckLoader(c.Offline, c.AllowPlaceholders, full, config.LoadOffline, config.LoadTemplate)
+	if err != nil {
+		return cli.Usage(err)
 	}
+	cfg, err := load(c.File)
 	if err != nil {
 		return cli.Usage(err)
 	}
