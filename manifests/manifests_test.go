@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	bunnyconfig "github.com/tunnel-dev/tunnel/bunny/config"
+	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/manifests/image"
 	"github.com/tunnel-dev/tunnel/relay/auth"
@@ -323,7 +324,8 @@ func checkAdmin(t *testing.T, p pod, c *corev1.Container, port int) {
 }
 
 // gateway returns the gateway's config as the pod would read it, checked
-// as `tunnel config check --offline` checks it.
+// as `tunnel config check --offline --allow-placeholders` checks it: the
+// shipped files mark each value to edit with REPLACE.
 func gatewayConfig(t *testing.T, b *bundle) (*config.Config, string, pod) {
 	t.Helper()
 	d := b.deployment(t, "tunnel", "tunnel-gateway")
@@ -341,17 +343,18 @@ func gatewayConfig(t *testing.T, b *bundle) (*config.Config, string, pod) {
 	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.LoadOffline(f)
+	cfg, err := config.LoadTemplate(f)
 	if err != nil {
-		t.Fatalf("%s: the gateway config fails `tunnel config check --offline`: %v", b.dir, err)
+		t.Fatalf("%s: the gateway config fails `tunnel config check --offline --allow-placeholders`: %v", b.dir, err)
 	}
 	return cfg, text, p
 }
 
 // The gateway config in each ConfigMap passes the gateway's own offline
-// check, and also the full check once the key Secret's items exist as
-// `tunnel keys generate` writes them (private.key, peer.<name>.pub) under
-// the Secret's mount. It has exactly one peer and carries exactly one
+// check of a template, and also the full check once the key Secret's
+// items exist as `tunnel keys generate` writes them (private.key,
+// peer.<name>.pub) under the Secret's mount and its REPLACE values are
+// edited. It has exactly one peer and carries exactly one
 // port to it, relay's UDP port, and its files are all on the pod's
 // volumes.
 func TestGatewayConfig(t *testing.T) {
@@ -425,8 +428,14 @@ func TestGatewayConfig(t *testing.T) {
 			}
 			mount := filepath.Dir(cfg.Interface.PrivateKeyFile) + "/"
 			full := filepath.Join(t.TempDir(), "gateway.yaml")
-			if err := os.WriteFile(full, []byte(strings.ReplaceAll(text, mount, keysDir+"/")), 0o644); err != nil {
+			edited := strings.ReplaceAll(strings.ReplaceAll(text, mount, keysDir+"/"), yamlcheck.Placeholder, "example")
+			if err := os.WriteFile(full, []byte(edited), 0o644); err != nil {
 				t.Fatal(err)
+			}
+			if strings.Contains(text, yamlcheck.Placeholder) {
+				if _, err := config.Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), "is a placeholder") {
+					t.Errorf("the unedited config passes `tunnel config check --offline`: %v", err)
+				}
 			}
 			loaded, err := config.Load(full)
 			if err != nil {
@@ -616,9 +625,12 @@ func TestRelay(t *testing.T) {
 				t.Fatalf("workers ConfigMap %s missing or not one file", w.volume.ConfigMap.Name)
 			}
 			for name, data := range cm.Data {
-				ac, err := auth.Parse(name, []byte(data))
+				ac, err := auth.ParseTemplate(name, []byte(data))
 				if err != nil {
 					t.Fatalf("workers file: %v", err)
+				}
+				if _, err := auth.Parse(name, []byte(data)); err == nil || !strings.Contains(err.Error(), "is a placeholder") {
+					t.Errorf("the unedited workers file passes `relay workers check`: %v", err)
 				}
 				if len(ac.Workers) != 1 || !ac.Workers[0].May("default", auth.Lease) {
 					t.Errorf("workers file: want one worker, bunny, allowed to lease from queue default")
@@ -744,8 +756,11 @@ func TestBunny(t *testing.T) {
 			if err := dec.Decode(&bc); err != nil {
 				t.Fatalf("bunny config: %v", err)
 			}
-			if _, err := bunnyconfig.Parse([]byte(text)); err != nil {
+			if _, err := bunnyconfig.ParseTemplate([]byte(text)); err != nil {
 				t.Fatalf("bunny's own parser refuses its config: %v", err)
+			}
+			if _, err := bunnyconfig.Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), "relay.pin") {
+				t.Errorf("the unedited config passes `bunny config check --offline`: %v", err)
 			}
 			if _, err := keys.ParsePin(bc.Relay.Pin); err != nil {
 				t.Errorf("relay pin: %v", err)

@@ -144,28 +144,20 @@ type rawHTTP struct {
 // it names: relay's pinFile (into Relay.Pin) and the identity, which must
 // load (its key file readable by its owner alone). Errors name the file.
 func Load(path string) (*Config, error) {
-	c, err := LoadOffline(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.ResolveFiles(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, (*Config).ResolveFiles)
 }
 
 // LoadOffline reads, parses and validates the file at path without
 // reading the files it names.
 func LoadOffline(path string) (*Config, error) {
-	data, err := yamlcheck.ReadFile(path, MaxFileSize)
-	if err != nil {
-		return nil, err
-	}
-	c, err := Parse(data)
-	if err != nil {
-		return nil, yamlcheck.InFile(path, err)
-	}
-	return c, nil
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, nil)
+}
+
+// LoadTemplate is LoadOffline that lets values marked REPLACE through:
+// the check of a shipped manifest before it is edited (`bunny config
+// check --offline --allow-placeholders`).
+func LoadTemplate(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, ParseTemplate, nil)
 }
 
 // ResolveFiles reads relay's pinFile, if set, into Relay.Pin, and checks
@@ -194,9 +186,17 @@ func (c *Config) ResolveFiles() error {
 }
 
 // Parse parses and validates a configuration. The error is an Errors
-// listing every problem, each naming its field and line.
-func Parse(data []byte) (*Config, error) {
-	return yamlcheck.Parse(data, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
+// listing every problem, each naming its field and line; a value still
+// marked REPLACE is one.
+func Parse(data []byte) (*Config, error) { return parse(data, yamlcheck.Options{}) }
+
+// ParseTemplate is Parse that lets values marked REPLACE through.
+func ParseTemplate(data []byte) (*Config, error) {
+	return parse(data, yamlcheck.Options{AllowPlaceholders: true})
+}
+
+func parse(data []byte, opts yamlcheck.Options) (*Config, error) {
+	return yamlcheck.ParseWith(data, opts, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
 }
 
 // parser converts a rawConfig, collecting every problem.

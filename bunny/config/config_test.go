@@ -206,6 +206,34 @@ func TestParseReportsAll(t *testing.T) {
 	}
 }
 
+// An unknown field is reported with the rest, with "did you mean".
+func TestParseUnknownFieldWithTheRest(t *testing.T) {
+	doc := strings.NewReplacer("concurrency: 4", "concurency: 4", "shutdownGrace: 30s", "shutdownGrace: x").Replace(valid)
+	_, err := Parse([]byte(doc))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 || !strings.Contains(es[0].Error(), `concurency: unknown field (did you mean "concurrency"?)`) || es[1].Path != "shutdownGrace" || es[0].Line >= es[1].Line {
+		t.Fatalf("want the unknown field, then shutdownGrace: %v", err)
+	}
+}
+
+func TestPlaceholders(t *testing.T) {
+	doc := strings.Replace(valid, testPin, "sha256/REPLACE+with+relays+pin+tunnel+keys+pin+AAA=", 1)
+	check(t, doc, "relay.pin", 0, "is a placeholder")
+	if _, err := ParseTemplate([]byte(doc)); err != nil {
+		t.Fatalf("template: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "bunny.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOffline(path); err == nil || !strings.Contains(err.Error(), path+":") || !strings.Contains(err.Error(), "placeholder") {
+		t.Fatalf("LoadOffline: %v", err)
+	}
+	if _, err := LoadTemplate(path); err != nil {
+		t.Fatalf("LoadTemplate: %v", err)
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"1": 1, "1024": 1024, "1KiB": 1024, "1MiB": 1 << 20, "512 KiB": 512 << 10, "2MB": 2 << 20, "10B": 10} {
 		if got, err := ParseSize(in); err != nil || got != want {
@@ -258,11 +286,11 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A missing pin file names relay.pinFile.
 	if err := os.Remove(filepath.Join(dir, "relay", keys.IdentityCertFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = Load(path); err == nil || !strings.Contains(err.Error(), "relay.pinFile") {
+	// A missing pin file names the file, the line and relay.pinFile.
+	if _, err = Load(path); err == nil || !strings.Contains(err.Error(), path+":3: relay.pinFile") {
 		t.Fatalf("missing pin file: %v", err)
 	}
 

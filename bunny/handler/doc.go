@@ -1,6 +1,8 @@
 // Package handler runs one job: Exec runs a command with the payload on
 // stdin and takes stdout as the result; HTTP POSTs the payload to a local
-// URL and takes a 2xx body as the result.
+// URL and takes a 2xx body as the result. Echo is the other end of an HTTP
+// handler, one that answers each payload with itself (`bunny handler
+// echo`, for smoke tests).
 //
 // A Handler returns the result, or an error saying why the job failed in
 // words fit for relay's job record (an exit status with stderr's tail, an

@@ -272,6 +272,7 @@ func (w *Worker) connect(life context.Context) {
 	failures := 0
 	for life.Err() == nil {
 		dctx, cancel := context.WithTimeout(life, w.opts.DialTimeout)
+		start := time.Now()
 		c, err := client.Dial(dctx, client.Options{Addr: w.opts.Addr, Identity: w.opts.Identity, RelayPin: w.opts.RelayPin, QUIC: w.opts.QUIC})
 		cancel()
 		if err != nil {
@@ -279,15 +280,16 @@ func (w *Worker) connect(life context.Context) {
 				return
 			}
 			failures++
-			level := slog.LevelDebug
-			if failures == 1 {
-				// Once per outage; refusals that need a person say so.
-				level = slog.LevelWarn
-				if errors.Is(err, client.ErrUnauthorized) || errors.Is(err, client.ErrWrongRelay) || errors.Is(err, client.ErrVersion) {
-					level = slog.LevelError
-				}
+			level, msg, showErr := dialProblem(w.opts.Addr, err, connectedBefore, time.Since(start))
+			if failures > 1 {
+				// Once per outage.
+				level = slog.LevelDebug
 			}
-			w.log.Log(life, level, "cannot connect to relay; retrying with backoff", "addr", w.opts.Addr, "err", err, "attempt", failures)
+			attrs := []any{"addr", w.opts.Addr, "attempt", failures}
+			if showErr {
+				attrs = append(attrs, "err", err)
+			}
+			w.log.Log(life, level, msg+"; retrying with backoff", attrs...)
 			if !sleep(life, w.backoff(failures)) {
 				return
 			}
@@ -310,7 +312,11 @@ func (w *Worker) connect(life context.Context) {
 			return
 		}
 		downSince = time.Now()
-		w.log.Warn("disconnected from relay", "addr", w.opts.Addr, "reason", reason, "held", w.Held())
+		attrs := []any{"addr", w.opts.Addr, "reason", reason, "held", w.Held()}
+		if h := lostHint(reason); h != "" {
+			attrs = append(attrs, "hint", h)
+		}
+		w.log.Warn("disconnected from relay", attrs...)
 	}
 }
 

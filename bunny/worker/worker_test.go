@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -353,14 +354,52 @@ func TestUnreachableLogsOnce(t *testing.T) {
 		t.Error("ready without relay")
 	}
 	logs := e.logs.String()
-	if n := strings.Count(logs, "level=WARN msg=\"cannot connect to relay"); n != 1 {
+	if n := strings.Count(logs, "level=WARN msg=\"nothing answered at "+e.relay.Addr); n != 1 {
 		t.Errorf("%d warnings for one outage:\n%s", n, logs)
 	}
-	if n := strings.Count(logs, "cannot connect to relay"); n < 3 {
+	if n := strings.Count(logs, "retrying with backoff"); n < 3 {
 		t.Errorf("only %d attempts in 1.5s", n)
 	}
 	e.relay.Start()
 	testutil.Eventually(t, 10*time.Second, "a connection once relay was back", func() bool { return e.w.Ready() == nil })
+}
+
+// A dial that fails says what happened and what to check, naming the
+// address, not "connection lost" for a connection that never was.
+func TestDialProblemsSayWhatToCheck(t *testing.T) {
+	// An address on loopback where nothing listens.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := pc.LocalAddr().String()
+	pc.Close()
+	h := map[string]handler.Handler{"q": &handler.Exec{Command: []string{"cat"}, Timeout: time.Second, MaxOutput: 100}}
+	for _, tc := range []struct {
+		name string
+		tune func(*Options)
+		want string // the first line's level and message
+	}{
+		{"nothing listens", func(o *Options) { o.Addr = nowhere },
+			`level=WARN msg="nothing answered at ` + nowhere + ` within 300ms (check relay.address, the local gateway's forward rule for it, and that relay's gateway and relay are up`},
+		{"another relay key", func(o *Options) { o.RelayPin = testutil.Identity(t, "not-relay").Pin() },
+			`level=ERROR msg="the server at 127.0.0.1:`},
+		{"an identity relay does not know", func(o *Options) { o.Identity = testutil.Identity(t, "stranger") },
+			`level=ERROR msg="relay at 127.0.0.1:`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t, h, func(o *Options) { o.DialTimeout = 300 * time.Millisecond; tc.tune(o) })
+			e.run()
+			testutil.Eventually(t, 10*time.Second, "a second attempt", func() bool { return e.logs.Count("retrying with backoff") >= 2 })
+			logs := e.logs.String()
+			if !strings.Contains(logs, tc.want) || strings.Count(logs, "level=WARN")+strings.Count(logs, "level=ERROR") != 1 {
+				t.Errorf("want one line starting %q:\n%s", tc.want, logs)
+			}
+			if strings.Contains(logs, "connection lost") {
+				t.Errorf("a connection that never was is called lost:\n%s", logs)
+			}
+		})
+	}
 }
 
 // val reads a counter or gauge.

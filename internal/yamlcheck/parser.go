@@ -18,19 +18,40 @@ type Parser struct {
 	errs Errors
 }
 
+// Options says what a parse lets through.
+type Options struct {
+	// AllowPlaceholders lets values marked REPLACE through: for checking
+	// the shipped, not yet edited, manifests. Otherwise each is a problem.
+	AllowPlaceholders bool
+}
+
 // Parse decodes data strictly (Decode) into a raw R, then has convert turn
 // it into the config C, reporting each problem with Fail. The error is an
-// Errors listing every problem, each naming its field and line.
+// Errors listing every problem, in file order, each naming its field and
+// line: when the only decoding problems are unknown fields, convert still
+// runs, so that they come with the rest (less those at a field that is
+// missing because it was misspelt: "did you mean" says it).
+//
+// A value still marked REPLACE is a problem; ParseWith can let it
+// through.
 func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error) {
+	return ParseWith(data, Options{}, convert)
+}
+
+// ParseWith is Parse with options.
+func ParseWith[R, C any](data []byte, opts Options, convert func(p *Parser, raw *R) *C) (*C, error) {
 	var raw R
-	root, err := Decode(data, &raw)
-	if err != nil {
-		return nil, err
+	root, errs, filled := decode(data, &raw)
+	if !filled {
+		return nil, errs
 	}
-	p := &Parser{root: root}
+	p := &Parser{root: root, errs: errs}
+	if !opts.AllowPlaceholders {
+		p.errs = append(p.errs, Placeholders(root)...)
+	}
 	c := convert(p, &raw)
 	if len(p.errs) > 0 {
-		return nil, p.errs
+		return nil, p.errs.withoutConsequences().sorted()
 	}
 	return c, nil
 }
@@ -39,6 +60,9 @@ func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error
 func (p *Parser) Fail(path, format string, args ...any) {
 	p.errs = append(p.errs, &FieldError{Line: LineOf(p.root, path), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
+
+// Line is the line of the field at path, or of its nearest ancestor.
+func (p *Parser) Line(path string) int { return LineOf(p.root, path) }
 
 // HostPort fails path unless s is host:port (hostport.Check). A listen
 // address may leave the host empty and use port 0.
@@ -76,4 +100,43 @@ func InFile(path string, err error) error {
 		return es
 	}
 	return fmt.Errorf("%s: %w", path, err)
+}
+
+// Lines fills in, from the document data, the line of each problem of an
+// Errors that names a field but no line: the problems found after
+// parsing, such as a key file a field names that cannot be read. Any
+// other error is returned as it is.
+func Lines(data []byte, err error) error {
+	var es Errors
+	if !errors.As(err, &es) {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return es
+	}
+	for _, e := range es {
+		if e.Line == 0 && e.Path != "" {
+			e.Line = LineOf(&root, e.Path)
+		}
+	}
+	return es
+}
+
+// LoadFile reads the config file at path (at most max bytes) and parses
+// it; then, unless resolve is nil, resolve reads the files it names.
+// Every error names the file, and each problem its line.
+func LoadFile[C any](path string, max int, parse func([]byte) (*C, error), resolve func(*C) error) (*C, error) {
+	data, err := ReadFile(path, max)
+	if err != nil {
+		return nil, err
+	}
+	c, err := parse(data)
+	if err == nil && resolve != nil {
+		err = Lines(data, resolve(c))
+	}
+	if err != nil {
+		return nil, InFile(path, err)
+	}
+	return c, nil
 }

@@ -1,17 +1,13 @@
-// Package yamlcheck is the strict half of reading a YAML config file that
-// yaml.v3 leaves out: it walks the document against the struct it will be
-// decoded into and names the first unknown, repeated or wrongly shaped
-// field with its line; it finds the line of any field path; and it holds
-// the errors that name a field and the Parser that collects them, shared
-// by the gateway's and bunny's config packages (relay's workers file uses
-// its Strict decoding).
 package yamlcheck
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +21,9 @@ type FieldError struct {
 	Line int
 	Path string // such as "peers[0].publicKey"
 	Msg  string
+	// meant is, for an unknown field, the path of the absent field it
+	// is a near miss of: a problem there is this one's consequence.
+	meant string
 }
 
 func (e *FieldError) Error() string {
@@ -50,6 +49,15 @@ func (e *FieldError) Error() string {
 // Errors is every problem found in a file, in file order.
 type Errors []*FieldError
 
+// Unwrap gives errors.Is and errors.As each problem.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
 func (es Errors) Error() string {
 	lines := make([]string, len(es))
 	for i, e := range es {
@@ -61,28 +69,71 @@ func (es Errors) Error() string {
 	return fmt.Sprintf("invalid configuration (%d problems):\n  %s", len(es), strings.Join(lines, "\n  "))
 }
 
-// Known walks the YAML tree against the struct type t and reports the
-// first field that t does not have, with its line and the fields it does.
+// sorted orders es by line, stably; problems without a line go last.
+func (es Errors) sorted() Errors {
+	out := slices.Clone(es)
+	slices.SortStableFunc(out, func(a, b *FieldError) int {
+		switch {
+		case a.Line == b.Line:
+			return 0
+		case a.Line == 0:
+			return 1
+		case b.Line == 0:
+			return -1
+		}
+		return a.Line - b.Line
+	})
+	return out
+}
+
+// Known walks the YAML tree against the struct type t and reports every
+// field that t does not have (with its line, the fields it does have, and
+// the one it may have meant), every field given twice, and every value of
+// the wrong shape. The error is an Errors, nil when there is no problem.
 func Known(n *yaml.Node, t reflect.Type, path string) error {
+	var w walker
+	w.walk(n, t, path)
+	if len(w.errs) == 0 {
+		return nil
+	}
+	return w.errs
+}
+
+// walker collects Known's problems. fatal is set by any problem other
+// than an unknown field: one that keeps the document from decoding.
+type walker struct {
+	errs  Errors
+	fatal bool
+}
+
+func (w *walker) fail(line int, path, msg string) {
+	w.errs = append(w.errs, &FieldError{Line: line, Path: path, Msg: msg})
+	w.fatal = true
+}
+
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.DocumentNode {
-		if len(n.Content) == 0 {
-			return nil
+		if len(n.Content) > 0 {
+			w.walk(n.Content[0], t, path)
 		}
-		return Known(n.Content[0], t, path)
+		return
 	}
 	if n.Kind == yaml.AliasNode {
-		return &FieldError{Line: n.Line, Path: path, Msg: "YAML aliases are not supported here"}
+		w.fail(n.Line, path, "YAML aliases are not supported here")
+		return
 	}
+	null := n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 	switch t.Kind() {
 	case reflect.Struct:
+		if null {
+			return
+		}
 		if n.Kind != yaml.MappingNode {
-			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-				return nil
-			}
-			return &FieldError{Line: n.Line, Path: path, Msg: "want a mapping of fields, got " + describeNode(n)}
+			w.fail(n.Line, path, "want a mapping of fields, got "+describeNode(n))
+			return
 		}
 		fields := map[string]reflect.StructField{}
 		var names []string
@@ -101,41 +152,106 @@ func Known(n *yaml.Node, t reflect.Type, path string) error {
 			k, v := n.Content[i], n.Content[i+1]
 			f, ok := fields[k.Value]
 			if !ok {
-				hint := ""
-				for _, name := range names {
-					if strings.EqualFold(name, k.Value) {
-						hint = fmt.Sprintf(" (did you mean %q? field names are case-sensitive)", name)
-					}
+				meant, h := hint(k.Value, names)
+				e := &FieldError{Line: k.Line, Path: join(path, k.Value),
+					Msg: fmt.Sprintf("unknown field%s; known fields of %s: %s", h, orRoot(path), strings.Join(names, ", "))}
+				if meant != "" && !hasKey(n, meant) {
+					e.meant = join(path, meant)
 				}
-				return &FieldError{Line: k.Line, Path: join(path, k.Value),
-					Msg: fmt.Sprintf("unknown field%s; known fields of %s: %s", hint, orRoot(path), strings.Join(names, ", "))}
+				w.errs = append(w.errs, e)
+				continue
 			}
 			if seen[k.Value] {
-				return &FieldError{Line: k.Line, Path: join(path, k.Value), Msg: "appears twice"}
+				w.fail(k.Line, join(path, k.Value), "appears twice")
+				continue
 			}
 			seen[k.Value] = true
-			if err := Known(v, f.Type, join(path, k.Value)); err != nil {
-				return err
+			w.walk(v, f.Type, join(path, k.Value))
+		}
+	case reflect.Map:
+		if null {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			w.fail(n.Line, path, "want a mapping, got "+describeNode(n))
+			return
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				w.fail(k.Line, path, "want a name as the key, got "+describeNode(k))
+				continue
 			}
+			if seen[k.Value] {
+				w.fail(k.Line, join(path, k.Value), "appears twice")
+				continue
+			}
+			seen[k.Value] = true
+			w.walk(v, t.Elem(), join(path, k.Value))
 		}
 	case reflect.Slice:
-		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-			return nil
+		if null {
+			return
 		}
 		if n.Kind != yaml.SequenceNode {
-			return &FieldError{Line: n.Line, Path: path, Msg: "want a list, got " + describeNode(n)}
+			w.fail(n.Line, path, "want a list, got "+describeNode(n))
+			return
 		}
 		for i, c := range n.Content {
-			if err := Known(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
+			w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return &FieldError{Line: n.Line, Path: path, Msg: "want a single value, got " + describeNode(n)}
+			w.fail(n.Line, path, "want a single value, got "+describeNode(n))
 		}
 	}
-	return nil
+}
+
+// hint is the field an unknown field name may have meant and the "did
+// you mean" saying so, or "".
+func hint(name string, known []string) (meant, msg string) {
+	for _, k := range known {
+		if strings.EqualFold(k, name) {
+			return k, fmt.Sprintf(" (did you mean %q? field names are case-sensitive)", k)
+		}
+	}
+	if s := Suggest(name, known); s != "" {
+		return s, fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return "", ""
+}
+
+// hasKey reports whether the mapping n has the key name.
+func hasKey(n *yaml.Node, name string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == name {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutConsequences drops the problems at a field that is absent
+// because an unknown field near its name stands in its place: "did you
+// mean" already says what is wrong there.
+func (es Errors) withoutConsequences() Errors {
+	meant := map[string]bool{}
+	for _, e := range es {
+		if e.meant != "" {
+			meant[e.meant] = true
+		}
+	}
+	if len(meant) == 0 {
+		return es
+	}
+	var out Errors
+	for _, e := range es {
+		if !meant[e.Path] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func describeNode(n *yaml.Node) string {
@@ -227,40 +343,84 @@ func splitPath(path string) []string {
 }
 
 // Decode reads a YAML document strictly into out (a pointer to the raw
-// struct a config package parses from): a syntax error, an empty file,
-// and an unknown, repeated or wrongly shaped field are each an Errors
-// naming the field and line. It returns the document's tree, for LineOf.
+// struct a config package parses from): a syntax error, an empty file, a
+// second document, and every unknown, repeated or wrongly shaped field
+// are an Errors naming the field and line. It returns the document's
+// tree, for LineOf.
 func Decode(data []byte, out any) (*yaml.Node, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	root, errs, _ := decode(data, out)
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	if len(root.Content) == 0 {
-		return nil, Errors{{Msg: "the file is empty"}}
-	}
-	if err := Known(&root, reflect.TypeOf(out), ""); err != nil {
-		var fe *FieldError
-		if errors.As(err, &fe) {
-			return nil, Errors{fe}
-		}
-		return nil, Errors{{Msg: err.Error()}}
-	}
-	if _, err := Strict(data, out); err != nil {
-		return nil, Errors{{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
-	}
-	return &root, nil
+	return root, nil
 }
 
-// Strict decodes the first YAML document of data into out with yaml.v3's
-// KnownFields, so that a field out does not have is an error, and reports
-// whether another well-formed document follows it. The error is io.EOF
-// when data holds no document, else yaml.v3's.
-func Strict(data []byte, out any) (more bool, err error) {
+// decode is Decode that also says whether out was filled in despite the
+// problems: when every problem is an unknown field, out holds the rest
+// of the document, so that a parser can report its problems too.
+func decode(data []byte, out any) (root *yaml.Node, errs Errors, filled bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil {
-		return false, err
+	root = new(yaml.Node)
+	if err := dec.Decode(root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{Msg: "the file is empty"}}, false
+		}
+		return nil, yamlErrors(err), false
+	}
+	if len(root.Content) == 0 {
+		return nil, Errors{{Msg: "the file is empty"}}, false
 	}
 	var next yaml.Node
-	return dec.Decode(&next) == nil, nil
+	switch err := dec.Decode(&next); {
+	case err == nil && !emptyDocument(&next):
+		errs = append(errs, &FieldError{Line: next.Line, Msg: "a second YAML document; the file holds one (remove the '---' or put everything in the first)"})
+	case err != nil && !errors.Is(err, io.EOF):
+		errs = append(errs, yamlErrors(err)...)
+	}
+	var w walker
+	w.walk(root, reflect.TypeOf(out), "")
+	errs = append(errs, w.errs...)
+	if w.fatal {
+		return root, errs, false
+	}
+	if err := root.Decode(out); err != nil {
+		return root, append(errs, yamlErrors(err)...), false
+	}
+	return root, errs, true
+}
+
+// emptyDocument reports whether n is a document with nothing in it, as a
+// trailing "---" makes.
+func emptyDocument(n *yaml.Node) bool {
+	if len(n.Content) == 0 {
+		return true
+	}
+	c := n.Content[0]
+	return len(n.Content) == 1 && c.Kind == yaml.ScalarNode && c.Tag == "!!null" && c.Value == ""
+}
+
+var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// yamlErrors turns yaml.v3's error into Errors, one per problem it lists,
+// each with its line.
+func yamlErrors(err error) Errors {
+	s := strings.TrimPrefix(err.Error(), "yaml: ")
+	s = strings.TrimPrefix(s, "unmarshal errors:\n")
+	var es Errors
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		e := &FieldError{Msg: l}
+		if m := yamlLineRE.FindStringSubmatch(l); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Msg = m[2]
+		}
+		es = append(es, e)
+	}
+	if len(es) == 0 {
+		es = Errors{{Msg: s}}
+	}
+	return es
 }

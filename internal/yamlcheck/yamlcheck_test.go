@@ -2,6 +2,7 @@ package yamlcheck
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,9 +16,10 @@ type inner struct {
 }
 
 type doc struct {
-	Name  string  `yaml:"name"`
-	Items []inner `yaml:"items"`
-	One   inner   `yaml:"one"`
+	Name   string           `yaml:"name"`
+	Items  []inner          `yaml:"items"`
+	One    inner            `yaml:"one"`
+	ByName map[string]inner `yaml:"byName"`
 }
 
 func TestKnown(t *testing.T) {
@@ -28,7 +30,9 @@ func TestKnown(t *testing.T) {
 	}{
 		{"fine", "name: a\nitems:\n  - port: 1\n    tags: [x]\none: {port: 2}\n", 0, "", ""},
 		{"empty values", "name:\nitems:\none:\n", 0, "", ""},
-		{"unknown top", "name: a\nnmae: b\n", 2, "nmae", "unknown field; known fields of the top level: items, name, one"},
+		{"unknown top", "name: a\nnmae: b\n", 2, "nmae", `unknown field (did you mean "name"?); known fields of the top level: byName, items, name, one`},
+		{"unknown, nothing near", "name: a\nzzz: b\n", 2, "zzz", "unknown field; known fields of the top level: byName, items, name, one"},
+		{"near miss", "one: {prot: 1}\n", 1, "one.prot", `unknown field (did you mean "port"?)`},
 		{"unknown nested", "items:\n  - port: 1\n    prot: 2\n", 3, "items[0].prot", "known fields of items[0]: port, tags"},
 		{"case", "Name: a\n", 1, "Name", `did you mean "name"?`},
 		{"twice", "name: a\nname: b\n", 2, "name", "appears twice"},
@@ -36,6 +40,9 @@ func TestKnown(t *testing.T) {
 		{"scalar for list", "items: x\n", 1, "items", `want a list, got "x"`},
 		{"list for scalar", "name: [a]\n", 1, "name", "want a single value, got a list"},
 		{"alias", "one: &a {port: 1}\nname: *a\n", 2, "name", "aliases are not supported"},
+		{"scalar for map", "byName: x\n", 1, "byName", `want a mapping, got "x"`},
+		{"key twice in a map", "byName:\n  a: {port: 1}\n  a: {port: 2}\n", 3, "byName.a", "appears twice"},
+		{"unknown in a map value", "byName:\n  a: {prt: 1}\n", 2, "byName.a.prt", `did you mean "port"?`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var root yaml.Node
@@ -57,6 +64,32 @@ func TestKnown(t *testing.T) {
 				t.Fatalf("got line %d path %q msg %q; want line %d path %q msg containing %q", fe.Line, fe.Path, fe.Msg, tc.line, tc.path, tc.msg)
 			}
 		})
+	}
+}
+
+// Known reports every problem, not the first.
+func TestKnownEveryProblem(t *testing.T) {
+	var root yaml.Node
+	src := "nmae: a\nitems:\n  - prot: 1\n  - port: [x]\none: {tag: [y]}\n"
+	if err := yaml.Unmarshal([]byte(src), &root); err != nil {
+		t.Fatal(err)
+	}
+	err := Known(&root, reflect.TypeOf(doc{}), "")
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Path))
+	}
+	if want := "[1 nmae 3 items[0].prot 4 items[1].port 5 one.tag]"; fmt.Sprint(got) != want {
+		t.Fatalf("problems %v, want %s:\n%v", got, want, err)
+	}
+	for _, s := range []string{`nmae: unknown field (did you mean "name"?)`, `prot: unknown field (did you mean "port"?)`, `one.tag: unknown field (did you mean "tags"?)`} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("lacks %q:\n%v", s, err)
+		}
 	}
 }
 
@@ -95,10 +128,19 @@ func TestDecode(t *testing.T) {
 	if err != nil || d.Name != "a" || len(d.Items) != 1 || d.Items[0].Port != "7" || LineOf(root, "items[0].port") != 3 {
 		t.Fatalf("decode: %+v, %v", d, err)
 	}
+	// Document markers that add no second document.
+	for _, in := range []string{"---\nname: a\n", "name: a\n---\n", "name: a\n...\n", "name: a\n---\n# nothing\n"} {
+		if _, err := Decode([]byte(in), &doc{}); err != nil {
+			t.Errorf("Decode(%q): %v", in, err)
+		}
+	}
 	for in, want := range map[string]string{
-		"":                "the file is empty",
-		"name: [":         "did not find expected node content",
-		"name: a\nx: 1\n": "2: x: unknown field",
+		"":                           "the file is empty",
+		"name: [":                    "did not find expected node content",
+		"name: a\nx: 1\n":            "2: x: unknown field",
+		"name: a\n---\nname: b\n":    "2: a second YAML document",
+		"name: a\n  b: c\n":          "2: mapping values are not allowed",
+		"items: [a]\none: {port: 1}": "1: items[0]: want a mapping of fields",
 	} {
 		var d doc
 		_, err := Decode([]byte(in), &d)

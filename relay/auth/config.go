@@ -3,14 +3,12 @@ package auth
 import (
 	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
@@ -137,9 +135,26 @@ func readFiles(path string) ([]file, error) {
 	return files, nil
 }
 
-// Parse parses one workers file; name is used in errors.
+// Parse parses one workers file; name is used in errors. A value still
+// marked REPLACE is a problem.
 func Parse(name string, data []byte) (*Config, error) {
-	return parseFiles([]file{{name, data}})
+	return parseFilesWith([]file{{name, data}}, yamlcheck.Options{})
+}
+
+// ParseTemplate is Parse that lets values marked REPLACE through: the
+// check of a shipped manifest before it is edited.
+func ParseTemplate(name string, data []byte) (*Config, error) {
+	return parseFilesWith([]file{{name, data}}, yamlcheck.Options{AllowPlaceholders: true})
+}
+
+// LoadTemplate is Load that lets values marked REPLACE through (`relay
+// workers check --offline --allow-placeholders`).
+func LoadTemplate(path string) (*Config, error) {
+	files, err := readFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseFilesWith(files, yamlcheck.Options{AllowPlaceholders: true})
 }
 
 type rawFile struct {
@@ -147,122 +162,137 @@ type rawFile struct {
 }
 
 type rawWorker struct {
-	Name   yaml.Node              `yaml:"name"`
-	Pins   []yaml.Node            `yaml:"pins"`
-	Queues map[string][]yaml.Node `yaml:"queues"`
+	Name   string              `yaml:"name"`
+	Pins   []string            `yaml:"pins"`
+	Queues map[string][]string `yaml:"queues"`
 }
 
-func parseFiles(files []file) (*Config, error) {
-	c := &Config{byPin: map[keys.Pin]*Worker{}}
-	names := map[string]string{}      // worker → where
-	pinOwner := map[keys.Pin]string{} // pin → worker
+func parseFiles(files []file) (*Config, error) { return parseFilesWith(files, yamlcheck.Options{}) }
+
+// parseFilesWith parses every file, reporting every problem of every file
+// at once (an Errors, each naming its file, line and field). A worker
+// name or a pin given twice is a problem even across files.
+func parseFilesWith(files []file, opts yamlcheck.Options) (*Config, error) {
+	ws := &workersParser{
+		c:        &Config{byPin: map[keys.Pin]*Worker{}},
+		names:    map[string]string{},
+		pinOwner: map[keys.Pin]string{},
+	}
+	var all yamlcheck.Errors
 	for _, f := range files {
-		var raw rawFile
-		more, err := yamlcheck.Strict(f.data, &raw)
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: empty; want a 'workers:' list", f.name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s", f.name, explainYAML(err))
-		}
-		if more {
-			return nil, fmt.Errorf("%s: more than one YAML document; put every worker in one 'workers:' list", f.name)
-		}
-		for i, rw := range raw.Workers {
-			at := fmt.Sprintf("%s: workers[%d]", f.name, i)
-			w, err := parseWorker(at, rw)
-			if err != nil {
-				return nil, err
+		ws.file = f.name
+		_, err := yamlcheck.ParseWith(f.data, opts, func(p *yamlcheck.Parser, raw *rawFile) *Config {
+			for i := range raw.Workers {
+				ws.worker(p, fmt.Sprintf("workers[%d]", i), &raw.Workers[i])
 			}
-			if prev, dup := names[w.Name]; dup {
-				return nil, fmt.Errorf("%s: name %q is also used by %s", at, w.Name, prev)
-			}
-			names[w.Name] = at
-			for _, p := range w.Pins {
-				if other, dup := pinOwner[p]; dup {
-					return nil, fmt.Errorf("%s (%s): pin %s is also worker %s's; a key identifies one worker", at, w.Name, p, other)
-				}
-				pinOwner[p] = w.Name
-				c.byPin[p] = w
-			}
-			c.Workers = append(c.Workers, w)
+			return ws.c
+		})
+		var es yamlcheck.Errors
+		if errors.As(yamlcheck.InFile(f.name, err), &es) {
+			all = append(all, es...)
+		} else if err != nil {
+			return nil, err
 		}
 	}
-	if len(c.Workers) == 0 {
-		return nil, fmt.Errorf("%s: no workers defined; relay would refuse every worker", files[0].name)
+	if len(all) == 0 && len(ws.c.Workers) == 0 {
+		all = append(all, &yamlcheck.FieldError{File: files[0].name, Path: "workers", Msg: "no workers defined; relay would refuse every worker"})
 	}
-	return c, nil
+	if len(all) > 0 {
+		return nil, all
+	}
+	return ws.c, nil
 }
 
-func parseWorker(at string, rw rawWorker) (*Worker, error) {
-	line := func(n *yaml.Node) string {
-		if n.Line > 0 {
-			return fmt.Sprintf(" (line %d)", n.Line)
+// workersParser holds what parsing one file needs from the files before
+// it: the names and pins already taken, and where.
+type workersParser struct {
+	c        *Config
+	file     string            // the file being parsed
+	names    map[string]string // worker → "file:line"
+	pinOwner map[keys.Pin]string
+}
+
+func (ws *workersParser) where(p *yamlcheck.Parser, path string) string {
+	return fmt.Sprintf("%s:%d", ws.file, p.Line(path))
+}
+
+func (ws *workersParser) worker(p *yamlcheck.Parser, at string, rw *rawWorker) {
+	w := &Worker{Name: strings.TrimSpace(rw.Name), Queues: map[string][]Action{}}
+	ok := true
+	fail := func(path, format string, args ...any) {
+		p.Fail(path, format, args...)
+		ok = false
+	}
+	switch nameErr := proto.CheckName("worker", w.Name); {
+	case w.Name == "":
+		fail(at+".name", "required: every worker needs a name")
+	case nameErr != nil:
+		fail(at+".name", "%v", nameErr)
+	default:
+		if prev, dup := ws.names[w.Name]; dup {
+			fail(at+".name", "%q is also the name of the worker at %s", w.Name, prev)
+		} else {
+			ws.names[w.Name] = ws.where(p, at+".name")
 		}
-		return ""
 	}
-	if rw.Name.Kind != yaml.ScalarNode || rw.Name.Value == "" {
-		return nil, fmt.Errorf("%s.name: missing; every worker needs a name", at)
-	}
-	w := &Worker{Name: rw.Name.Value, Queues: map[string][]Action{}}
-	if err := proto.CheckName("worker", w.Name); err != nil {
-		return nil, fmt.Errorf("%s.name%s: %v", at, line(&rw.Name), err)
-	}
-	at = fmt.Sprintf("%s (%s)", at, w.Name)
 	if len(rw.Pins) == 0 {
-		return nil, fmt.Errorf("%s.pins: missing; list the sha256/… pin of each identity the worker may use (tunnel keys pin identity.crt prints it)", at)
+		fail(at+".pins", "required: list the sha256/… pin of each identity the worker may use (`tunnel keys pin identity.crt` prints it)")
 	}
-	for j := range rw.Pins {
-		n := &rw.Pins[j]
-		if n.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("%s.pins[%d]%s: want a sha256/… string", at, j, line(n))
+	for j, s := range rw.Pins {
+		path := fmt.Sprintf("%s.pins[%d]", at, j)
+		pin, err := keys.ParsePin(strings.TrimSpace(s))
+		switch {
+		case err != nil:
+			fail(path, "%v", err)
+		case slices.Contains(w.Pins, pin):
+			fail(path, "%s is listed twice", pin)
+		case ws.pinOwner[pin] != "":
+			fail(path, "%s is also worker %s's; a key identifies one worker", pin, ws.pinOwner[pin])
+		default:
+			// Taken even if this worker has other problems, so that a
+			// later worker with the same pin is reported too.
+			w.Pins = append(w.Pins, pin)
+			ws.pinOwner[pin] = w.Name
 		}
-		p, err := keys.ParsePin(n.Value)
-		if err != nil {
-			return nil, fmt.Errorf("%s.pins[%d]%s: %v", at, j, line(n), err)
-		}
-		if slices.Contains(w.Pins, p) {
-			return nil, fmt.Errorf("%s.pins[%d]%s: %s is listed twice", at, j, line(n), p)
-		}
-		w.Pins = append(w.Pins, p)
 	}
 	if len(rw.Queues) == 0 {
-		return nil, fmt.Errorf("%s.queues: missing; map each queue the worker may use to its actions, e.g. default: [lease, heartbeat, complete, fail]", at)
+		fail(at+".queues", "required: map each queue the worker may use to its actions, such as default: [lease, heartbeat, complete, fail]")
 	}
-	for q, list := range rw.Queues {
+	known := make([]string, 0, len(actions()))
+	for _, a := range actions() {
+		known = append(known, string(a))
+	}
+	for _, q := range slices.Sorted(maps.Keys(rw.Queues)) {
+		path := at + ".queues." + q
 		if err := proto.CheckName("queue", q); err != nil {
-			return nil, fmt.Errorf("%s.queues: %v", at, err)
+			fail(path, "%v", err)
+			continue
 		}
+		list := rw.Queues[q]
 		if len(list) == 0 {
-			return nil, fmt.Errorf("%s.queues.%s: no actions; list some of lease, heartbeat, complete, fail (or remove the queue)", at, q)
+			fail(path, "no actions; list some of lease, heartbeat, complete, fail (or remove the queue)")
 		}
-		for k := range list {
-			n := &list[k]
-			a := Action(n.Value)
-			if n.Kind != yaml.ScalarNode || !slices.Contains(actions(), a) {
-				return nil, fmt.Errorf("%s.queues.%s[%d]%s: unknown action %q; want lease, heartbeat, complete or fail", at, q, k, line(n), n.Value)
+		for k, s := range list {
+			a := Action(strings.TrimSpace(s))
+			switch {
+			case !slices.Contains(actions(), a):
+				hint := ""
+				if m := yamlcheck.Suggest(string(a), known); m != "" {
+					hint = fmt.Sprintf(" (did you mean %q?)", m)
+				}
+				fail(fmt.Sprintf("%s[%d]", path, k), "unknown action %q%s; want lease, heartbeat, complete or fail", s, hint)
+			case slices.Contains(w.Queues[q], a):
+				fail(fmt.Sprintf("%s[%d]", path, k), "%s is listed twice", a)
+			default:
+				w.Queues[q] = append(w.Queues[q], a)
 			}
-			if slices.Contains(w.Queues[q], a) {
-				return nil, fmt.Errorf("%s.queues.%s[%d]%s: %s is listed twice", at, q, k, line(n), a)
-			}
-			w.Queues[q] = append(w.Queues[q], a)
 		}
 	}
-	return w, nil
-}
-
-// explainYAML rewrites yaml.v3's errors in terms of the file, not of Go
-// types.
-func explainYAML(err error) string {
-	s := strings.TrimPrefix(err.Error(), "yaml: ")
-	s = strings.ReplaceAll(s, "unmarshal errors:\n  ", "")
-	s = strings.ReplaceAll(s, "\n  ", "; ")
-	s = strings.ReplaceAll(s, "not found in type auth.rawFile", "is unknown at the top level (known: workers)")
-	s = strings.ReplaceAll(s, "not found in type auth.rawWorker", "is unknown in a worker (known: name, pins, queues)")
-	s = strings.ReplaceAll(s, "into auth.rawFile", "into the top level (want a mapping with 'workers:')")
-	s = strings.ReplaceAll(s, "into []auth.rawWorker", "into workers (want a list)")
-	s = strings.ReplaceAll(s, "into auth.rawWorker", "into a worker (want a mapping of name, pins, queues)")
-	s = strings.ReplaceAll(s, "into []yaml.Node", "into a list")
-	s = strings.ReplaceAll(s, "into map[string][]yaml.Node", "into queues (want a mapping of queue to actions)")
-	return s
+	if !ok {
+		return
+	}
+	for _, pin := range w.Pins {
+		ws.c.byPin[pin] = w
+	}
+	ws.c.Workers = append(ws.c.Workers, w)
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -67,32 +69,66 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"empty", ``, "empty"},
-		{"unknown top field", "worker: []", `field worker is unknown at the top level`},
-		{"unknown worker field", fmt.Sprintf("workers:\n  - name: b\n    pin: [%s]\n", p1), `line 3: field pin is unknown in a worker`},
-		{"no workers", "workers: []", "no workers defined"},
-		{"no name", fmt.Sprintf("workers:\n  - pins: [%s]\n    queues: {q: [lease]}\n", p1), "workers[0].name: missing"},
-		{"bad name", fmt.Sprintf("workers:\n  - name: a b\n    pins: [%s]\n    queues: {q: [lease]}\n", p1), "workers[0].name (line 2)"},
-		{"no pins", "workers:\n  - name: b\n    queues: {q: [lease]}\n", "workers[0] (b).pins: missing"},
-		{"bad pin", "workers:\n  - name: b\n    pins: [sha256/nope]\n    queues: {q: [lease]}\n", "workers[0] (b).pins[0] (line 3): parsing pin"},
-		{"pin twice", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s, %s]\n    queues: {q: [lease]}\n", p1, p1), "pins[1] (line 3): " + p1.String() + " is listed twice"},
-		{"no queues", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n", p1), "queues: missing"},
-		{"bad action", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues:\n      q: [lease, delete]\n", p1), `queues.q[1] (line 5): unknown action "delete"`},
-		{"no actions", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues: {q: []}\n", p1), "queues.q: no actions"},
+		{"empty", ``, "w.yaml: the file is empty"},
+		{"unknown top field", "worker: []", `w.yaml:1: worker: unknown field (did you mean "workers"?); known fields of the top level: workers`},
+		{"unknown worker field", fmt.Sprintf("workers:\n  - name: b\n    pin: [%s]\n", p1), `w.yaml:3: workers[0].pin: unknown field (did you mean "pins"?)`},
+		{"no workers", "workers: []", "w.yaml: workers: no workers defined"},
+		{"no name", fmt.Sprintf("workers:\n  - pins: [%s]\n    queues: {q: [lease]}\n", p1), "w.yaml:2: workers[0].name: required"},
+		{"bad name", fmt.Sprintf("workers:\n  - name: a b\n    pins: [%s]\n    queues: {q: [lease]}\n", p1), "w.yaml:2: workers[0].name: worker name"},
+		{"no pins", "workers:\n  - name: b\n    queues: {q: [lease]}\n", "workers[0].pins: required"},
+		{"bad pin", "workers:\n  - name: b\n    pins: [sha256/nope]\n    queues: {q: [lease]}\n", "w.yaml:3: workers[0].pins[0]: parsing pin"},
+		{"pin twice", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s, %s]\n    queues: {q: [lease]}\n", p1, p1), "w.yaml:3: workers[0].pins[1]: " + p1.String() + " is listed twice"},
+		{"no queues", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n", p1), "workers[0].queues: required"},
+		{"bad action", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues:\n      q: [lease, delete]\n", p1), `w.yaml:5: workers[0].queues.q[1]: unknown action "delete"`},
+		{"near-miss action", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues:\n      q: [lease, heartbaet]\n", p1), `unknown action "heartbaet" (did you mean "heartbeat"?)`},
+		{"no actions", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues: {q: []}\n", p1), "workers[0].queues.q: no actions"},
 		{"bad queue", fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues: {'a b': [lease]}\n", p1), "queue name"},
-		{"same name twice", fmt.Sprintf("workers:\n  - {name: b, pins: [%s], queues: {q: [lease]}}\n  - {name: b, pins: [%s], queues: {q: [lease]}}\n", p1, pin(t, "x")), `workers[1]: name "b" is also used by`},
+		{"same name twice", fmt.Sprintf("workers:\n  - {name: b, pins: [%s], queues: {q: [lease]}}\n  - {name: b, pins: [%s], queues: {q: [lease]}}\n", p1, pin(t, "x")), `w.yaml:3: workers[1].name: "b" is also the name of the worker at w.yaml:2`},
 		{"pin in two workers", fmt.Sprintf("workers:\n  - {name: a, pins: [%s], queues: {q: [lease]}}\n  - {name: b, pins: [%s], queues: {q: [lease]}}\n", p1, p1), "is also worker a's"},
-		{"duplicate key", "workers: []\nworkers: []\n", "already defined"},
-		{"workers not a list", "workers: 3\n", "into workers (want a list)"},
-		{"two documents", fmt.Sprintf("workers:\n  - {name: a, pins: [%s], queues: {q: [lease]}}\n---\nworkers: []\n", p1), "more than one YAML document"},
+		{"duplicate key", "workers: []\nworkers: []\n", "w.yaml:2: workers: appears twice"},
+		{"workers not a list", "workers: 3\n", `w.yaml:1: workers: want a list, got "3"`},
+		{"two documents", fmt.Sprintf("workers:\n  - {name: a, pins: [%s], queues: {q: [lease]}}\n---\nworkers: []\n", p1), "w.yaml:3: a second YAML document"},
+		{"placeholder", "workers:\n  - {name: a, pins: [sha256/REPLACE+with+bunnys+pin+tunnel+keys+pin+AAA=], queues: {q: [lease]}}\n", `w.yaml:2: workers[0].pins[0]: "sha256/REPLACE+with+bunnys+pin+tunnel+keys+pin+AAA=" is a placeholder`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("w.yaml", []byte(tt.yaml))
-			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "w.yaml") {
-				t.Fatalf("err = %v, want one starting with the file and mentioning %q", err, tt.want)
+			var es yamlcheck.Errors
+			if !errors.As(err, &es) || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "invalid configuration") {
+				t.Fatalf("err = %v, want the one format naming the file and mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Every problem of every file at once, in the gateway's and bunny's format.
+func TestParseEveryProblem(t *testing.T) {
+	p1 := pin(t, "a")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(fmt.Sprintf("workers:\n  - name: a\n    pins: [%s, sha256/nope]\n    queues: {q: [lease, leese]}\n  - nmae: c\n", p1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(fmt.Sprintf("workers:\n  - name: b\n    pins: [%s]\n    queues: {q: [lease]}\n", p1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(dir)
+	var es yamlcheck.Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors: %v", err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, fmt.Sprintf("%s:%d %s", filepath.Base(e.File), e.Line, e.Path))
+	}
+	want := "[a.yaml:3 workers[0].pins[1] a.yaml:4 workers[0].queues.q[1] a.yaml:5 workers[1].nmae a.yaml:5 workers[1].pins a.yaml:5 workers[1].queues b.yaml:3 workers[0].pins[0]]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("problems %v\nwant %s\n%v", got, want, err)
+	}
+	if !strings.HasPrefix(err.Error(), "invalid configuration (6 problems):\n  "+filepath.Join(dir, "a.yaml")+":3: workers[0].pins[1]: parsing pin") {
+		t.Fatalf("format: %v", err)
+	}
+	if _, err := LoadTemplate(dir); err == nil {
+		t.Fatal("LoadTemplate let a bad pin through")
 	}
 }
 
@@ -242,7 +278,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := Parse("f.yaml", in)
 		if err != nil {
-			if !strings.HasPrefix(err.Error(), "f.yaml") {
+			if !strings.Contains(err.Error(), "f.yaml") {
 				t.Fatalf("error does not name the file: %v", err)
 			}
 			return

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/tunnel-dev/tunnel/keys"
 )
@@ -61,3 +62,33 @@ func (p *Peer) keys() []keys.PublicKey {
 
 // Keys lists the keys a peer may use: its own and a staged successor.
 func (p *Peer) Keys() []keys.PublicKey { return p.keys() }
+
+// CheckKeys reads this gateway's private key and each peer's preshared
+// key file as the gateway will, and checks that no peer has this
+// gateway's own key; it returns this gateway's public key. The error is
+// an Errors naming each field with a problem.
+func CheckKeys(c *Config) (keys.PublicKey, error) {
+	var errs Errors
+	k, err := keys.LoadPrivateKey(c.Interface.PrivateKeyFile)
+	if err != nil {
+		errs = append(errs, &FieldError{Path: "interface.privateKeyFile", Msg: fmt.Sprintf("%v (use --offline to check the file alone)", err)})
+	}
+	var pub keys.PublicKey
+	if err == nil {
+		pub = k.Public()
+	}
+	for i, p := range c.Peers {
+		if err == nil && slices.Contains(p.Keys(), pub) {
+			errs = append(errs, &FieldError{Path: fmt.Sprintf("peers[%d]", i), Msg: fmt.Sprintf("peer %q has this gateway's own public key", p.Name)})
+		}
+		if p.PresharedKeyFile != "" {
+			if _, perr := keys.LoadPresharedKey(p.PresharedKeyFile); perr != nil {
+				errs = append(errs, &FieldError{Path: fmt.Sprintf("peers[%d].presharedKeyFile", i), Msg: perr.Error()})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return pub, errs
+	}
+	return pub, nil
+}

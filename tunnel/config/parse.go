@@ -23,31 +23,35 @@ type Errors = yamlcheck.Errors
 
 // Load reads and parses a configuration file, and the peer key files it
 // names.
-func Load(path string) (*Config, error) { return load(path, true) }
+func Load(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, ResolveFiles)
+}
 
 // LoadOffline reads and parses a configuration file alone, without the
 // key files it names (peers given by publicKeyFile keep a zero Key).
-func LoadOffline(path string) (*Config, error) { return load(path, false) }
+func LoadOffline(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, Parse, nil)
+}
 
-func load(path string, resolve bool) (*Config, error) {
-	data, err := yamlcheck.ReadFile(path, MaxFileSize)
-	if err != nil {
-		return nil, err
-	}
-	c, err := Parse(data)
-	if err == nil && resolve {
-		err = ResolveFiles(c)
-	}
-	if err != nil {
-		return nil, yamlcheck.InFile(path, err)
-	}
-	return c, nil
+// LoadTemplate is LoadOffline that lets values marked REPLACE through:
+// the check of a shipped manifest before it is edited (`tunnel config
+// check --offline --allow-placeholders`).
+func LoadTemplate(path string) (*Config, error) {
+	return yamlcheck.LoadFile(path, MaxFileSize, ParseTemplate, nil)
 }
 
 // Parse parses and validates a configuration. The error is an Errors
-// listing every problem, each naming its field and line.
-func Parse(data []byte) (*Config, error) {
-	return yamlcheck.Parse(data, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
+// listing every problem, each naming its field and line; a value still
+// marked REPLACE is one.
+func Parse(data []byte) (*Config, error) { return parse(data, yamlcheck.Options{}) }
+
+// ParseTemplate is Parse that lets values marked REPLACE through.
+func ParseTemplate(data []byte) (*Config, error) {
+	return parse(data, yamlcheck.Options{AllowPlaceholders: true})
+}
+
+func parse(data []byte, opts yamlcheck.Options) (*Config, error) {
+	return yamlcheck.ParseWith(data, opts, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
 }
 
 // parser converts a rawConfig, collecting every problem.

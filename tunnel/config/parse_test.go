@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/keys"
 )
 
 const goodConfig = `
@@ -177,6 +179,41 @@ func TestParseCollectsEveryProblem(t *testing.T) {
 	}
 }
 
+// Unknown fields come with every other problem, in file order, each with
+// "did you mean" when it is a near miss; placeholders are problems too
+// except in a template.
+func TestParseUnknownFieldsWithTheRest(t *testing.T) {
+	in := strings.NewReplacer("    listen: 127.0.0.1:8000", "    lisen: 127.0.0.1:8000", "port: 7000", "port: 0",
+		"  - name: other", "  - nmae: other").Replace(goodConfig)
+	_, err := Parse([]byte(in))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Path))
+	}
+	// Not "forward[0].listen: required": the near miss says it.
+	want := "[12 peers[1].nmae 18 expose[0].port 24 forward[0].lisen 25 forward[0].peer]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("problems %v, want %s:\n%v", got, want, err)
+	}
+	for _, w := range []string{`forward[0].lisen: unknown field (did you mean "listen"?)`, `peers[1].nmae: unknown field (did you mean "name"?)`, "4 problems"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
+		}
+	}
+
+	in = strings.Replace(goodConfig, "gw.example.com:51820", "gw-REPLACE.example.com:51820", 1)
+	if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), `9: peers[0].endpoint: "gw-REPLACE.example.com:51820" is a placeholder`) {
+		t.Fatalf("placeholder: %v", err)
+	}
+	if c, err := ParseTemplate([]byte(in)); err != nil || c.Peers[0].Endpoint != "gw-REPLACE.example.com:51820" {
+		t.Fatalf("template: %v", err)
+	}
+}
+
 func TestLoadNamesTheFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gw.yaml")
@@ -295,5 +332,27 @@ func TestPeerKeyFiles(t *testing.T) {
 	}
 	if _, err := Parse([]byte(fmt.Sprintf("interface: {privateKeyFile: x, addresses: [10.99.0.1]}\npeers: [{name: a, publicKey: %s, nextPublicKey: %s, allowedIPs: [10.99.0.2/32]}]\n", k1, k1))); err == nil {
 		t.Fatal("successor equal to the key")
+	}
+}
+
+// CheckKeys reports every problem with the keys the gateway would read,
+// each naming its field.
+func TestCheckKeys(t *testing.T) {
+	dir := t.TempDir()
+	pub, err := keys.WriteKeyPair(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := strings.NewReplacer("/keys/private.key", filepath.Join(dir, keys.PrivateKeyFile),
+		"6B0U4PKrk3dBsB+mr5Pe2gqlyBWLj0Nqsmdq8kN3OyU=", pub.String(),
+		"    allowedIPs: [10.99.0.3/32]", "    allowedIPs: [10.99.0.3/32]\n    presharedKeyFile: "+filepath.Join(dir, "missing.psk")).Replace(goodConfig)
+	c, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := CheckKeys(c)
+	var es Errors
+	if got != pub || !errors.As(err, &es) || len(es) != 2 || es[0].Path != "peers[0]" || !strings.Contains(es[0].Msg, "this gateway's own public key") || es[1].Path != "peers[1].presharedKeyFile" {
+		t.Fatalf("CheckKeys: %v %v", got, err)
 	}
 }

@@ -4,6 +4,7 @@
 //
 //	bunny run --config /etc/bunny/bunny.yaml
 //	bunny config check /etc/bunny/bunny.yaml
+//	bunny handler echo --listen 127.0.0.1:8081
 package main
 
 import (
@@ -17,8 +18,9 @@ import (
 )
 
 type commands struct {
-	Run    runCmd    `cmd:"" help:"Run the worker: lease jobs from relay, run them, return the results; drain on SIGTERM."`
-	Config configCmd `cmd:"" help:"Check a configuration file."`
+	Run     runCmd     `cmd:"" help:"Run the worker: lease jobs from relay, run them, return the results; drain on SIGTERM."`
+	Config  configCmd  `cmd:"" help:"Check a configuration file."`
+	Handler handlerCmd `cmd:"" help:"Job handlers bunny carries itself."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

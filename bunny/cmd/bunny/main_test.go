@@ -121,6 +121,24 @@ func TestBadConfigExits2(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "valid") || !strings.Contains(stdout, "at most 2 jobs") {
 		t.Fatalf("config check --offline: %d %q", code, stdout)
 	}
+	// A value marked REPLACE passes only --offline --allow-placeholders.
+	text, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := filepath.Join(t.TempDir(), "tmpl.yaml")
+	if err := os.WriteFile(tmpl, []byte(strings.Replace(string(text), "127.0.0.1:9", "relay-REPLACE:7443", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runInProcess("config", "check", "--offline", tmpl); code != 2 || !strings.Contains(stderr, "relay.address") || !strings.Contains(stderr, "is a placeholder") {
+		t.Fatalf("placeholder: %d %q", code, stderr)
+	}
+	if code, _, stderr := runInProcess("config", "check", "--allow-placeholders", tmpl); code != 2 || !strings.Contains(stderr, "needs --offline") {
+		t.Fatalf("--allow-placeholders alone: %d %q", code, stderr)
+	}
+	if code, stdout, stderr := runInProcess("config", "check", "--offline", "--allow-placeholders", tmpl); code != 0 || !strings.Contains(stdout, "valid") {
+		t.Fatalf("--offline --allow-placeholders: %d %q", code, stderr)
+	}
 	if code, stdout, _ := runInProcess("--version"); code != 0 || strings.TrimSpace(stdout) != "bunny "+buildinfo.Read().String() {
 		t.Fatalf("--version: %d %q", code, stdout)
 	}
@@ -146,6 +164,7 @@ func buildBunny(t *testing.T) string {
 type proc struct {
 	cmd    *exec.Cmd
 	admin  chan string
+	echo   chan string // bunny handler echo's URL
 	exited chan struct{}
 	logs   testutil.Buffer
 	err    error
@@ -162,14 +181,17 @@ func startBunny(t *testing.T, bin string, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, admin: make(chan string, 1), exited: make(chan struct{})}
+	p := &proc{cmd: cmd, admin: make(chan string, 1), echo: make(chan string, 1), exited: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			fmt.Fprintf(&p.logs, "%s\n", sc.Bytes())
-			var rec struct{ Msg, Addr string }
+			var rec struct{ Msg, Addr, URL string }
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "admin server listening" {
 				p.admin <- "http://" + rec.Addr
+			}
+			if rec.Msg == "echo handler listening" {
+				p.echo <- rec.URL
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -302,5 +324,41 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	if n := r.Metric("relay_completions_total", nil); n != 6 {
 		t.Errorf("relay counted %v completions of 6 jobs", n)
+	}
+}
+
+// The smoke test needs nothing but bunny's binary: `bunny handler echo`
+// is the queue's http handler, and a job's payload comes back as its
+// result through relay.
+func TestEchoHandlerSmoke(t *testing.T) {
+	bin := buildBunny(t)
+	f := newFiles(t)
+	r := relaytest.Start(t, relaytest.Options{Worker: f.id, Queues: []string{"default"}})
+	echo := startBunny(t, bin, "handler", "echo", "--listen", "127.0.0.1:0", "--log-format", "json")
+	var url string
+	select {
+	case url = <-echo.echo:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the echo handler did not start:\n%s", echo.log())
+	}
+	cfg := filepath.Join(f.dir, "bunny.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "relay: {address: %s, pin: %s}\nidentity: {certFile: %s, keyFile: %s}\nadmin: {listen: ''}\nqueues:\n  - name: default\n    http: {url: %s}\n",
+		r.Addr, r.ID.Pin(), f.cert, f.key, url), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runInProcess("config", "check", cfg); code != 0 {
+		t.Fatalf("config check: %d %s %s", code, out, errOut)
+	}
+	startBunny(t, bin, "run", "--config", cfg, "--log-format", "json")
+	ids := r.Enqueue(queue.NewJob{Queue: "default", Payload: []byte("hello through the tunnel")})
+	j := r.WaitTerminal(30*time.Second, ids...)[0]
+	if j.State != store.Succeeded || string(j.Result) != "hello through the tunnel" {
+		t.Fatalf("job %s: %q (%s)", j.State, j.Result, j.LastError)
+	}
+	if err := echo.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := echo.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("echo handler exit %d after SIGTERM:\n%s", code, echo.log())
 	}
 }

@@ -18,6 +18,7 @@ type commands struct {
 	Jobs    jobsCmd    `cmd:"" help:"Submit, inspect, cancel and retry jobs through a running relay's API."`
 	Queues  queuesCmd  `cmd:"" help:"Show each queue's jobs by state and its oldest queued job's age, through a running relay's API."`
 	Migrate migrateCmd `cmd:"" help:"Create or upgrade relay's tables in the PostgreSQL database named by --store (relay serve also does it at start)."`
+	Workers workersCmd `cmd:"" help:"Work with workers files."`
 
 	Producers producersCmd `cmd:"" help:"Make producer tokens and check the producers file."`
 

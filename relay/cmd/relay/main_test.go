@@ -622,7 +622,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}{
 		{"missing flags", []string{"serve"}, "missing flags"},
 		{"key readable by others", base("--identity-key", badKey), "readable by group or others"},
-		{"bad workers file", base("--workers", badWorkers), "pins[0] (line 3)"},
+		{"bad workers file", base("--workers", badWorkers), "bad-workers.yaml:3: workers[0].pins[0]: parsing pin"},
 		{"missing workers file", base("--workers", filepath.Join(s.dir, "none.yaml")), "--workers"},
 		{"bad producers file", base("--producers", badProducers), "producers.yaml:3: producers[0].tokens[0]: this is a token, not its hash"},
 		{"missing producers file", base("--producers", filepath.Join(s.dir, "none.yaml")), "--producers"},

@@ -80,11 +80,28 @@ func TestConfigCheck(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "keys", keys.PrivateKeyFile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut = runCLI(t, "config", "check", path); code != 2 || !strings.Contains(errOut, "chmod 600") {
+	if code, _, errOut = runCLI(t, "config", "check", path); code != 2 || !strings.Contains(errOut, "chmod 600") || !strings.Contains(errOut, path+":4: interface.privateKeyFile: ") {
 		t.Fatalf("world-readable key: exit %d, %s", code, errOut)
 	}
 	if code, _, errOut = runCLI(t, "config", "check", "--offline", path); code != 0 {
 		t.Fatalf("--offline: exit %d, %s", code, errOut)
+	}
+	// A value marked REPLACE passes only --offline --allow-placeholders.
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := writeConfig(t, t.TempDir(), strings.Replace(string(text), "allowedIPs:", "endpoint: gw-REPLACE.example.com:51820\n    allowedIPs:", 1))
+	for _, args := range [][]string{{tmpl}, {"--offline", tmpl}} {
+		if code, _, errOut = runCLI(t, append([]string{"config", "check"}, args...)...); code != 2 || !strings.Contains(errOut, "peers[0].endpoint") || !strings.Contains(errOut, "is a placeholder") {
+			t.Fatalf("check %v: exit %d, %s", args, code, errOut)
+		}
+	}
+	if code, _, errOut = runCLI(t, "config", "check", "--allow-placeholders", tmpl); code != 2 || !strings.Contains(errOut, "needs --offline") {
+		t.Fatalf("--allow-placeholders alone: exit %d, %s", code, errOut)
+	}
+	if code, out, errOut := runCLI(t, "config", "check", "--offline", "--allow-placeholders", tmpl); code != 0 || !strings.Contains(out, "valid") {
+		t.Fatalf("--offline --allow-placeholders: exit %d, %s", code, errOut)
 	}
 }
 
