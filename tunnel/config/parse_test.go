@@ -213,6 +213,7 @@ func TestDescribe(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodConfig))
+	f.Add([]byte(haConfig))
 	f.Add([]byte("interface: {addresses: [::1]}\npeers: [{name: a}]"))
 	f.Add([]byte("expose: [{peers: [[x]]}]"))
 	f.Add([]byte("a: &x [*x]"))
