@@ -262,6 +262,10 @@ func (p *UDP) run(ctx context.Context, s *session) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			if next := s.replaced(conn); next != nil {
+				conn = next // Retarget moved the session
+				continue
+			}
 			// Closed by expiry or shutdown, or the socket failed (an
 			// ICMP error on a connected socket): the session ends; the
 			// next datagram from src starts a new one.
