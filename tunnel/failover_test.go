@@ -1,0 +1,242 @@
+package tunnel_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/config"
+)
+
+// haSide is one forwarding gateway ("aks") with two upstream gateways
+// ("eks-a" at 10.99.0.1, "eks-b" at 10.99.0.11), each with its own key,
+// both exposing the same services and dialling aks with 1 s keepalives.
+type haSide struct {
+	aks, eksA, eksB *tunnel.Gateway
+	log             *testutil.Buffer // aks's log
+}
+
+func startHA(t *testing.T, udpTarget, tcpTarget string) *haSide {
+	t.Helper()
+	aksKey, aKey, bKey := testutil.PrivateKey(t), testutil.PrivateKey(t), testutil.PrivateKey(t)
+	h := &haSide{log: &testutil.Buffer{}}
+	aksCfg := mustParse(t, fmt.Sprintf(`
+interface:
+  name: aks
+  privateKeyFile: unused
+  addresses: [10.99.0.2]
+  uapiDir: "-"
+peers:
+  - {name: eks-a, publicKey: %s, persistentKeepalive: 1s, allowedIPs: [10.99.0.1/32]}
+  - {name: eks-b, publicKey: %s, persistentKeepalive: 1s, allowedIPs: [10.99.0.11/32]}
+forward:
+  - name: relay-udp
+    protocol: udp
+    listen: "127.0.0.1:0"
+    upstreams: [{peer: eks-a, to: "10.99.0.1:7000"}, {peer: eks-b, to: "10.99.0.11:7000"}]
+  - name: relay-tcp
+    protocol: tcp
+    listen: "127.0.0.1:0"
+    upstreams: [{peer: eks-a, to: "10.99.0.1:8000"}, {peer: eks-b, to: "10.99.0.11:8000"}]
+admin: {listen: "127.0.0.1:0"}
+`, aKey.Public(), bKey.Public()))
+	h.aks = &tunnel.Gateway{PrivateKey: &aksKey, Logger: h.log.Logger()}
+	startConfigured(t, h.aks, aksCfg)
+	eks := func(name, addr string, k keys.PrivateKey) *tunnel.Gateway {
+		return startGateway(t, mustParse(t, fmt.Sprintf(`
+interface: {name: %s, privateKeyFile: unused, addresses: [%s], uapiDir: "-"}
+peers:
+  - {name: aks, publicKey: %s, endpoint: "127.0.0.1:%d", persistentKeepalive: 1s, allowedIPs: [10.99.0.2/32]}
+expose:
+  - {name: relay-udp, protocol: udp, port: 7000, target: "%s", peers: [aks]}
+  - {name: relay-tcp, protocol: tcp, port: 8000, target: "%s", peers: [aks]}
+admin: {listen: "-"}
+`, name, addr, aksKey.Public(), h.aks.ListenPort(), udpTarget, tcpTarget)), k)
+	}
+	h.eksA = eks("eks-a", "10.99.0.1", aKey)
+	h.eksB = eks("eks-b", "10.99.0.11", bKey)
+	testutil.Eventually(t, 20*time.Second, "both upstreams healthy, eks-a in use", func() bool {
+		r := ruleStatus(t, h.aks, "relay-udp")
+		return len(r.Upstreams) == 2 && r.Upstreams[0].Healthy && r.Upstreams[1].Healthy && r.Upstream == "eks-a 10.99.0.1:7000"
+	})
+	return h
+}
+
+// startConfigured starts gw, set up by the caller, with c.
+func startConfigured(t testing.TB, gw *tunnel.Gateway, c *config.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gw.Start(ctx, c); err != nil {
+		t.Fatalf("start gateway: %v", err)
+	}
+	t.Cleanup(func() { gw.Close() })
+}
+
+func ruleStatus(t testing.TB, gw *tunnel.Gateway, name string) tunnel.RuleStatus {
+	t.Helper()
+	for _, r := range gw.Status().Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no rule %q", name)
+	return tunnel.RuleStatus{}
+}
+
+// echoTimes sends a datagram every 20 ms on c and records when each echo
+// came back, until stop is closed.
+type echoTimes struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (e *echoTimes) run(c net.Conn, stop <-chan struct{}) {
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_, _ = c.Write([]byte("ping"))
+			}
+		}
+	}()
+	buf := make([]byte, 64)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "ping" {
+			e.mu.Lock()
+			e.times = append(e.times, time.Now())
+			e.mu.Unlock()
+		}
+	}
+}
+
+func (e *echoTimes) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.times)
+}
+
+// longestGap is the longest time between two echoes.
+func (e *echoTimes) longestGap() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var gap time.Duration
+	for i := 1; i < len(e.times); i++ {
+		gap = max(gap, e.times[i].Sub(e.times[i-1]))
+	}
+	return gap
+}
+
+// An upstream gateway closed mid-flow: the UDP session moves to the other
+// within the health bound (2 × 1 s keepalive + 0.5 s, polled every
+// 250 ms), staying one session; new TCP flows go to the other; status,
+// the metric and the log say so.
+func TestFailoverToSecondUpstream(t *testing.T) {
+	h := startHA(t, udpEchoServer(t), tcpEchoServer(t))
+	fwd, _ := h.aks.ForwardAddr("relay-udp")
+	c, err := net.Dial("udp", fwd.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var echoes echoTimes
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { echoes.run(c, stop); close(done) }()
+	defer func() { close(stop); <-done }()
+	testutil.Eventually(t, 10*time.Second, "echoes through eks-a", func() bool { return echoes.count() > 10 })
+
+	killed := time.Now()
+	h.eksA.Close()
+	before := echoes.count()
+	testutil.Eventually(t, 20*time.Second, "echoes again, through eks-b", func() bool { return echoes.count() > before+10 })
+	gap := echoes.longestGap()
+	t.Logf("longest pause between echoes: %v (eks-a closed at +0, resumed within %v)", gap.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	if gap >= 5*time.Second {
+		t.Errorf("traffic paused %v; the bound is 2.75 s", gap)
+	}
+
+	r := ruleStatus(t, h.aks, "relay-udp")
+	if r.Upstream != "eks-b 10.99.0.11:7000" || r.To != "10.99.0.11:7000" || !r.Upstreams[1].InUse || r.Upstreams[0].Healthy || r.Upstreams[0].Reason != "keepalive_missed" {
+		t.Errorf("status after the failover: %+v", r)
+	}
+	if r.Active != 1 || r.Flows != 1 {
+		t.Errorf("active %d, flows %d: want the one session moved, not a new one", r.Active, r.Flows)
+	}
+	var failed bool
+	for _, f := range r.Failovers {
+		failed = failed || f.From == "eks-a/10.99.0.1:7000" && f.To == "eks-b/10.99.0.11:7000" && f.Reason == "keepalive_missed" && f.Count == 1
+	}
+	if !failed {
+		t.Errorf("failovers = %+v", r.Failovers)
+	}
+	metrics := get(t, h.aks.AdminURL()+"/metrics")
+	want := `tunnel_rule_failovers_total{from="eks-a/10.99.0.1:7000",kind="forward",protocol="udp",reason="keepalive_missed",rule="relay-udp",to="eks-b/10.99.0.11:7000"} 1`
+	if !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %s:\n%s", want, grepLines(metrics, "failover"))
+	}
+	if !h.log.Contains(`msg="rule failed over to another upstream" rule=relay-udp from="eks-a 10.99.0.1:7000" to="eks-b 10.99.0.11:7000" reason=keepalive_missed`) {
+		t.Errorf("no failover log line:\n%s", grepLines(h.log.String(), "fail"))
+	}
+
+	// A new TCP flow goes to eks-b.
+	tcpFwd, _ := h.aks.ForwardAddr("relay-tcp")
+	tc, err := net.DialTimeout("tcp", tcpFwd.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tc.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(tc, got); err != nil || string(got) != "hello" {
+		t.Fatalf("TCP through eks-b: %q, %v", got, err)
+	}
+	if r := ruleStatus(t, h.aks, "relay-tcp"); r.Upstream != "eks-b 10.99.0.11:8000" {
+		t.Errorf("TCP rule uses %q", r.Upstream)
+	}
+}
+
+func get(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
