@@ -285,13 +285,11 @@ func (u *upstreams) status() (string, []UpstreamStatus, []FailoverStatus) {
 }
 
 // retarget moves the rule's UDP sessions off upstreams that are no longer
-// healthy, to the one new flows use. TCP connections are not moved (a
-// byte stream cannot change its far end); new ones go to the current
-// upstream.
+// healthy, to the one new flows use. A TCP connection cannot change its
+// far end: one to an unhealthy upstream is closed, so that its client
+// reconnects (to the current upstream) at once instead of waiting out
+// TCP's own timeouts.
 func (r *forwardRule) retarget(ctx context.Context, log *slog.Logger) {
-	if len(r.udps) == 0 {
-		return
-	}
 	stale := func(c net.Conn) bool {
 		ap, ok := remoteAddrPort(c)
 		return ok && r.ups.movedFrom(ap)
@@ -301,9 +299,17 @@ func (r *forwardRule) retarget(ctx context.Context, log *slog.Logger) {
 			log.Info("moved UDP sessions to the rule's current upstream", "rule", r.name, "sessions", n, "to", r.ups.current().String())
 		}
 	}
+	for _, t := range r.tcps {
+		if n := t.CloseWhere(stale); n > 0 {
+			log.Info("closed TCP connections to an unhealthy upstream; their clients reconnect", "rule", r.name, "connections", n)
+		}
+	}
 }
 
 func remoteAddrPort(c net.Conn) (netip.AddrPort, bool) {
+	if c.RemoteAddr() == nil {
+		return netip.AddrPort{}, false
+	}
 	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
 	if err != nil {
 		return netip.AddrPort{}, false

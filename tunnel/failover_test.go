@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
 )
@@ -164,6 +167,9 @@ func TestFailoverToSecondUpstream(t *testing.T) {
 	defer func() { close(stop); <-done }()
 	testutil.Eventually(t, 10*time.Second, "echoes through eks-a", func() bool { return echoes.count() > 10 })
 
+	tcpFwd, _ := h.aks.ForwardAddr("relay-tcp")
+	early := tcpEcho(t, tcpFwd.String())
+
 	killed := time.Now()
 	h.eksA.Close()
 	before := echoes.count()
@@ -197,21 +203,13 @@ func TestFailoverToSecondUpstream(t *testing.T) {
 		t.Errorf("no failover log line:\n%s", grepLines(h.log.String(), "fail"))
 	}
 
-	// A new TCP flow goes to eks-b.
-	tcpFwd, _ := h.aks.ForwardAddr("relay-tcp")
-	tc, err := net.DialTimeout("tcp", tcpFwd.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	// The TCP connection through eks-a was closed, so its client knows;
+	// a new one goes to eks-b.
+	_ = early.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := early.Read(make([]byte, 1)); n != 0 || err == nil || isTimeout(err) {
+		t.Errorf("the TCP connection through eks-a: read %d, %v; want it closed", n, err)
 	}
-	defer tc.Close()
-	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := tc.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 5)
-	if _, err := io.ReadFull(tc, got); err != nil || string(got) != "hello" {
-		t.Fatalf("TCP through eks-b: %q, %v", got, err)
-	}
+	tcpEcho(t, tcpFwd.String())
 	if r := ruleStatus(t, h.aks, "relay-tcp"); r.Upstream != "eks-b 10.99.0.11:8000" {
 		t.Errorf("TCP rule uses %q", r.Upstream)
 	}
@@ -239,4 +237,130 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A QUIC connection through a rule with two upstreams outlives the
+// upstream it started on: its UDP session moves to the other gateway, the
+// server sees the client on a new path (eks-b's socket to it), validates
+// it and carries on. No new connection, no new handshake.
+func TestFailoverKeepsQUICConnection(t *testing.T) {
+	srvID, cliID := testutil.Identity(t, "relay"), testutil.Identity(t, "bunny")
+	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spc.Close()
+	ln, err := quic.Listen(spc, proto.ServerTLS(srvID, func(keys.Pin) error { return nil }), proto.QUICOptions{}.Config(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 4)
+	go func() {
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			accepted <- struct{}{}
+			go func() {
+				s, err := c.AcceptStream(context.Background())
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(s, s) // echo
+			}()
+		}
+	}()
+	h := startHA(t, spc.LocalAddr().String(), tcpEchoServer(t))
+	fwd, _ := h.aks.ForwardAddr("relay-udp")
+
+	cpc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := quic.Dial(ctx, cpc, net.UDPAddrFromAddrPort(fwd), proto.ClientTLS(cliID, srvID.Pin()), proto.QUICOptions{}.Config(false))
+	if err != nil {
+		t.Fatalf("QUIC handshake through eks-a: %v", err)
+	}
+	defer conn.CloseWithError(0, "")
+	s, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var echoes echoTimes
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := s.Write([]byte("ping")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	readDone := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				readDone <- err
+				return
+			}
+			echoes.mu.Lock()
+			echoes.times = append(echoes.times, time.Now())
+			echoes.mu.Unlock()
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	testutil.Eventually(t, 10*time.Second, "echoes through eks-a", func() bool { return echoes.count() > 10 })
+
+	h.eksA.Close()
+	before := echoes.count()
+	testutil.Eventually(t, 30*time.Second, "echoes again, through eks-b", func() bool { return echoes.count() > before+10 })
+	gap := echoes.longestGap()
+	t.Logf("longest pause on the QUIC stream: %v", gap.Round(time.Millisecond))
+	if gap >= 5*time.Second {
+		t.Errorf("the QUIC stream paused %v", gap)
+	}
+	select {
+	case err := <-readDone:
+		t.Fatalf("the stream ended: %v", err)
+	default:
+	}
+	if n := len(accepted); n != 1 {
+		t.Errorf("the server accepted %d connections, want the one", n)
+	}
+	if r := ruleStatus(t, h.aks, "relay-udp"); r.Upstream != "eks-b 10.99.0.11:7000" || r.Flows != 1 {
+		t.Errorf("status: %+v", r)
+	}
+}
+
+// tcpEcho connects to addr, checks one echo and returns the connection.
+func tcpEcho(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	tc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tc.Close() })
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tc.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(tc, got); err != nil || string(got) != "hello" {
+		t.Fatalf("TCP echo through %s: %q, %v", addr, got, err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc
 }

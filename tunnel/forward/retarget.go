@@ -60,3 +60,22 @@ func (s *session) replaced(conn net.Conn) net.Conn {
 	}
 	return s.conn
 }
+
+// CloseWhere closes every connection in flight whose dialled side stale
+// reports, so that its client learns at once that the flow is over (and
+// reconnects) rather than waiting on a far end that is gone. It returns
+// how many it closed.
+func (p *TCP) CloseWhere(stale func(net.Conn) bool) int {
+	p.mu.Lock()
+	var hit []net.Conn
+	for c := range p.conns {
+		if stale(c) {
+			hit = append(hit, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range hit {
+		c.Close()
+	}
+	return len(hit)
+}
