@@ -147,29 +147,31 @@ func (w *healthWatcher) judge(log *slog.Logger, peers []peer, st deviceState, no
 	return out
 }
 
-// dupWindow is how long endpoint changes are remembered; a key whose
-// endpoint moves dupChanges times in it, between two or more addresses, is
-// held by two running gateways.
-const (
-	dupWindow  = 10 * time.Second
-	dupChanges = 4
-)
+// dupWindow is how long a key's endpoints are remembered: WireGuard's
+// reject-after time, by which a gateway left out has handshaken again even
+// when idle (15 s on when it is sending). A key whose endpoint comes back
+// to one it had left within it (A, B, then A again) is held by two running
+// gateways: a roam (a NAT rebinding, a restarted pod) moves on and does
+// not come back.
+const dupWindow = 3 * time.Minute
 
 // endpoint notes a change of a device peer's endpoint and logs, loudly and
 // at most once a minute, a key seen at two endpoints in turn: WireGuard
-// roams to the source of each authenticated packet, so two gateways with
-// one private key make their peer's endpoint flap between them. Each would
-// keep breaking the other's sessions; the fix is a key per gateway.
+// follows the source of the latest authenticated packet or handshake, so
+// two gateways with one private key make their peer's endpoint swing
+// between them, every packet or every handshake. Each keeps breaking the
+// other's sessions; the fix is a key per gateway.
 func (w *healthWatcher) endpoint(log *slog.Logger, peers []peer, dp devicePeer, h *heard, now time.Time) {
 	if dp.Endpoint == "" || (len(h.ends) > 0 && h.ends[len(h.ends)-1].endpoint == dp.Endpoint) {
 		return
 	}
-	h.ends = append(slices.DeleteFunc(h.ends, func(e endpointSeen) bool { return now.Sub(e.at) > dupWindow }), endpointSeen{dp.Endpoint, now})
-	distinct := map[string]bool{}
-	for _, e := range h.ends {
-		distinct[e.endpoint] = true
+	h.ends = slices.DeleteFunc(h.ends, func(e endpointSeen) bool { return now.Sub(e.at) > dupWindow })
+	back := slices.ContainsFunc(h.ends, func(e endpointSeen) bool { return e.endpoint == dp.Endpoint })
+	h.ends = append(h.ends, endpointSeen{dp.Endpoint, now})
+	if len(h.ends) > 16 {
+		h.ends = h.ends[len(h.ends)-16:]
 	}
-	if len(h.ends) < dupChanges || len(distinct) < 2 || now.Sub(w.warnedDup[dp.Key]) < time.Minute {
+	if !back || now.Sub(w.warnedDup[dp.Key]) < time.Minute {
 		return
 	}
 	w.warnedDup[dp.Key] = now
@@ -180,13 +182,14 @@ func (w *healthWatcher) endpoint(log *slog.Logger, peers []peer, dp devicePeer, 
 		}
 	}
 	var at []string
-	for e := range distinct {
-		at = append(at, e)
+	for _, e := range h.ends {
+		if !slices.Contains(at, e.endpoint) {
+			at = append(at, e.endpoint)
+		}
 	}
-	slices.Sort(at)
 	log.Error("ONE PRIVATE KEY IS RUNNING ON TWO GATEWAYS: "+name+"'s key answers from several endpoints in turn; "+
 		"each keeps breaking the other's sessions. Give every gateway replica its own key.",
-		"peer_key", dp.Key.Fingerprint(), "endpoints", at, "changes", len(h.ends), "within", dupWindow.String())
+		"peer_key", dp.Key.Fingerprint(), "endpoints", at, "within", dupWindow.String())
 }
 
 // upstreams is a forward rule's upstreams and the one new flows use, with

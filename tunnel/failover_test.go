@@ -25,13 +25,14 @@ import (
 // both exposing the same services and dialling aks with 1 s keepalives.
 type haSide struct {
 	aks, eksA, eksB *tunnel.Gateway
+	eksAKey         keys.PrivateKey
 	log             *testutil.Buffer // aks's log
 }
 
 func startHA(t *testing.T, udpTarget, tcpTarget string) *haSide {
 	t.Helper()
 	aksKey, aKey, bKey := testutil.PrivateKey(t), testutil.PrivateKey(t), testutil.PrivateKey(t)
-	h := &haSide{log: &testutil.Buffer{}}
+	h := &haSide{log: &testutil.Buffer{}, eksAKey: aKey}
 	aksCfg := mustParse(t, fmt.Sprintf(`
 interface:
   name: aks
@@ -363,4 +364,112 @@ func tcpEcho(t *testing.T, addr string) net.Conn {
 	}
 	_ = tc.SetDeadline(time.Time{})
 	return tc
+}
+
+// Two gateways started with one private key, both dialling the same peer
+// and sending through it: the peer sees that key's endpoint swing between
+// them (the one left without replies handshakes again, 15 s on, and takes
+// the endpoint back) and says so loudly.
+func TestTwoGatewaysWithOneKeyAreReported(t *testing.T) {
+	aksKey, shared := testutil.PrivateKey(t), testutil.PrivateKey(t)
+	log := &testutil.Buffer{}
+	aks := &tunnel.Gateway{PrivateKey: &aksKey, Logger: log.Logger()}
+	startConfigured(t, aks, mustParse(t, fmt.Sprintf(`
+interface: {name: aks, privateKeyFile: unused, addresses: [10.99.0.2], uapiDir: "-"}
+peers:
+  - {name: eks-a, publicKey: %s, allowedIPs: [10.99.0.1/32]}
+expose:
+  - {name: echo, protocol: udp, port: 7000, target: "%s", peers: [eks-a]}
+admin: {listen: "-"}
+`, shared.Public(), udpEchoServer(t))))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	for _, name := range []string{"eks-a", "eks-a2"} {
+		gw := startGateway(t, mustParse(t, fmt.Sprintf(`
+interface: {name: %s, privateKeyFile: unused, addresses: [10.99.0.1], uapiDir: "-"}
+peers:
+  - {name: aks, publicKey: %s, endpoint: "127.0.0.1:%d", persistentKeepalive: 1s, allowedIPs: [10.99.0.2/32]}
+forward:
+  - {name: echo, protocol: udp, listen: "127.0.0.1:0", peer: aks, to: "10.99.0.2:7000"}
+admin: {listen: "-"}
+`, name, aksKey.Public(), aks.ListenPort())), shared)
+		fwd, _ := gw.ForwardAddr("echo")
+		c, err := net.Dial("udp", fwd.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					_, _ = c.Write([]byte("data"))
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !log.Contains("ONE PRIVATE KEY IS RUNNING ON TWO GATEWAYS: peer eks-a's key answers from several endpoints in turn") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the shared key was not reported:\n%s", grepLines(log.String(), "level=ERROR"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := log.Count("ONE PRIVATE KEY"); n != 1 {
+		t.Errorf("reported %d times, want once a minute", n)
+	}
+}
+
+// A closed upstream that comes back (same key, same address) is used for
+// new flows again without restarting anything else; sessions already
+// moved stay where they are.
+func TestUpstreamRejoins(t *testing.T) {
+	udpEcho := udpEchoServer(t)
+	h := startHA(t, udpEcho, tcpEchoServer(t))
+	fwd, _ := h.aks.ForwardAddr("relay-udp")
+	c, err := net.Dial("udp", fwd.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := udpRoundTrip(c, []byte("x"), 20, 250*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	cfg, key := h.eksA.Config(), h.eksAKey
+	h.eksA.Close()
+	testutil.Eventually(t, 20*time.Second, "failover to eks-b", func() bool { return ruleStatus(t, h.aks, "relay-udp").Upstream == "eks-b 10.99.0.11:7000" })
+	if _, err := udpRoundTrip(c, []byte("y"), 20, 250*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+
+	back := time.Now()
+	startGateway(t, cfg, key)
+	testutil.Eventually(t, 20*time.Second, "eks-a in use again", func() bool { return ruleStatus(t, h.aks, "relay-udp").Upstream == "eks-a 10.99.0.1:7000" })
+	t.Logf("eks-a rejoined %v after its restart", time.Since(back).Round(time.Millisecond))
+	r := ruleStatus(t, h.aks, "relay-udp")
+	var recovered bool
+	for _, f := range r.Failovers {
+		recovered = recovered || f.From == "eks-b/10.99.0.11:7000" && f.To == "eks-a/10.99.0.1:7000" && f.Reason == "recovered"
+	}
+	if !recovered {
+		t.Errorf("failovers = %+v", r.Failovers)
+	}
+	if _, err := udpRoundTrip(c, []byte("z"), 20, 250*time.Millisecond); err != nil || r.Flows != 1 {
+		t.Fatalf("the moved session after eks-a's return: %v, flows %d", err, r.Flows)
+	}
+	d, err := net.Dial("udp", fwd.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := udpRoundTrip(d, []byte("new"), 20, 250*time.Millisecond); err != nil {
+		t.Fatalf("a new session through eks-a: %v", err)
+	}
 }
