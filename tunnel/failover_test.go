@@ -2,6 +2,7 @@ package tunnel_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,7 +70,7 @@ admin: {listen: "-"}
 	h.eksA = eks("eks-a", "10.99.0.1", aKey)
 	h.eksB = eks("eks-b", "10.99.0.11", bKey)
 	testutil.Eventually(t, 20*time.Second, "both upstreams healthy, eks-a in use", func() bool {
-		r := ruleStatus(t, h.aks, "relay-udp")
+		r := rule(t, h.aks, "relay-udp")
 		return len(r.Upstreams) == 2 && r.Upstreams[0].Healthy && r.Upstreams[1].Healthy && r.Upstream == "eks-a 10.99.0.1:7000"
 	})
 	return h
@@ -86,17 +87,6 @@ func startConfigured(t testing.TB, gw *tunnel.Gateway, c *config.Config) {
 	t.Cleanup(func() { gw.Close() })
 }
 
-func ruleStatus(t testing.TB, gw *tunnel.Gateway, name string) tunnel.RuleStatus {
-	t.Helper()
-	for _, r := range gw.Status().Rules {
-		if r.Name == name {
-			return r
-		}
-	}
-	t.Fatalf("no rule %q", name)
-	return tunnel.RuleStatus{}
-}
-
 // echoTimes sends a datagram every 20 ms on c and records when each echo
 // came back, until stop is closed.
 type echoTimes struct {
@@ -105,18 +95,7 @@ type echoTimes struct {
 }
 
 func (e *echoTimes) run(c net.Conn, stop <-chan struct{}) {
-	go func() {
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				_, _ = c.Write([]byte("ping"))
-			}
-		}
-	}()
+	go sendEvery(c, 20*time.Millisecond, "ping", stop)
 	buf := make([]byte, 64)
 	for {
 		select {
@@ -129,6 +108,23 @@ func (e *echoTimes) run(c net.Conn, stop <-chan struct{}) {
 			e.mu.Lock()
 			e.times = append(e.times, time.Now())
 			e.mu.Unlock()
+		}
+	}
+}
+
+// sendEvery writes msg to w every interval until stop is closed or a
+// write fails.
+func sendEvery(w io.Writer, every time.Duration, msg string, stop <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			if _, err := w.Write([]byte(msg)); err != nil {
+				return
+			}
 		}
 	}
 }
@@ -181,7 +177,7 @@ func TestFailoverToSecondUpstream(t *testing.T) {
 		t.Errorf("traffic paused %v; the bound is 2.75 s", gap)
 	}
 
-	r := ruleStatus(t, h.aks, "relay-udp")
+	r := rule(t, h.aks, "relay-udp")
 	if r.Upstream != "eks-b 10.99.0.11:7000" || r.To != "10.99.0.11:7000" || !r.Upstreams[1].InUse || r.Upstreams[0].Healthy || r.Upstreams[0].Reason != "keepalive_missed" {
 		t.Errorf("status after the failover: %+v", r)
 	}
@@ -211,7 +207,7 @@ func TestFailoverToSecondUpstream(t *testing.T) {
 		t.Errorf("the TCP connection through eks-a: read %d, %v; want it closed", n, err)
 	}
 	tcpEcho(t, tcpFwd.String())
-	if r := ruleStatus(t, h.aks, "relay-tcp"); r.Upstream != "eks-b 10.99.0.11:8000" {
+	if r := rule(t, h.aks, "relay-tcp"); r.Upstream != "eks-b 10.99.0.11:8000" {
 		t.Errorf("TCP rule uses %q", r.Upstream)
 	}
 }
@@ -296,18 +292,7 @@ func TestFailoverKeepsQUICConnection(t *testing.T) {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := s.Write([]byte("ping")); err != nil {
-					return
-				}
-			}
-		}
+		sendEvery(s, 20*time.Millisecond, "ping", stop)
 	}()
 	readDone := make(chan error, 1)
 	go func() {
@@ -341,7 +326,7 @@ func TestFailoverKeepsQUICConnection(t *testing.T) {
 	if n := len(accepted); n != 1 {
 		t.Errorf("the server accepted %d connections, want the one", n)
 	}
-	if r := ruleStatus(t, h.aks, "relay-udp"); r.Upstream != "eks-b 10.99.0.11:7000" || r.Flows != 1 {
+	if r := rule(t, h.aks, "relay-udp"); r.Upstream != "eks-b 10.99.0.11:7000" || r.Flows != 1 {
 		t.Errorf("status: %+v", r)
 	}
 }
@@ -403,16 +388,7 @@ admin: {listen: "-"}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tick := time.NewTicker(100 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					_, _ = c.Write([]byte("data"))
-				}
-			}
+			sendEvery(c, 100*time.Millisecond, "data", stop)
 		}()
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -444,16 +420,16 @@ func TestUpstreamRejoins(t *testing.T) {
 	}
 	cfg, key := h.eksA.Config(), h.eksAKey
 	h.eksA.Close()
-	testutil.Eventually(t, 20*time.Second, "failover to eks-b", func() bool { return ruleStatus(t, h.aks, "relay-udp").Upstream == "eks-b 10.99.0.11:7000" })
+	testutil.Eventually(t, 20*time.Second, "failover to eks-b", func() bool { return rule(t, h.aks, "relay-udp").Upstream == "eks-b 10.99.0.11:7000" })
 	if _, err := udpRoundTrip(c, []byte("y"), 20, 250*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 
 	back := time.Now()
 	startGateway(t, cfg, key)
-	testutil.Eventually(t, 20*time.Second, "eks-a in use again", func() bool { return ruleStatus(t, h.aks, "relay-udp").Upstream == "eks-a 10.99.0.1:7000" })
+	testutil.Eventually(t, 20*time.Second, "eks-a in use again", func() bool { return rule(t, h.aks, "relay-udp").Upstream == "eks-a 10.99.0.1:7000" })
 	t.Logf("eks-a rejoined %v after its restart", time.Since(back).Round(time.Millisecond))
-	r := ruleStatus(t, h.aks, "relay-udp")
+	r := rule(t, h.aks, "relay-udp")
 	var recovered bool
 	for _, f := range r.Failovers {
 		recovered = recovered || f.From == "eks-b/10.99.0.11:7000" && f.To == "eks-a/10.99.0.1:7000" && f.Reason == "recovered"
@@ -471,5 +447,23 @@ func TestUpstreamRejoins(t *testing.T) {
 	defer d.Close()
 	if _, err := udpRoundTrip(d, []byte("new"), 20, 250*time.Millisecond); err != nil {
 		t.Fatalf("a new session through eks-a: %v", err)
+	}
+}
+
+// A replica's config naming a peer with the replica's own key (a copy of
+// the other replica's config with the keys mixed up) is refused at start,
+// naming the peer.
+func TestPeerWithOwnKeyRefused(t *testing.T) {
+	own, other := testutil.PrivateKey(t), testutil.PrivateKey(t)
+	g := &tunnelGateway{key: own, cfg: mustParse(t, fmt.Sprintf(`
+interface: {name: aks, privateKeyFile: unused, addresses: [10.99.0.2], uapiDir: "-"}
+peers:
+  - {name: eks-a, publicKey: %s, allowedIPs: [10.99.0.1/32]}
+  - {name: eks-b, publicKey: %s, allowedIPs: [10.99.0.11/32]}
+admin: {listen: "-"}
+`, other.Public(), own.Public()))}
+	err := g.start(t)
+	if !errors.Is(err, tunnel.ErrBadConfig) || !strings.Contains(err.Error(), `peer "eks-b" has this gateway's own public key`) {
+		t.Fatalf("start: %v", err)
 	}
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"errors"
 	"strings"
 	"testing"
 )
@@ -97,20 +96,7 @@ func TestParseUpstreamErrors(t *testing.T) {
 			if !strings.Contains(in, tt.old) {
 				t.Fatalf("test edit %q does not match", tt.old)
 			}
-			in = strings.Replace(in, tt.old, tt.new, 1)
-			c, err := Parse([]byte(in))
-			if err == nil {
-				t.Fatalf("parsed %+v, want an error", c)
-			}
-			var es Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %T is not config.Errors: %v", err, err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			wantParseErrors(t, strings.Replace(in, tt.old, tt.new, 1), tt.want)
 		})
 	}
 }

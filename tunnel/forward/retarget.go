@@ -27,12 +27,8 @@ func (p *UDP) Retarget(ctx context.Context, stale func(net.Conn) bool) int {
 		if old == nil || closed || !stale(old) {
 			continue
 		}
-		dctx, cancel := context.WithTimeout(ctx, p.DialTimeout)
-		conn, err := p.Dial(dctx)
-		cancel()
+		conn, err := p.dial(ctx, s, "re-dialling a session failed; it keeps its socket")
 		if err != nil {
-			p.Stats.drop(DropDialFailed)
-			p.Logger.Warn("re-dialling a session failed; it keeps its socket", "rule", p.Name, "from", s.src.String(), "err", err)
 			continue
 		}
 		s.mu.Lock()
@@ -48,6 +44,19 @@ func (p *UDP) Retarget(ctx context.Context, stale func(net.Conn) bool) int {
 		moved++
 	}
 	return moved
+}
+
+// dial opens a socket for session s within DialTimeout; a failure is
+// counted and logged with msg.
+func (p *UDP) dial(ctx context.Context, s *session, msg string) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.DialTimeout)
+	defer cancel()
+	conn, err := p.Dial(dctx)
+	if err != nil {
+		p.Stats.drop(DropDialFailed)
+		p.Logger.Warn(msg, "rule", p.Name, "from", s.src.String(), "err", err)
+	}
+	return conn, err
 }
 
 // replaced returns the socket Retarget put in place of conn, or nil when
