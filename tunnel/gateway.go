@@ -247,10 +247,14 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 			return fmt.Errorf("starting gateway: %w", err)
 		}
 	}
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go func() {
 		defer g.wg.Done()
 		g.watchEndpoints(runCtx)
+	}()
+	go func() {
+		defer g.wg.Done()
+		g.watchHealth(runCtx)
 	}()
 	go func() {
 		defer g.wg.Done()

@@ -15,7 +15,7 @@ type gatewayCollector struct {
 	up, peerHandshake, peerRx, peerTx                       *prometheus.Desc
 	ruleActive, ruleFlows, ruleBytes, ruleDrops, ruleDenied *prometheus.Desc
 	ingress, wgRefused, nsPackets, nsBytes, nsQueueDrops    *prometheus.Desc
-	udpDrops                                                *prometheus.Desc
+	udpDrops, ruleFailovers                                 *prometheus.Desc
 }
 
 // ruleLabels are on every tunnel_rule_* series, before the series' own
@@ -35,6 +35,7 @@ func (g *Gateway) registerMetrics() {
 		ruleFlows:     prometheus.NewDesc("tunnel_rule_flows_total", "Flows the rule has carried.", ruleLabels(), nil),
 		ruleBytes:     prometheus.NewDesc("tunnel_rule_bytes_total", "Payload bytes the rule has carried; up is from the listening side.", ruleLabels("direction"), nil),
 		ruleDrops:     prometheus.NewDesc("tunnel_rule_drops_total", "Flows or datagrams the rule dropped, by reason.", ruleLabels("reason"), nil),
+		ruleFailovers: prometheus.NewDesc("tunnel_rule_failovers_total", "Moves of a forward rule's new flows from one upstream (peer/address:port) to another, by reason: no_handshake, keepalive_missed, or recovered (back to a preferred upstream).", ruleLabels("from", "to", "reason"), nil),
 		ruleDenied:    prometheus.NewDesc("tunnel_rule_denied_packets_total", "Packets that reached an exposed port from a peer not named on the rule.", ruleLabels(), nil),
 		ingress:       prometheus.NewDesc("tunnel_ingress_dropped_packets_total", "Packets from the tunnel the policy dropped before the netstack, by reason.", []string{"reason"}, nil),
 		wgRefused:     prometheus.NewDesc("tunnel_wireguard_refused_packets_total", "Packets WireGuard refused, by reason: spoofed_source (an inner source outside the peer's allowed IPs), handshake_refused (a handshake from an unknown key).", []string{"reason"}, nil),
@@ -50,7 +51,7 @@ func (g *Gateway) registerMetrics() {
 
 func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.peerHandshake, c.peerRx, c.peerTx, c.ruleActive, c.ruleFlows,
-		c.ruleBytes, c.ruleDrops, c.ruleDenied, c.ingress, c.wgRefused, c.nsPackets, c.nsBytes, c.nsQueueDrops, c.udpDrops} {
+		c.ruleBytes, c.ruleDrops, c.ruleDenied, c.ruleFailovers, c.ingress, c.wgRefused, c.nsPackets, c.nsBytes, c.nsQueueDrops, c.udpDrops} {
 		ch <- d
 	}
 }
@@ -83,6 +84,9 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.ruleBytes, prometheus.CounterValue, float64(r.BytesDown), r.Name, r.Kind, r.Protocol, "down")
 		for _, d := range forward.Drops() {
 			ch <- prometheus.MustNewConstMetric(c.ruleDrops, prometheus.CounterValue, float64(r.Drops[d.String()]), r.Name, r.Kind, r.Protocol, d.String())
+		}
+		for _, f := range r.Failovers {
+			ch <- prometheus.MustNewConstMetric(c.ruleFailovers, prometheus.CounterValue, float64(f.Count), r.Name, r.Kind, r.Protocol, f.From, f.To, f.Reason)
 		}
 		if r.Kind == kindExpose {
 			ch <- prometheus.MustNewConstMetric(c.ruleDenied, prometheus.CounterValue, float64(r.Denied), r.Name, r.Kind, r.Protocol)

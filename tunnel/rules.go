@@ -46,6 +46,7 @@ type exposeRule struct {
 type forwardRule struct {
 	ruleBase
 	cfg  config.Forward
+	ups  *upstreams     // where flows go; more than one fail over in order
 	addr netip.AddrPort // where it listens, once started
 }
 
@@ -78,7 +79,7 @@ func configuredRules(c *config.Config) []rule {
 		rules = append(rules, r)
 	}
 	for _, f := range c.Forward {
-		r := &forwardRule{cfg: f}
+		r := &forwardRule{cfg: f, ups: newUpstreams(f.Name, f.Upstreams)}
 		r.init(kindForward, f.Name, f.Protocol, f)
 		r.from, r.to = f.Listen, f.To.String()
 		rules = append(rules, r)
@@ -110,7 +111,14 @@ func (r *exposeRule) status(denied map[string]uint64) RuleStatus {
 	return rs
 }
 
-func (r *forwardRule) status(map[string]uint64) RuleStatus { return r.report() }
+func (r *forwardRule) status(map[string]uint64) RuleStatus {
+	rs := r.report()
+	if len(r.ups.list) > 1 {
+		rs.Upstream, rs.Upstreams, rs.Failovers = r.ups.status()
+		rs.To = r.ups.current().To.String()
+	}
+	return rs
+}
 
 func (b *ruleBase) err() error {
 	if p := b.failed.Load(); p != nil {
@@ -234,8 +242,10 @@ func (r *forwardRule) start(ctx context.Context, g *Gateway) error {
 	f := r.cfg
 	c := g.Config()
 	lim := c.Limits
-	remove := g.filter.AddRemote(policy.Remote{Proto: protoNumber(f.Protocol), Addr: f.To})
-	r.closers = append(r.closers, remove)
+	for _, u := range r.ups.list {
+		remove := g.filter.AddRemote(policy.Remote{Proto: protoNumber(f.Protocol), Addr: u.To})
+		r.closers = append(r.closers, remove)
+	}
 	var lc net.ListenConfig
 	switch f.Protocol {
 	case config.TCP:
@@ -247,7 +257,7 @@ func (r *forwardRule) start(ctx context.Context, g *Gateway) error {
 		r.listening("tcp", ln.Addr())
 		t := &forward.TCP{
 			Name: f.Name, Listener: ln,
-			Dial:        func(ctx context.Context) (net.Conn, error) { return g.ns.DialTCP(ctx, f.To) },
+			Dial:        func(ctx context.Context) (net.Conn, error) { return g.ns.DialTCP(ctx, r.ups.current().To) },
 			DialTimeout: lim.TCPDialTimeout, MaxConns: lim.TCPMaxConnections,
 			Stats: &r.stats, Logger: g.log,
 		}
@@ -262,7 +272,7 @@ func (r *forwardRule) start(ctx context.Context, g *Gateway) error {
 		r.listening("udp", pc.LocalAddr())
 		u := &forward.UDP{
 			Name: f.Name, Conn: pc,
-			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(f.To) },
+			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(r.ups.current().To) },
 			DialTimeout: lim.UDPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
 			MaxUp: udpPayloadMax(c.Interface.MTU, f.To.Addr()), MaxDown: 65535,
 			// Clients of a forward rule are hosts of the gateway's own

@@ -71,6 +71,37 @@ type RuleStatus struct {
 	// named on the rule.
 	Denied uint64 `json:"denied_peer"`
 	Error  string `json:"error,omitempty"`
+	// Upstream is, for a forward rule with several upstreams, the one new
+	// flows use ("eks-b 10.99.0.11:7443"); To is its address. Upstreams
+	// lists them all in order, and Failovers counts each move between
+	// them.
+	Upstream  string           `json:"upstream,omitempty"`
+	Upstreams []UpstreamStatus `json:"upstreams,omitempty"`
+	Failovers []FailoverStatus `json:"failovers,omitempty"`
+}
+
+// UpstreamStatus is one of a forward rule's upstreams.
+type UpstreamStatus struct {
+	Peer string         `json:"peer"`
+	To   netip.AddrPort `json:"to"`
+	// Healthy: its peer has been heard from within the bound (see
+	// docs/gateway-config.md); Reason says why not.
+	Healthy bool   `json:"healthy"`
+	Reason  string `json:"reason,omitempty"`
+	// SilentFor is how long the peer had been silent at the last poll,
+	// when it is unhealthy.
+	SilentFor time.Duration `json:"silent_for_ns,omitempty"`
+	// InUse: new flows go here.
+	InUse bool `json:"in_use"`
+}
+
+// FailoverStatus counts a rule's moves from one upstream to another for
+// one reason. From and To are peer/address:port.
+type FailoverStatus struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+	Count  uint64 `json:"count"`
 }
 
 // Status reports the gateway's state now.

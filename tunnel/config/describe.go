@@ -63,6 +63,10 @@ func Describe(w io.Writer, c *Config, self *keys.PublicKey) {
 		fmt.Fprintln(w, "  nothing")
 	}
 	for _, f := range c.Forward {
+		if len(f.Upstreams) > 1 {
+			fmt.Fprintf(w, "  local %s %s → %s  [rule %s]\n", f.Protocol, f.Listen, upstreamList(f.Upstreams), f.Name)
+			continue
+		}
 		p := c.PeerByName(f.Peer)
 		key := ""
 		if p != nil {
@@ -92,4 +96,14 @@ func keyOf(p Peer) string {
 		return "from " + p.PublicKeyFile
 	}
 	return p.Key.Fingerprint()
+}
+
+// upstreamList is a rule's upstreams in order: "eks-a 10.99.0.1:7443, then
+// eks-b 10.99.0.11:7443".
+func upstreamList(us []Upstream) string {
+	s := make([]string, len(us))
+	for i, u := range us {
+		s[i] = u.String()
+	}
+	return strings.Join(s, ", then ")
 }

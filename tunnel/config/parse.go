@@ -179,7 +179,7 @@ func (p *parser) peers(rs []rawPeer, c *Config) {
 				p.Fail(path+".publicKey", "%v", err)
 			} else {
 				if prev, dup := pubs[k]; dup {
-					p.Fail(path+".publicKey", "the same key as peers[%d]", prev)
+					p.Fail(path+".publicKey", "the same key as peers[%d]: two gateways never share a private key (each replica has its own)", prev)
 				}
 				pubs[k] = n
 				peer.Key = k
@@ -310,26 +310,89 @@ func (p *parser) forwards(rs []rawForward, c *Config) {
 			}
 			listens[key] = n
 		}
-		peer := c.PeerByName(r.Peer)
 		switch {
-		case r.Peer == "":
-			p.Fail(path+".peer", "required: the peer whose exposed port this forwards to")
-		case peer == nil:
-			p.Fail(path+".peer", "%q is not a peer; known peers: %s", r.Peer, peerNames(c))
-		}
-		f.Peer = r.Peer
-		if r.To == "" {
-			p.Fail(path+".to", "required: the peer's tunnel address and port, such as 10.99.0.1:7000")
-		} else if ap, err := netip.ParseAddrPort(strings.TrimSpace(r.To)); err != nil || ap.Port() == 0 {
-			p.Fail(path+".to", "%q is not an address:port (such as 10.99.0.1:7000)", r.To)
-		} else {
-			f.To = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-			if peer != nil && !prefixesContain(peer.AllowedIPs, f.To.Addr()) {
-				p.Fail(path+".to", "%s is not one of peer %q's addresses (%s)", f.To.Addr(), peer.Name, prefixList(peer.AllowedIPs))
+		case len(r.Upstreams) > 0 && (r.Peer != "" || r.To != ""):
+			p.Fail(path+".upstreams", "give peer and to, or upstreams, not both")
+		case len(r.Upstreams) > 0:
+			p.upstreams(path, r.Upstreams, c, &f)
+		default:
+			u, ok := p.upstream(path, rawUpstream{Peer: r.Peer, To: r.To}, c)
+			if ok {
+				f.Upstreams = []Upstream{u}
 			}
+			f.Peer, f.To = r.Peer, u.To
+		}
+		if len(f.Upstreams) > 0 {
+			f.Peer, f.To = f.Upstreams[0].Peer, f.Upstreams[0].To
 		}
 		c.Forward = append(c.Forward, f)
 	}
+}
+
+// upstreams checks a forward rule's list of upstreams and appends the good
+// ones to f.Upstreams. An upstream may state its protocol; it must agree
+// with the rule's (or, when the rule's is missing, with the first upstream
+// that states one).
+func (p *parser) upstreams(path string, rs []rawUpstream, c *Config, f *Forward) {
+	seen := map[netip.AddrPort]int{}
+	proto, protoFrom := f.Protocol, ""
+	for m, r := range rs {
+		upath := fmt.Sprintf("%s.upstreams[%d]", path, m)
+		if r.Protocol != "" {
+			up := p.protocol(upath+".protocol", r.Protocol)
+			switch {
+			case up == "":
+			case proto == "" && protoFrom == "":
+				proto, protoFrom = up, upath
+			case up != proto && protoFrom != "":
+				p.Fail(upath+".protocol", "%s disagrees with %s of %s: every upstream of a rule carries one protocol", up, proto, protoFrom)
+			case up != proto:
+				p.Fail(upath+".protocol", "%s disagrees with the rule's protocol %s", up, proto)
+			}
+		}
+		u, ok := p.upstream(upath, r, c)
+		if !ok {
+			continue
+		}
+		if prev, dup := seen[u.To]; dup {
+			p.Fail(upath+".to", "%s is already %s.upstreams[%d]", u.To, path, prev)
+			continue
+		}
+		seen[u.To] = m
+		f.Upstreams = append(f.Upstreams, u)
+	}
+}
+
+// upstream checks one upstream: a known peer, and an address:port inside
+// that peer's allowedIPs. path names the rule (peer and to) or the
+// upstreams entry.
+func (p *parser) upstream(path string, r rawUpstream, c *Config) (Upstream, bool) {
+	u := Upstream{Peer: r.Peer}
+	ok := true
+	peer := c.PeerByName(r.Peer)
+	switch {
+	case r.Peer == "":
+		p.Fail(path+".peer", "required: the peer whose exposed port this forwards to")
+		ok = false
+	case peer == nil:
+		p.Fail(path+".peer", "%q is not a peer; known peers: %s", r.Peer, peerNames(c))
+		ok = false
+	}
+	if r.To == "" {
+		p.Fail(path+".to", "required: the peer's tunnel address and port, such as 10.99.0.1:7000")
+		return u, false
+	}
+	ap, err := netip.ParseAddrPort(strings.TrimSpace(r.To))
+	if err != nil || ap.Port() == 0 {
+		p.Fail(path+".to", "%q is not an address:port (such as 10.99.0.1:7000)", r.To)
+		return u, false
+	}
+	u.To = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if peer != nil && !prefixesContain(peer.AllowedIPs, u.To.Addr()) {
+		p.Fail(path+".to", "%s is not one of peer %q's addresses (%s)", u.To.Addr(), peer.Name, prefixList(peer.AllowedIPs))
+		ok = false
+	}
+	return u, ok
 }
 
 func (p *parser) limits(r *rawLimits, l *Limits) {

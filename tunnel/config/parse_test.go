@@ -153,20 +153,27 @@ func TestParseErrors(t *testing.T) {
 				// Append the rule inside the expose list.
 				in = strings.Replace(goodConfig, "forward:", "  - name: relay2\n    protocol: udp\n    port: 7000\n    target: x:1\n    peers: [bunny]\nforward:", 1)
 			}
-			c, err := Parse([]byte(in))
-			if err == nil {
-				t.Fatalf("parsed %+v, want an error", c)
-			}
-			var es Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %T is not config.Errors: %v", err, err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			wantParseErrors(t, in, tt.want)
 		})
+	}
+}
+
+// wantParseErrors parses in and wants config.Errors containing every one
+// of want.
+func wantParseErrors(t *testing.T, in string, want []string) {
+	t.Helper()
+	c, err := Parse([]byte(in))
+	if err == nil {
+		t.Fatalf("parsed %+v, want an error", c)
+	}
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("error %T is not config.Errors: %v", err, err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
 	}
 }
 
@@ -250,6 +257,7 @@ func TestDescribe(t *testing.T) {
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodConfig))
+	f.Add([]byte(haConfig))
 	f.Add([]byte("interface: {addresses: [::1]}\npeers: [{name: a}]"))
 	f.Add([]byte("expose: [{peers: [[x]]}]"))
 	f.Add([]byte("a: &x [*x]"))

@@ -42,11 +42,20 @@ type rawExpose struct {
 }
 
 type rawForward struct {
-	Name     string `yaml:"name"`
+	Name      string        `yaml:"name"`
+	Protocol  string        `yaml:"protocol"`
+	Listen    string        `yaml:"listen"`
+	Peer      string        `yaml:"peer"`
+	To        string        `yaml:"to"`
+	Upstreams []rawUpstream `yaml:"upstreams"`
+}
+
+type rawUpstream struct {
+	Peer string `yaml:"peer"`
+	To   string `yaml:"to"`
+	// Protocol, if given, must be the rule's: a check that the upstreams
+	// are one service reached several ways.
 	Protocol string `yaml:"protocol"`
-	Listen   string `yaml:"listen"`
-	Peer     string `yaml:"peer"`
-	To       string `yaml:"to"`
 }
 
 type rawLimits struct {

@@ -80,7 +80,7 @@ type Expose struct {
 }
 
 // Forward carries a local listener through the tunnel to a peer's tunnel
-// address and port.
+// address and port, or to the first healthy of several (Upstreams).
 type Forward struct {
 	Name     string `yaml:"name"`
 	Protocol string `yaml:"protocol"`
@@ -90,7 +90,22 @@ type Forward struct {
 	Peer string `yaml:"peer"`
 	// To is the peer's tunnel address and port.
 	To netip.AddrPort `yaml:"to"`
+	// Upstreams are where flows go, in order of preference: a flow uses
+	// the first healthy one. Parse always fills it: a rule given as peer
+	// and to has that one upstream, and Peer and To are always
+	// Upstreams[0].
+	Upstreams []Upstream `yaml:"upstreams"`
 }
+
+// Upstream is one place a forward rule's flows may go: a peer's tunnel
+// address and port.
+type Upstream struct {
+	Peer string         `yaml:"peer"`
+	To   netip.AddrPort `yaml:"to"`
+}
+
+// String is "peer address:port", as status and logs name an upstream.
+func (u Upstream) String() string { return u.Peer + " " + u.To.String() }
 
 // Limits bound what a gateway holds.
 type Limits struct {

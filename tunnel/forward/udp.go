@@ -229,12 +229,8 @@ func (p *UDP) up(ctx context.Context, src netip.AddrPort, from net.Addr, b []byt
 // until the socket is closed (by expiry or shutdown).
 func (p *UDP) run(ctx context.Context, s *session) {
 	defer p.remove(s)
-	dctx, cancel := context.WithTimeout(ctx, p.DialTimeout)
-	conn, err := p.Dial(dctx)
-	cancel()
+	conn, err := p.dial(ctx, s, "dial failed")
 	if err != nil {
-		p.Stats.drop(DropDialFailed)
-		p.Logger.Warn("dial failed", "rule", p.Name, "from", s.src.String(), "err", err)
 		return
 	}
 	s.mu.Lock()
@@ -260,6 +256,10 @@ func (p *UDP) run(ctx context.Context, s *session) {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if next := s.replaced(conn); next != nil {
+				conn = next // Retarget moved the session
 				continue
 			}
 			// Closed by expiry or shutdown, or the socket failed (an

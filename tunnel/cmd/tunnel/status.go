@@ -208,6 +208,9 @@ func printStatus(w io.Writer, st tunnel.Status, adminErr, wgErr error) {
 		if r.Error != "" {
 			fmt.Fprintf(tw, "\t\t\t\t\t\t\t\terror: %s\n", r.Error)
 		}
+		if len(r.Upstreams) > 0 {
+			fmt.Fprintf(tw, "\tupstreams: %s\n", upstreamLine(r))
+		}
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nrefused at ingress: %s\n", dropList(st.Ingress))
@@ -288,4 +291,38 @@ func netipPrefix(s string) (netip.Prefix, error) {
 		return p, errNotPrefix
 	}
 	return p, nil
+}
+
+// upstreamLine says, for a rule with several upstreams, how each is (in
+// order), which one new flows use, and every failover so far:
+// "eks-a 10.99.0.1:7443 down: keepalive_missed, silent 3.1s; → eks-b
+// 10.99.0.11:7443 (in use); failovers: eks-a/…→eks-b/… keepalive_missed ×1".
+func upstreamLine(r tunnel.RuleStatus) string {
+	var parts []string
+	for _, u := range r.Upstreams {
+		s := u.Peer + " " + u.To.String()
+		switch {
+		case u.InUse && u.Healthy:
+			s = "→ " + s + " (in use)"
+		case u.InUse:
+			s = "→ " + s + " (in use, down: " + u.Reason + ")"
+		case u.Healthy:
+			s += " up"
+		default:
+			s += " down: " + u.Reason
+		}
+		if !u.Healthy && u.SilentFor > 0 {
+			s += ", silent " + u.SilentFor.Round(100*time.Millisecond).String()
+		}
+		parts = append(parts, s)
+	}
+	line := strings.Join(parts, "; ")
+	var fs []string
+	for _, f := range r.Failovers {
+		fs = append(fs, fmt.Sprintf("%s→%s %s ×%d", f.From, f.To, f.Reason, f.Count))
+	}
+	if len(fs) > 0 {
+		line += "; failovers: " + strings.Join(fs, ", ")
+	}
+	return line
 }

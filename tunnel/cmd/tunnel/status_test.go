@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net/netip"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
@@ -55,5 +57,20 @@ func TestStatusTarget(t *testing.T) {
 	}
 	if _, err := (&statusCmd{Config: filepath.Join(dir, "none.yaml")}).target(); err == nil {
 		t.Error("a missing config file was accepted")
+	}
+}
+
+func TestUpstreamLine(t *testing.T) {
+	r := tunnel.RuleStatus{
+		Upstreams: []tunnel.UpstreamStatus{
+			{Peer: "eks-a", To: netip.MustParseAddrPort("10.99.0.1:7443"), Reason: "keepalive_missed", SilentFor: 3100 * time.Millisecond},
+			{Peer: "eks-b", To: netip.MustParseAddrPort("10.99.0.11:7443"), Healthy: true, InUse: true},
+		},
+		Failovers: []tunnel.FailoverStatus{{From: "eks-a/10.99.0.1:7443", To: "eks-b/10.99.0.11:7443", Reason: "keepalive_missed", Count: 1}},
+	}
+	want := "eks-a 10.99.0.1:7443 down: keepalive_missed, silent 3.1s; → eks-b 10.99.0.11:7443 (in use); " +
+		"failovers: eks-a/10.99.0.1:7443→eks-b/10.99.0.11:7443 keepalive_missed ×1"
+	if got := upstreamLine(r); got != want {
+		t.Errorf("upstreamLine = %q\nwant          %q", got, want)
 	}
 }
