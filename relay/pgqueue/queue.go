@@ -24,9 +24,11 @@ type Options struct {
 	// string. It holds a password: it is never logged.
 	DSN string
 	// Queue holds the settings both backends share (lease, attempts,
-	// caps, backoff, waits, graces, leases per worker); its Store and its
-	// live-job and backlog limits do not apply: the database holds the
-	// jobs.
+	// caps, backoff, waits, graces, leases per worker, live-job and
+	// live-byte limits); its Store and backlog limit do not apply: the
+	// database holds the jobs. The live limits are checked against counts
+	// refreshed every CountsInterval, so across replicas they are
+	// approximate.
 	Queue      queue.Options
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -92,6 +94,7 @@ type Queue struct {
 	healthErr    error     // non-nil while the database is unreachable
 	healthySince time.Time // when the connection last came (back)
 	counts       map[store.QueueState]int
+	live         live
 }
 
 // Errors Open returns, for the command to name what to fix.
