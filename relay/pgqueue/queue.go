@@ -84,6 +84,7 @@ type Queue struct {
 	wake   *wakeups
 	qof    queueOf
 	done   chan *completion
+	groups leaseGroups
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -133,6 +134,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		counts:       map[store.QueueState]int{},
 	}
 	q.qof.init()
+	q.groups.running = map[string]*leaseGroup{}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	if err := q.refreshCounts(ctx); err != nil {
 		pool.Close()
