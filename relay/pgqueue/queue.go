@@ -48,6 +48,11 @@ type Options struct {
 	HealthInterval time.Duration
 	// CountsInterval is how often Counts is refreshed (5s).
 	CountsInterval time.Duration
+	// Retain is how long succeeded, dead and cancelled jobs are kept
+	// before every replica's pruning deletes them (0: kept forever).
+	Retain time.Duration
+	// PruneInterval is how often this replica prunes (1m).
+	PruneInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -69,6 +74,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CountsInterval <= 0 {
 		o.CountsInterval = 5 * time.Second
+	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = time.Minute
 	}
 }
 
@@ -148,6 +156,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	q.start(1, func() { q.every(q.opts.ExpiryInterval, q.expireOnce) })
 	q.start(1, func() { q.every(q.opts.HealthInterval, q.checkHealth) })
 	q.start(1, func() { q.every(q.opts.CountsInterval, q.countOnce) })
+	if q.opts.Retain > 0 {
+		q.start(1, func() { q.every(q.opts.PruneInterval, func() { q.pruneOnce() }) })
+	}
 	q.start(1, q.runListen)
 	q.start(1, q.runNotify)
 	return q, nil
