@@ -21,6 +21,13 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []queue.NewJob) ([]queue.Enque
 	if err := q.check("enqueueing"); err != nil {
 		return nil, err
 	}
+	var size int64
+	for i := range jobs {
+		size += int64(len(jobs[i].Payload))
+	}
+	if err := q.checkRoom("enqueueing", len(jobs), size); err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	type keyRef struct{ queue, key string }
 	first := map[keyRef]int{} // earlier in the batch
@@ -112,12 +119,17 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []queue.NewJob) ([]queue.Enque
 		}
 	}
 	ready := map[string]bool{}
+	var n int
+	var b int64
 	for _, e := range out {
 		if !e.Existing {
 			q.qof.put(e.Job.ID, e.Job.Queue)
 			ready[e.Job.Queue] = true
+			n++
+			b += int64(len(e.Job.Payload))
 		}
 	}
+	q.added(n, b)
 	for name := range ready {
 		q.jobsReady(name)
 	}

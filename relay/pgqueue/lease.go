@@ -11,30 +11,6 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
-// leaseSQL leases up to $3 ready jobs of the queues $1 to worker $2, no
-// more than leave it holding $4: oldest first, per queue in the ready
-// index's own order (no sort of the backlog), locking the rows and
-// skipping those another replica is leasing, then updated in the same
-// statement. With several queues each may lock up to the limit; the rows
-// not taken are free again when the statement commits.
-const leaseSQL = `WITH room AS (
-		SELECT greatest(0, least($3::integer, $4::integer - count(*)::integer)) AS n
-		FROM relay_jobs WHERE state = 'leased' AND leased_by = $2),
-	picked AS MATERIALIZED (
-		SELECT c.id FROM unnest($1::text[]) AS qn(name), LATERAL (
-			SELECT id, run_after FROM relay_jobs
-			WHERE state IN ('queued', 'retrying') AND queue = qn.name AND run_after <= now()
-			ORDER BY run_after, id
-			LIMIT (SELECT n FROM room)
-			FOR UPDATE SKIP LOCKED) c
-		ORDER BY c.run_after, c.id
-		LIMIT (SELECT n FROM room))
-	UPDATE relay_jobs j SET state = 'leased', attempt = j.attempt + 1, lease_token = uuid_send(gen_random_uuid()),
-		leased_by = $2, leased_at = now(), lease_deadline = now() + j.lease_ms * interval '1 millisecond',
-		lease_end = '', updated_at = now()
-	FROM picked WHERE j.id = picked.id
-	RETURNING ` + jcols
-
 // Lease leases up to r.Max ready jobs, waiting up to r.Wait for one: the
 // leases are committed when it returns. It returns no jobs and no error
 // when the wait ends empty, and ctx's error if ctx ended first.
@@ -83,13 +59,14 @@ func (q *Queue) Lease(ctx context.Context, r queue.LeaseRequest) ([]store.Job, e
 // leaseOnce runs one lease statement. With no job leased it says when the
 // next held-back job of the queues is due (zero if none).
 func (q *Queue) leaseOnce(ctx context.Context, worker string, queues []string, n, maxBytes int) ([]store.Job, time.Time, error) {
-	rows, err := q.pool.Query(ctx, leaseSQL, queues, worker, n, q.opts.Queue.MaxLeasesPerWorker)
+	jobs, err := q.leaseGrouped(ctx, worker, queues, n)
 	if err != nil {
-		return nil, time.Time{}, q.dbErr(ctx, "leasing", err)
+		return nil, time.Time{}, err
 	}
-	jobs, err := scanJobs(rows)
-	if err != nil {
-		return nil, time.Time{}, q.dbErr(ctx, "leasing", err)
+	if ctx.Err() != nil {
+		// The caller left while its call was in a shared statement.
+		q.Unlease(worker, refs(jobs))
+		return nil, time.Time{}, ctx.Err()
 	}
 	if len(jobs) == 0 {
 		var held int

@@ -24,9 +24,11 @@ type Options struct {
 	// string. It holds a password: it is never logged.
 	DSN string
 	// Queue holds the settings both backends share (lease, attempts,
-	// caps, backoff, waits, graces, leases per worker); its Store and its
-	// live-job and backlog limits do not apply: the database holds the
-	// jobs.
+	// caps, backoff, waits, graces, leases per worker, live-job and
+	// live-byte limits); its Store and backlog limit do not apply: the
+	// database holds the jobs. The live limits are checked against counts
+	// refreshed every CountsInterval, so across replicas they are
+	// approximate.
 	Queue      queue.Options
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -46,6 +48,11 @@ type Options struct {
 	HealthInterval time.Duration
 	// CountsInterval is how often Counts is refreshed (5s).
 	CountsInterval time.Duration
+	// Retain is how long succeeded, dead and cancelled jobs are kept
+	// before every replica's pruning deletes them (0: kept forever).
+	Retain time.Duration
+	// PruneInterval is how often this replica prunes (1m).
+	PruneInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -68,6 +75,9 @@ func (o *Options) setDefaults() {
 	if o.CountsInterval <= 0 {
 		o.CountsInterval = 5 * time.Second
 	}
+	if o.PruneInterval <= 0 {
+		o.PruneInterval = time.Minute
+	}
 }
 
 // Queue is the job state machine on PostgreSQL. Its methods are safe for
@@ -82,6 +92,7 @@ type Queue struct {
 	wake   *wakeups
 	qof    queueOf
 	done   chan *completion
+	groups leaseGroups
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -92,6 +103,7 @@ type Queue struct {
 	healthErr    error     // non-nil while the database is unreachable
 	healthySince time.Time // when the connection last came (back)
 	counts       map[store.QueueState]int
+	live         live
 }
 
 // Errors Open returns, for the command to name what to fix.
@@ -130,6 +142,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		counts:       map[store.QueueState]int{},
 	}
 	q.qof.init()
+	q.groups.running = map[string]*leaseGroup{}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	if err := q.refreshCounts(ctx); err != nil {
 		pool.Close()
@@ -143,6 +156,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	q.start(1, func() { q.every(q.opts.ExpiryInterval, q.expireOnce) })
 	q.start(1, func() { q.every(q.opts.HealthInterval, q.checkHealth) })
 	q.start(1, func() { q.every(q.opts.CountsInterval, q.countOnce) })
+	if q.opts.Retain > 0 {
+		q.start(1, func() { q.every(q.opts.PruneInterval, func() { q.pruneOnce() }) })
+	}
 	q.start(1, q.runListen)
 	q.start(1, q.runNotify)
 	return q, nil

@@ -110,12 +110,16 @@ func (q *Queue) Retry(ctx context.Context, id string) (store.Job, error) {
 	if err := q.check(what); err != nil {
 		return store.Job{}, err
 	}
+	if err := q.checkRoom(what, 1, 0); err != nil {
+		return store.Job{}, err
+	}
 	j, err := scanJob(q.pool.QueryRow(ctx, `UPDATE relay_jobs SET state = 'queued', attempt = 0, run_after = now(),
 			cancel_requested = false, lease_token = NULL, leased_by = '', leased_at = NULL, lease_deadline = NULL,
 			lease_end = '', result = NULL, finished_at = NULL, updated_at = now()
 		WHERE id = $1 AND state IN ('dead', 'failed', 'cancelled')
 		RETURNING `+cols, id))
 	if err == nil {
+		q.added(1, int64(len(j.Payload)))
 		q.jobsReady(j.Queue)
 		return j, nil
 	}
@@ -138,25 +142,39 @@ func (q *Queue) Counts() map[store.QueueState]int {
 }
 
 func (q *Queue) refreshCounts(ctx context.Context) error {
-	rows, err := q.pool.Query(ctx, `SELECT queue, state, count(*) FROM relay_jobs GROUP BY queue, state`)
+	q.mu.Lock()
+	seenJobs, seenBytes := q.live.addedJobs, q.live.addedBytes // the count below sees these
+	q.mu.Unlock()
+	rows, err := q.pool.Query(ctx, `SELECT queue, state, count(*),
+			coalesce(sum(octet_length(payload)) FILTER (WHERE state IN `+liveStates+`), 0)::bigint
+		FROM relay_jobs GROUP BY queue, state`)
 	if err != nil {
 		return q.dbErr(ctx, "counting jobs", err)
 	}
 	defer rows.Close()
 	m := map[store.QueueState]int{}
+	var lv live
 	for rows.Next() {
 		var name, st string
 		var n int
-		if err := rows.Scan(&name, &st, &n); err != nil {
+		var b int64
+		if err := rows.Scan(&name, &st, &n, &b); err != nil {
 			return q.dbErr(ctx, "counting jobs", err)
 		}
 		m[store.QueueState{Queue: name, State: store.State(st)}] = n
+		if store.State(st) == store.Queued || store.State(st) == store.Retrying || store.State(st) == store.Leased {
+			lv.jobs += n
+			lv.bytes += b
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return q.dbErr(ctx, "counting jobs", err)
 	}
 	q.mu.Lock()
 	q.counts = m
+	lv.addedJobs = q.live.addedJobs - seenJobs
+	lv.addedBytes = q.live.addedBytes - seenBytes
+	q.live = lv
 	q.mu.Unlock()
 	return nil
 }

@@ -48,6 +48,7 @@ type serveCmd struct {
 	MaxLiveJobs   int           `default:"1000000" help:"Most unfinished jobs relay holds; enqueues past it get 429."`
 	MaxLiveBytes  int64         `default:"1073741824" help:"Most payload bytes of unfinished jobs relay holds (they live in memory); enqueues past it get 429."`
 	MaxLeases     int           `default:"1000" help:"Most leases one worker may hold at once."`
+	Retain        retention     `default:"7d" help:"How long succeeded, dead and cancelled jobs are kept (7d, 36h; 0 keeps them); pruned by every replica. PostgreSQL store only for now."`
 
 	PacketSize       uint16        `default:"1372" help:"QUIC UDP payload size: the tunnel's inner MTU (1420) less 48, so no packet is fragmented."`
 	PathMTUDiscovery bool          `name:"pmtud" help:"Let QUIC probe for larger packets (off: inside the tunnel the size is known)."`

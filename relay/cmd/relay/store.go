@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
@@ -133,7 +134,7 @@ func (c *serveCmd) queueOptions(log *slog.Logger, reg prometheus.Registerer) que
 func (c *serveCmd) openQueue(ctx context.Context, dsn string, log *slog.Logger, reg prometheus.Registerer) (q queue.Backend, storeErr func() error, closeStore func(), err error) {
 	opts := c.queueOptions(log, reg)
 	if dsn != "" {
-		pq, err := pgqueue.Open(ctx, pgqueue.Options{DSN: dsn, Queue: opts, Logger: log, Registerer: reg, NoMigrate: c.NoMigrate})
+		pq, err := pgqueue.Open(ctx, pgqueue.Options{DSN: dsn, Queue: opts, Logger: log, Registerer: reg, NoMigrate: c.NoMigrate, Retain: time.Duration(c.Retain)})
 		if err != nil {
 			return nil, nil, nil, storeError(dsn, err)
 		}
