@@ -45,8 +45,8 @@ type serveCmd struct {
 	MaxWait       time.Duration `default:"60s" help:"Longest a worker's long poll is held."`
 	MaxPayload    int           `default:"1048576" help:"Largest job payload, in bytes (at most 1 MiB)."`
 	MaxResult     int           `default:"1048576" help:"Largest job result, in bytes (at most 1 MiB)."`
-	MaxLiveJobs   int           `default:"1000000" help:"Most unfinished jobs relay holds; enqueues past it get 429."`
-	MaxLiveBytes  int64         `default:"1073741824" help:"Most payload bytes of unfinished jobs relay holds (they live in memory); enqueues past it get 429."`
+	MaxLiveJobs   int           `default:"200000" help:"Most unfinished jobs relay holds; enqueues past it get 429. The default leaves headroom under the shipped 1Gi pod limit (docs/relay.md)."`
+	MaxLiveBytes  int64         `default:"134217728" help:"Most payload bytes of unfinished jobs relay holds (they live in memory, ~2.5 bytes each); enqueues past it get 429. The default (128 MiB) leaves headroom under the shipped 1Gi pod limit."`
 	MaxLeases     int           `default:"1000" help:"Most leases one worker may hold at once."`
 	Retain        retention     `default:"7d" help:"How long succeeded, dead and cancelled jobs are kept (7d, 36h; 0 keeps them); pruned by every replica. PostgreSQL store only for now."`
 
