@@ -248,8 +248,11 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 			Registry:  g.Registry,
 			Ready:     g.Ready,
 			Profiling: c.Admin.Pprof,
-			Handlers:  map[string]http.Handler{"/status": admin.JSON(func() any { return g.Status() })},
-			Logger:    g.log,
+			Handlers: map[string]http.Handler{
+				"/status": admin.JSON(func() any { return g.Status() }),
+				"/audit":  &auditHandler{g: g}, // POST; audithandler.go
+			},
+			Logger: g.log,
 		})
 		if err != nil {
 			return fmt.Errorf("starting gateway: %w", err)
