@@ -86,8 +86,12 @@ type Report struct {
 	UDPProbes int          `json:"udp_probes"`
 	// Failed counts probes that ended in a local error (not a timeout nor
 	// a reset): the audit is incomplete if it is not zero.
-	Failed    int           `json:"failed"`
-	Answered  []Finding     `json:"answered"`
+	Failed   int       `json:"failed"`
+	Answered []Finding `json:"answered"`
+	// Silent are expected answers that did not come, even when probed
+	// again with a longer timeout: a rule that is broken, or a service
+	// that is down.
+	Silent    []Expect      `json:"silent,omitempty"`
 	Duration  time.Duration `json:"duration_ns"`
 	FirstFail string        `json:"first_failure,omitempty"`
 }
@@ -215,6 +219,7 @@ feed:
 	}
 	close(work)
 	wg.Wait()
+	r.recheck(ctx, dial, expected, 3*timeout)
 	slices.SortFunc(r.Answered, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(a.Protocol, b.Protocol), a.Addr.Compare(b.Addr))
 	})
@@ -268,4 +273,24 @@ func isTimeout(err error) bool {
 func isRefused(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "connection was refused") || strings.Contains(s, "connection refused")
+}
+
+// recheck probes again, one by one and with timeout, the expected answers
+// the sweep did not get (a loaded gateway may miss a reply within the
+// sweep's timeout), and lists those still silent.
+func (r *Report) recheck(ctx context.Context, dial DialFunc, expected []Expect, timeout time.Duration) {
+	for _, e := range expected {
+		if slices.ContainsFunc(r.Answered, func(f Finding) bool { return f.Protocol == e.Protocol && f.Addr == e.Addr }) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		res, _ := try(ctx, dial, probe{e.Protocol, e.Addr}, timeout)
+		if res == "" {
+			r.Silent = append(r.Silent, e)
+			continue
+		}
+		r.Answered = append(r.Answered, Finding{Protocol: e.Protocol, Addr: e.Addr, Result: res})
+	}
 }
