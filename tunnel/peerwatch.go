@@ -26,7 +26,8 @@ import (
 // handshake for three minutes and a margin has no session at all: it is
 // down, its key changed, or nothing has flowed and neither side sends
 // keepalives. A peer that never completed a handshake is reported silent
-// once silentAfter has passed since the gateway started.
+// once silentAfter has passed since the gateway started, and counted back
+// at its first handshake: silent minus back is the peers silent now.
 const (
 	defaultSilentAfter   = 3*time.Minute + 15*time.Second
 	defaultPeerWatchTick = time.Second
@@ -153,6 +154,11 @@ func (g *Gateway) checkPeers(seen map[string]*peerSeen, bound time.Duration, now
 		log := g.log.With("peer", p.name, "key", p.owner.Fingerprint())
 		switch {
 		case fresh && !s.reported:
+			if s.silent {
+				// Reported silent before its first handshake: back too,
+				// so that silent minus back counts the peers silent now.
+				g.auth.counts[authBack].Add(1)
+			}
 			s.reported, s.silent = true, false
 			g.auth.counts[authFirstHandshake].Add(1)
 			log.Info(fmt.Sprintf("peer %s handshake complete, endpoint %s", p.name, endpoint), "endpoint", endpoint)

@@ -116,6 +116,27 @@ admin: {listen: "-"}
 	}
 }
 
+// A peer reported silent before its first handshake is counted back when
+// it comes, so silent minus back is zero again.
+func TestPeerLateFirstHandshakeCountsBack(t *testing.T) {
+	eksKey, aksKey := testutil.PrivateKey(t), testutil.PrivateKey(t)
+	port := freeUDPPort(t)
+	var aksLog, eksLog testutil.Buffer
+	// A second after its first handshake it is silent again: checked at once.
+	aks, _ := startWatched(t, listeningSide(t, port, eksKey.Public()), aksKey, &aksLog, time.Second)
+	testutil.Eventually(t, 10*time.Second, "aks to report eks silent", func() bool {
+		return aksLog.Contains("peer eks has not completed a handshake since the gateway started")
+	})
+	startWatched(t, diallingSide(t, port, aksKey.Public()), eksKey, &eksLog, time.Hour)
+	testutil.Eventually(t, 10*time.Second, "aks to log the first handshake", func() bool {
+		return aksLog.Contains("peer eks handshake complete")
+	})
+	ev := authEvents(t, aks)
+	if ev["silent"] != "1" || ev["back"] != "1" || ev["first_handshake"] != "1" {
+		t.Fatalf("tunnel_auth_events_total = %v, want silent, back and first_handshake at 1", ev)
+	}
+}
+
 // A stranger retrying its handshake gets one line on the receiving
 // gateway, naming its source, however often it retries within the
 // interval; every retry is counted.
