@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/audit"
 )
@@ -136,4 +137,16 @@ func equalFindings(a, b []audit.Finding) bool {
 		}
 	}
 	return true
+}
+
+// With no session to the peer every probe would be lost: the audit
+// refuses to report that silence as a result.
+func TestAuditRefusesWithoutASession(t *testing.T) {
+	gw := startGateway(t, listeningSide(t, freeUDPPort(t), testutil.PrivateKey(t).Public()), testutil.PrivateKey(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := gw.Audit(ctx, tunnel.AuditRequest{TCPPorts: []uint16{8000}})
+	if err == nil || !strings.Contains(err.Error(), `no WireGuard session with peer "eks"`) {
+		t.Fatalf("audit with no peer: %v, want a refusal naming the missing session", err)
+	}
 }

@@ -122,6 +122,9 @@ func (g *Gateway) Audit(ctx context.Context, req AuditRequest) (AuditReport, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, auditMaxDuration)
 	defer cancel()
+	if err := g.auditSession(ctx, p.Name, target); err != nil {
+		return AuditReport{}, err
+	}
 	g.log.Info("audit started", "peer", p.Name, "target", target, "others", opts.Others)
 	out.Report, err = audit.Run(ctx, g.Dial, opts, out.Expected)
 	out.Unexpected = out.Report.Unexpected(out.Expected)
@@ -132,6 +135,57 @@ func (g *Gateway) Audit(ctx context.Context, req AuditRequest) (AuditReport, err
 		"answered", len(out.Answered), "unexpected", len(out.Unexpected), "failed", out.Failed,
 		"duration", out.Duration.Round(time.Millisecond).String())
 	return out, nil
+}
+
+// auditSessionWait bounds the wait for a session before an audit, and
+// auditSessionFresh is how recent a handshake must be to count as one
+// (WireGuard drops a session three minutes after its handshake).
+const (
+	auditSessionWait  = 15 * time.Second
+	auditSessionFresh = 150 * time.Second
+)
+
+// auditSession makes sure the gateway has a WireGuard session with the
+// peer before probing it: without one, every probe would be lost and the
+// audit would report silence it did not measure. If the last handshake is
+// old, one datagram to the target makes WireGuard start one.
+func (g *Gateway) auditSession(ctx context.Context, peer string, target netip.Addr) error {
+	ctx, cancel := context.WithTimeout(ctx, auditSessionWait)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for triggered := false; ; {
+		if time.Since(g.lastHandshake(peer)) < auditSessionFresh {
+			return nil
+		}
+		if !triggered {
+			triggered = true
+			if c, err := g.Dial(ctx, "udp", netip.AddrPortFrom(target, 9).String()); err == nil { // discard
+				_, _ = c.Write([]byte{0})
+				c.Close()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("audit: no WireGuard session with peer %q: no handshake within %s, so every probe would be lost (see tunnel status, and the peer's log)", peer, auditSessionWait)
+		case <-t.C:
+		}
+	}
+}
+
+// lastHandshake is the peer's latest handshake over its keys, or zero.
+func (g *Gateway) lastHandshake(name string) time.Time {
+	st, err := g.deviceState()
+	if err != nil {
+		return time.Time{}
+	}
+	for _, p := range g.peerList() {
+		if p.name == name {
+			latest, _ := p.handshake(st)
+			return latest
+		}
+	}
+	return time.Time{}
 }
 
 func auditPeer(c *config.Config, name string) (*config.Peer, error) {

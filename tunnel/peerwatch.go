@@ -136,19 +136,7 @@ func (g *Gateway) checkPeers(seen map[string]*peerSeen, bound time.Duration, now
 			s = &peerSeen{}
 			seen[p.name] = s
 		}
-		var endpoint string
-		var latest time.Time
-		for _, dp := range st.Peers {
-			if !slices.Contains(p.deviceKeys(), dp.Key) {
-				continue
-			}
-			if dp.LastHandshake.After(latest) {
-				latest = dp.LastHandshake
-			}
-			if dp.Key == p.owner {
-				endpoint = dp.Endpoint
-			}
-		}
+		latest, endpoint := p.handshake(st)
 		fresh := latest.After(s.handshake)
 		s.handshake = latest
 		log := g.log.With("peer", p.name, "key", p.owner.Fingerprint())
@@ -185,6 +173,23 @@ func (g *Gateway) checkPeers(seen map[string]*peerSeen, bound time.Duration, now
 			delete(seen, name)
 		}
 	}
+}
+
+// handshake is the peer's latest completed handshake over its keys (zero
+// if none) and the endpoint of its active key, as st reports them.
+func (p *peer) handshake(st deviceState) (latest time.Time, endpoint string) {
+	for _, dp := range st.Peers {
+		if !slices.Contains(p.deviceKeys(), dp.Key) {
+			continue
+		}
+		if dp.LastHandshake.After(latest) {
+			latest = dp.LastHandshake
+		}
+		if dp.Key == p.owner {
+			endpoint = dp.Endpoint
+		}
+	}
+	return latest, endpoint
 }
 
 // since is t, or start when t is zero (no handshake yet).
