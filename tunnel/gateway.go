@@ -91,7 +91,12 @@ type Gateway struct {
 	log       *slog.Logger
 	wg        sync.WaitGroup // the endpoint and successor watchers
 
-	wgc wgCounters // atomic; counted by the device's logger
+	wgc  wgCounters // atomic; counted by the device's logger
+	auth authEvents // first handshakes, silent peers, unknown keys (peerwatch.go)
+
+	// Peer watch timing (peerwatch.go); zero means the defaults. Tests
+	// shorten them.
+	peerWatchEvery, silentAfter time.Duration
 
 	// Endpoint re-resolution timing; zero means the defaults. Tests
 	// shorten them.
@@ -163,6 +168,9 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 	}
 	g.cfg.Store(c)
 	g.started = time.Now()
+	g.auth.log.Store(g.log)
+	g.auth.unknown.Every = unknownKeyLogEvery
+	g.wgc.auth = &g.auth
 
 	priv := g.PrivateKey
 	if priv == nil {
@@ -234,20 +242,28 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 		}
 	}
 	g.registerMetrics()
+	g.registerAuthMetrics()
 	if c.Admin.Listen != config.Disabled {
 		g.admin, err = admin.Start(ctx, admin.Options{
 			Addr:      c.Admin.Listen,
 			Registry:  g.Registry,
 			Ready:     g.Ready,
 			Profiling: c.Admin.Pprof,
-			Handlers:  map[string]http.Handler{"/status": admin.JSON(func() any { return g.Status() })},
-			Logger:    g.log,
+			Handlers: map[string]http.Handler{
+				"/status": admin.JSON(func() any { return g.Status() }),
+				"/audit":  &auditHandler{g: g}, // POST; audithandler.go
+			},
+			Logger: g.log,
 		})
 		if err != nil {
 			return fmt.Errorf("starting gateway: %w", err)
 		}
 	}
-	g.wg.Add(3)
+	g.wg.Add(4)
+	go func() {
+		defer g.wg.Done()
+		g.watchPeers(runCtx)
+	}()
 	go func() {
 		defer g.wg.Done()
 		g.watchEndpoints(runCtx)

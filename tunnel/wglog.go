@@ -29,19 +29,29 @@ const (
 type wgCounters struct {
 	spoofed          atomic.Uint64 // inner source outside the sending peer's allowed IPs
 	handshakeRefused atomic.Uint64 // initiations from keys we do not know, or bad MACs
+	auth             *authEvents   // logs refused handshakes, rate-limited; nil: count only
 }
 
 func (c *wgCounters) counts() WireGuardCounts {
 	return WireGuardCounts{SpoofedSource: c.spoofed.Load(), HandshakeRefused: c.handshakeRefused.Load()}
 }
 
-// count counts one verbose line by its format.
-func (c *wgCounters) count(format string) {
+// count counts one verbose line by its format. A refused initiation's
+// only argument is the source it came from.
+func (c *wgCounters) count(format string, args ...any) {
 	switch format {
 	case wgLineSpoofedV4, wgLineSpoofedV6:
 		c.spoofed.Add(1)
 	case wgLineBadInitiation, wgLineBadMAC1:
 		c.handshakeRefused.Add(1)
+		if c.auth == nil {
+			return
+		}
+		source := ""
+		if format == wgLineBadInitiation && len(args) == 1 {
+			source = fmt.Sprint(args[0])
+		}
+		c.auth.unknownKey(source)
 	}
 }
 
@@ -52,7 +62,7 @@ func wgLogger(l *slog.Logger, c *wgCounters) *device.Logger {
 	debug := l.Enabled(context.Background(), slog.LevelDebug)
 	return &device.Logger{
 		Verbosef: func(format string, args ...any) {
-			c.count(format)
+			c.count(format, args...)
 			if debug {
 				l.Debug(fmt.Sprintf(format, args...), "component", "wireguard")
 			}

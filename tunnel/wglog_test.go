@@ -79,6 +79,11 @@ func TestWireGuardRefusalLines(t *testing.T) {
 			if !slices.Contains(d.lines(), tt.line) {
 				t.Fatalf("counted, but %q was not among the lines logged", tt.line)
 			}
+			// A refused initiation's argument is its source, which the
+			// gateway's rate-limited line names.
+			if tt.line == wgLineBadInitiation && !d.log.Contains("source=127.0.0.1:") {
+				t.Fatalf("the refusal line does not name the sender's address:\n%s", d.log.String())
+			}
 		})
 	}
 }
@@ -94,6 +99,8 @@ type loggedDevice struct {
 	pub      keys.PublicKey
 	port     int
 	counters wgCounters
+	auth     authEvents
+	log      testutil.Buffer // the rate-limited refusal lines
 	mu       sync.Mutex
 	seen     []string
 }
@@ -101,6 +108,9 @@ type loggedDevice struct {
 func newLoggedDevice(t *testing.T) *loggedDevice {
 	t.Helper()
 	d := &loggedDevice{tun: tuntest.NewChannelTUN()}
+	d.auth.log.Store(d.log.Logger())
+	d.auth.unknown.Every = unknownKeyLogEvery
+	d.counters.auth = &d.auth
 	l := wgLogger(slog.New(slog.DiscardHandler), &d.counters)
 	verbose := l.Verbosef
 	l.Verbosef = func(format string, args ...any) {

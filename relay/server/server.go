@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 
+	"github.com/tunnel-dev/tunnel/internal/ratelog"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/auth"
 	"github.com/tunnel-dev/tunnel/relay/proto"
@@ -84,6 +85,25 @@ type Server struct {
 	calls    sync.WaitGroup   // calls in flight
 	addr     net.Addr
 	ready    chan struct{}
+
+	// refusals limits the refused-worker lines: a worker retrying with a
+	// key relay does not know is logged once per refusalLogEvery.
+	refusals ratelog.Limiter
+}
+
+// refusalLogEvery is the shortest time between two lines about refusing
+// the same key.
+const refusalLogEvery = 10 * time.Second
+
+// logRefusal logs a refused worker, at most once per refusalLogEvery for
+// one pin, with the count of refusals left out since the last line. Every
+// refusal is counted in relay_refused_total whether logged or not.
+func (s *Server) logRefusal(pin keys.Pin, msg string, attrs ...any) {
+	ok, suppressed := s.refusals.Allow(pin.String(), time.Now())
+	if !ok {
+		return
+	}
+	s.log.Warn(msg, append([]any{"pin", pin.String(), "suppressed", suppressed, "every", refusalLogEvery.String()}, attrs...)...)
 }
 
 type connState struct {
@@ -138,6 +158,8 @@ func New(opts Options) (*Server, error) {
 		perPin: map[keys.Pin]int{},
 		budget: newByteBudget(opts.ReadBudget),
 		ready:  make(chan struct{}),
+
+		refusals: ratelog.Limiter{Every: refusalLogEvery},
 	}, nil
 }
 
@@ -246,7 +268,8 @@ func (s *Server) tlsConfig() *tls.Config {
 		return proto.ServerTLS(s.opts.Identity, func(p keys.Pin) error {
 			if _, ok := s.opts.Workers().Lookup(p); !ok {
 				s.m.refused.WithLabelValues("unknown_identity").Inc()
-				s.log.Warn("refused a worker: its key is not in the workers file", "pin", p.String(), "remote", remote)
+				s.logRefusal(p, "refused a worker: its key is not in the workers file", "remote", remote,
+					"hint", "add the worker's pin (tunnel keys pin identity.crt) to relay's workers file, or fix the worker's key")
 				return fmt.Errorf("identity %s is not a known worker", p)
 			}
 			return nil
@@ -279,6 +302,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	w, ok := s.opts.Workers().Lookup(pin)
 	if !ok { // removed between the handshake and now
 		s.m.refused.WithLabelValues("credentials_revoked").Inc()
+		s.logRefusal(pin, "refused a worker: its key was removed from the workers file during the handshake", "remote", conn.RemoteAddr().String())
 		_ = conn.CloseWithError(proto.Code_CREDENTIALS_REVOKED.AppCode(), "this key is not in relay's workers file")
 		return
 	}
@@ -288,7 +312,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 	if s.perPin[pin] >= s.opts.MaxConnsPerIdentity {
 		s.mu.Unlock()
 		s.m.refused.WithLabelValues("connection_limit").Inc()
-		log.Warn("refused a connection: the worker key has too many", "limit", s.opts.MaxConnsPerIdentity)
+		s.logRefusal(pin, "refused a connection: the worker key has too many", "worker", w.Name, "remote", conn.RemoteAddr().String(), "limit", s.opts.MaxConnsPerIdentity)
 		_ = conn.CloseWithError(proto.Code_OVERLOADED.AppCode(), fmt.Sprintf("this key already has %d connections to relay", s.opts.MaxConnsPerIdentity))
 		return
 	}

@@ -263,6 +263,31 @@ func TestUnknownIdentityRefused(t *testing.T) {
 	}
 }
 
+// A worker retrying with an unknown key is refused every time, counted
+// every time, and logged once per interval with its pin, not once per
+// retry.
+func TestUnknownIdentityLoggedOncePerInterval(t *testing.T) {
+	var log testutil.Buffer
+	h := startRelay(t, relaytest.Options{Logger: log.Logger()}, bunny(testutil.Identity(t, "bunny")))
+	stranger := testutil.Identity(t, "stranger")
+	const tries = 5
+	for range tries {
+		if _, err := h.DialOver(stranger, nil); !errors.Is(err, client.ErrUnauthorized) {
+			t.Fatalf("dial with an unknown identity: %v, want ErrUnauthorized", err)
+		}
+	}
+	if n := h.Metric("relay_refused_total", map[string]string{"reason": "unknown_identity"}); n != tries {
+		t.Fatalf("relay_refused_total{reason=unknown_identity} = %v after %d refusals", n, tries)
+	}
+	const line = "refused a worker: its key is not in the workers file"
+	if n := log.Count(line); n != 1 {
+		t.Fatalf("%q logged %d times for %d refusals, want once:\n%s", line, n, tries, log.String())
+	}
+	if !log.Contains(`pin="` + stranger.Pin().String() + `"`) {
+		t.Fatalf("the line does not name the refused pin:\n%s", log.String())
+	}
+}
+
 func TestWrongRelayPinRefused(t *testing.T) {
 	id := testutil.Identity(t, "bunny")
 	h := startRelay(t, relaytest.Options{}, bunny(id))

@@ -19,6 +19,7 @@ type commands struct {
 		Check configCheckCmd `cmd:"" help:"Validate a gateway config file and print exactly what it exposes to whom."`
 	} `cmd:"" help:"Work with gateway config files."`
 	Status statusCmd `cmd:"" envprefix:"STATUS_" help:"Show a running gateway's peers (handshakes, traffic) and rules (flows, bytes, drops)."`
+	Audit  auditCmd  `cmd:"" envprefix:"AUDIT_" help:"Probe a peer from inside the tunnel through a running gateway (every TCP port, UDP ports that matter); fail if anything answers beyond the forward rules."`
 	Keys   keysCmd   `cmd:"" help:"Generate and inspect WireGuard keys and QUIC worker identities."`
 	Demo   demoCmd   `cmd:"" envprefix:"DEMO_" help:"Run relay, both gateways and bunny as processes on loopback: jobs through the tunnel, checked, with a summary."`
 	Bench  benchCmd  `cmd:"" envprefix:"BENCH_" help:"Measure the tunnel's throughput, latency, CPU and memory beside raw loopback and stock tun/netstack."`
