@@ -79,7 +79,7 @@ func configuredRules(c *config.Config) []rule {
 		rules = append(rules, r)
 	}
 	for _, f := range c.Forward {
-		r := &forwardRule{cfg: f, ups: newUpstreams(f.Name, f.Upstreams)}
+		r := &forwardRule{cfg: f, ups: newUpstreams(f.Name, f.Targets())}
 		r.init(kindForward, f.Name, f.Protocol, f)
 		r.from, r.to = f.Listen, f.To.String()
 		rules = append(rules, r)

@@ -97,6 +97,16 @@ type Forward struct {
 	Upstreams []Upstream `yaml:"upstreams"`
 }
 
+// Targets is f's upstreams in order: Upstreams, or the one given as Peer
+// and To when Upstreams is empty (a Config built in code rather than
+// parsed, as an embedding program may).
+func (f Forward) Targets() []Upstream {
+	if len(f.Upstreams) > 0 {
+		return f.Upstreams
+	}
+	return []Upstream{{Peer: f.Peer, To: f.To}}
+}
+
 // Upstream is one place a forward rule's flows may go: a peer's tunnel
 // address and port.
 type Upstream struct {

@@ -59,12 +59,15 @@ func (p *TCP) Serve(ctx context.Context) error {
 			}
 		}
 		backoff = 0
+		// Counted in wg before it is visible as active: a Shutdown that
+		// sees the connection must also wait for it.
+		p.wg.Add(1)
 		if !p.track(c) {
+			p.wg.Done()
 			p.Stats.drop(DropConnLimit)
 			c.Close()
 			continue
 		}
-		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
 			defer p.untrack(c)
