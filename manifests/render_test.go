@@ -33,6 +33,8 @@ var overlays = []overlay{
 	{dir: "alt/eks-listens", side: "eks", pair: "alt/aks-dials"},
 	{dir: "alt/aks-dials", side: "aks", pair: "alt/eks-listens"},
 	{dir: "alt/eks-postgres", side: "eks", pair: "aks"},
+	{dir: "alt/eks-ha", side: "eks", pair: "alt/aks-ha"},
+	{dir: "alt/aks-ha", side: "aks", pair: "alt/eks-ha"},
 }
 
 // Namespaces a policy may name that no overlay creates: the cluster's DNS
