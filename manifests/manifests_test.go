@@ -574,13 +574,7 @@ func TestGatewayPairs(t *testing.T) {
 // peerNamed returns a config's peer of that name, or fails.
 func peerNamed(t testing.TB, cfg *config.Config, name string) *config.Peer {
 	t.Helper()
-	for i := range cfg.Peers {
-		if cfg.Peers[i].Name == name {
-			return &cfg.Peers[i]
-		}
-	}
-	t.Fatalf("no peer %q", name)
-	return nil
+	return named(t, "peer", cfg.Peers, func(p *config.Peer) string { return p.Name }, name)
 }
 
 func checkPair(t *testing.T, eb, ab *bundle, e, a gw) {
