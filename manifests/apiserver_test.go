@@ -214,24 +214,25 @@ func secretsFor(t *testing.T, b *bundle) map[string][]*corev1.Secret {
 					data[n] = d
 				}
 			}
-			switch v.Secret.SecretName {
-			case "tunnel-keys":
+			switch name := v.Secret.SecretName; {
+			case isGateway(p.labels) && name == gatewayOf(t, b, p).secret:
 				if _, err := keys.WriteKeyPair(dir, false); err != nil {
 					t.Fatal(err)
 				}
 				read(keys.PrivateKeyFile)
-				cfg, _, _ := gatewayConfig(t, b)
-				peer, err := keys.GeneratePrivateKey()
-				if err != nil {
-					t.Fatal(err)
+				for _, pc := range gatewayOf(t, b, p).cfg.Peers {
+					peer, err := keys.GeneratePrivateKey()
+					if err != nil {
+						t.Fatal(err)
+					}
+					data[keys.PeerKeyFile(pc.Name)] = keys.FormatPeerKeys(peer.Public())
 				}
-				data[keys.PeerKeyFile(cfg.Peers[0].Name)] = keys.FormatPeerKeys(peer.Public())
-			case "relay-identity", "bunny-identity":
+			case name == "relay-identity" || name == "bunny-identity":
 				if _, err := keys.WriteIdentity(dir, strings.TrimSuffix(v.Secret.SecretName, "-identity"), false); err != nil {
 					t.Fatal(err)
 				}
 				read(keys.IdentityCertFile, keys.IdentityKeyFile)
-			case "relay-store":
+			case name == "relay-store":
 				data["dsn"] = []byte("postgres://relay:not-a-real-password@relay-db.example.internal:5432/relay?sslmode=verify-full\n")
 			default:
 				t.Fatalf("pod %s mounts Secret %s, which docs/deploy.md does not tell anyone to create", p.name, v.Secret.SecretName)

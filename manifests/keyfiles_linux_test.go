@@ -116,7 +116,7 @@ func TestKeyFilesAsKubeletMountsThem(t *testing.T) {
 					continue
 				}
 				item := keys.PrivateKeyFile
-				if v.Secret.SecretName != "tunnel-keys" {
+				if !strings.HasPrefix(v.Secret.SecretName, "tunnel-keys") {
 					item = keys.IdentityKeyFile
 				}
 				name := strings.ReplaceAll(o.dir, "/", "-") + "-" + p.name + "-" + v.Name

@@ -73,18 +73,27 @@ func TestOverlaysBuild(t *testing.T) {
 		{"NetworkPolicy", "tunnel", "tunnel-gateway-forward"},
 	}
 	lb := obj{"Service", "tunnel", "tunnel-gateway-wireguard"}
+	// HA: the one gateway's Deployment and ConfigMap become one per
+	// replica, under a PodDisruptionBudget.
+	ha := slices.Concat(slices.DeleteFunc(slices.Clone(gatewayBase), func(o obj) bool { return o.kind == "Deployment" || o.kind == "ConfigMap" }), []obj{
+		{"Deployment", "tunnel", "tunnel-gateway-a"}, {"ConfigMap", "tunnel", "tunnel-gateway-a"},
+		{"Deployment", "tunnel", "tunnel-gateway-b"}, {"ConfigMap", "tunnel", "tunnel-gateway-b"},
+		{"PodDisruptionBudget", "tunnel", "tunnel-gateway"},
+	})
 	tests := []struct {
 		dir     string
 		want    []obj
-		wantLB  bool
+		lbs     int
 		objects int
 	}{
-		{"eks", slices.Concat(gatewayBase, relay), false, 17},
-		{"aks", slices.Concat(gatewayBase, bunny, forward, []obj{lb}), true, 18},
-		{"alt/eks-listens", slices.Concat(gatewayBase, relay, []obj{lb}), true, 18},
-		{"alt/aks-dials", slices.Concat(gatewayBase, bunny, forward), false, 17},
+		{"eks", slices.Concat(gatewayBase, relay), 0, 17},
+		{"aks", slices.Concat(gatewayBase, bunny, forward, []obj{lb}), 1, 18},
+		{"alt/eks-listens", slices.Concat(gatewayBase, relay, []obj{lb}), 1, 18},
+		{"alt/aks-dials", slices.Concat(gatewayBase, bunny, forward), 0, 17},
 		{"alt/eks-postgres", slices.Concat(gatewayBase, slices.DeleteFunc(slices.Clone(relay), func(o obj) bool { return o.kind == "PersistentVolumeClaim" }),
-			[]obj{{"PodDisruptionBudget", "relay", "relay"}, {"NetworkPolicy", "relay", "relay-postgres"}}), false, 18},
+			[]obj{{"PodDisruptionBudget", "relay", "relay"}, {"NetworkPolicy", "relay", "relay-postgres"}}), 0, 18},
+		{"alt/eks-ha", slices.Concat(ha, relay), 0, 20},
+		{"alt/aks-ha", slices.Concat(ha, bunny, forward, []obj{{"Service", "tunnel", "tunnel-gateway-wireguard-a"}, {"Service", "tunnel", "tunnel-gateway-wireguard-b"}}), 2, 22},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
@@ -96,8 +105,14 @@ func TestOverlaysBuild(t *testing.T) {
 					t.Errorf("no %s %s/%s", w.kind, w.ns, w.name)
 				}
 			}
-			if got := b.has(lb.kind, lb.ns, lb.name); got != tt.wantLB {
-				t.Errorf("load balancer Service present = %v, want %v (only the side that listens has one)", got, tt.wantLB)
+			lbs := 0
+			for _, s := range b.services() {
+				if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+					lbs++
+				}
+			}
+			if lbs != tt.lbs {
+				t.Errorf("%d load balancer Services, want %d (only the side that listens has them, one per gateway)", lbs, tt.lbs)
 			}
 			if len(b.objs) != tt.objects {
 				t.Errorf("%d objects, want %d: something was added or lost", len(b.objs), tt.objects)
@@ -181,7 +196,7 @@ func TestPodSecurity(t *testing.T) {
 				if d.Spec.Selector == nil || !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(labels.Set(p.labels)) {
 					t.Errorf("selector %v does not match the template's labels %v", d.Spec.Selector, p.labels)
 				}
-				single := p.name == "relay" && !onPostgres(p.spec) || p.name == "tunnel-gateway"
+				single := p.name == "relay" && !onPostgres(p.spec) || isGateway(p.labels)
 				if single && (d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType) {
 					t.Errorf("%s must run exactly one pod at a time (replicas 1, strategy Recreate): relay is a single writer, a gateway's key one peer", p.name)
 				}
@@ -323,13 +338,60 @@ func checkAdmin(t *testing.T, p pod, c *corev1.Container, port int) {
 	}
 }
 
-// gateway returns the gateway's config as the pod would read it, checked
-// as `tunnel config check --offline --allow-placeholders` checks it: the
-// shipped files mark each value to edit with REPLACE.
-func gatewayConfig(t *testing.T, b *bundle) (*config.Config, string, pod) {
+// isGateway says whether a pod template is a tunnel gateway's.
+func isGateway(l map[string]string) bool { return l["app.kubernetes.io/name"] == "tunnel-gateway" }
+
+// gw is one gateway replica of an overlay: its pod, its config as the pod
+// reads it, and the key Secret it mounts.
+type gw struct {
+	pod    pod
+	cfg    *config.Config
+	text   string
+	suffix string // "" for the single gateway, "-a", "-b" for HA replicas
+	secret string
+}
+
+// gateways returns every gateway replica of an overlay, in name order:
+// the Deployment tunnel-gateway, or one tunnel-gateway-<r> per replica,
+// each mounting the key Secret tunnel-keys<suffix>.
+func gateways(t testing.TB, b *bundle) []gw {
 	t.Helper()
-	d := b.deployment(t, "tunnel", "tunnel-gateway")
-	p := pod{ns: d.Namespace, name: d.Name, labels: d.Spec.Template.Labels, spec: &d.Spec.Template.Spec, d: d}
+	var out []gw
+	for _, p := range b.pods() {
+		if p.ns != "tunnel" || !isGateway(p.labels) {
+			continue
+		}
+		suffix, ok := strings.CutPrefix(p.name, "tunnel-gateway")
+		if !ok {
+			t.Fatalf("%s: gateway Deployment %s is not named tunnel-gateway[-replica]", b.dir, p.name)
+		}
+		cfg, text := gatewayConfig(t, b, p)
+		out = append(out, gw{pod: p, cfg: cfg, text: text, suffix: suffix, secret: "tunnel-keys" + suffix})
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no gateway Deployment", b.dir)
+	}
+	slices.SortFunc(out, func(a, b gw) int { return strings.Compare(a.pod.name, b.pod.name) })
+	return out
+}
+
+// gatewayOf returns the gateway replica that runs as pod p.
+func gatewayOf(t testing.TB, b *bundle, p pod) gw {
+	t.Helper()
+	for _, g := range gateways(t, b) {
+		if g.pod.name == p.name {
+			return g
+		}
+	}
+	t.Fatalf("%s: %s is not a gateway", b.dir, p.name)
+	return gw{}
+}
+
+// gatewayConfig returns a gateway pod's config as the pod would read it,
+// checked as `tunnel config check --offline --allow-placeholders` checks
+// it: the shipped files mark each value to edit with REPLACE.
+func gatewayConfig(t testing.TB, b *bundle, p pod) (*config.Config, string) {
+	t.Helper()
 	c := container(t, p.spec, "gateway")
 	if len(c.Args) == 0 || c.Args[0] != "gateway" {
 		t.Fatalf("gateway container args %v", c.Args)
@@ -347,107 +409,131 @@ func gatewayConfig(t *testing.T, b *bundle) (*config.Config, string, pod) {
 	if err != nil {
 		t.Fatalf("%s: the gateway config fails `tunnel config check --offline --allow-placeholders`: %v", b.dir, err)
 	}
-	return cfg, text, p
+	return cfg, text
 }
 
 // The gateway config in each ConfigMap passes the gateway's own offline
 // check of a template, and also the full check once the key Secret's
 // items exist as `tunnel keys generate` writes them (private.key,
 // peer.<name>.pub) under the Secret's mount and its REPLACE values are
-// edited. It has exactly one peer and carries exactly one
-// port to it, relay's UDP port, and its files are all on the pod's
-// volumes.
+// edited. Each gateway has one peer per gateway of the other cluster
+// (named for its side and replica: eks, or eks-a and eks-b), and carries
+// exactly one port to them, relay's UDP port, and its files are all on
+// the pod's volumes.
 func TestGatewayConfig(t *testing.T) {
 	for _, o := range overlays {
-		t.Run(o.dir, func(t *testing.T) {
-			b := build(t, o.dir)
-			cfg, text, p := gatewayConfig(t, b)
-			c := container(t, p.spec, "gateway")
-			if len(cfg.Peers) != 1 {
-				t.Fatalf("%d peers, want exactly one", len(cfg.Peers))
-			}
-			peer := cfg.Peers[0]
-			wantPeer := map[string]string{"eks": "aks", "aks": "eks"}[o.side]
-			if peer.Name != wantPeer || peer.PublicKeyFile == "" || peer.PublicKey != "" {
-				t.Errorf("peer %q (key file %q, inline %q): want %q, its key read from the key Secret so that `tunnel keys rotate` can replace it", peer.Name, peer.PublicKeyFile, peer.PublicKey, wantPeer)
-			}
-			switch o.side {
-			case "eks":
-				if len(cfg.Expose) != 1 || len(cfg.Forward) != 0 {
-					t.Fatalf("%d expose and %d forward rules: the EKS side exposes exactly one port", len(cfg.Expose), len(cfg.Forward))
+		for _, g := range gateways(t, build(t, o.dir)) {
+			t.Run(o.dir+"/"+g.pod.name, func(t *testing.T) {
+				cfg, text, p := g.cfg, g.text, g.pod
+				c := container(t, p.spec, "gateway")
+				other := map[string]string{"eks": "aks", "aks": "eks"}[o.side]
+				var want, names []string
+				for _, pg := range gateways(t, build(t, o.pair)) {
+					want = append(want, other+pg.suffix)
 				}
-				e := cfg.Expose[0]
-				if e.Protocol != config.UDP || e.Port != 7443 || !slices.Equal(e.Peers, []string{peer.Name}) {
-					t.Errorf("expose %+v: want relay's udp/7443 to peer %s alone", e, peer.Name)
+				for _, peer := range cfg.Peers {
+					names = append(names, peer.Name)
+					if peer.PublicKeyFile == "" || peer.PublicKey != "" {
+						t.Errorf("peer %q (key file %q, inline %q): its key must be read from the key Secret so that `tunnel keys rotate` can replace it", peer.Name, peer.PublicKeyFile, peer.PublicKey)
+					}
 				}
-				svc, sp, err := b.serviceFor(e.Target)
-				if err != nil {
-					t.Fatalf("expose target %s: %v", e.Target, err)
+				if !slices.Equal(names, want) {
+					t.Fatalf("peers %v, want %v: one per gateway of %s", names, want, o.pair)
 				}
-				if sp.Protocol != corev1.ProtocolUDP || svc.Name != "relay" {
-					t.Errorf("expose target %s is %s %s/%s", e.Target, sp.Protocol, svc.Namespace, svc.Name)
+				switch o.side {
+				case "eks":
+					if len(cfg.Expose) != 1 || len(cfg.Forward) != 0 {
+						t.Fatalf("%d expose and %d forward rules: the EKS side exposes exactly one port", len(cfg.Expose), len(cfg.Forward))
+					}
+					e := cfg.Expose[0]
+					if e.Protocol != config.UDP || e.Port != 7443 || !slices.Equal(e.Peers, names) {
+						t.Errorf("expose %+v: want relay's udp/7443 to peers %v alone", e, names)
+					}
+					svc, sp, err := build(t, o.dir).serviceFor(e.Target)
+					if err != nil {
+						t.Fatalf("expose target %s: %v", e.Target, err)
+					}
+					if sp.Protocol != corev1.ProtocolUDP || svc.Name != "relay" {
+						t.Errorf("expose target %s is %s %s/%s", e.Target, sp.Protocol, svc.Namespace, svc.Name)
+					}
+				case "aks":
+					if len(cfg.Forward) != 1 || len(cfg.Expose) != 0 {
+						t.Fatalf("%d forward and %d expose rules: the AKS side forwards exactly one port and exposes none", len(cfg.Forward), len(cfg.Expose))
+					}
+					f := cfg.Forward[0]
+					var ups []string
+					for _, u := range f.Upstreams {
+						ups = append(ups, u.Peer)
+						if u.To.Port() != 7443 {
+							t.Errorf("upstream %s: want port 7443", u)
+						}
+					}
+					if f.Protocol != config.UDP || !slices.Equal(ups, names) {
+						t.Errorf("forward %+v: want udp to upstreams %v, in that order", f, names)
+					}
 				}
-			case "aks":
-				if len(cfg.Forward) != 1 || len(cfg.Expose) != 0 {
-					t.Fatalf("%d forward and %d expose rules: the AKS side forwards exactly one port and exposes none", len(cfg.Forward), len(cfg.Expose))
+				// Every file the gateway reads is on a volume: the config on
+				// its ConfigMap, keys on its key Secret with the item names
+				// the key stores and `tunnel keys rotate` use.
+				mustSecretItem(t, p.spec, c, cfg.Interface.PrivateKeyFile, g.secret, keys.PrivateKeyFile)
+				for _, peer := range cfg.Peers {
+					mustSecretItem(t, p.spec, c, peer.PublicKeyFile, g.secret, keys.PeerKeyFile(peer.Name))
 				}
-				f := cfg.Forward[0]
-				if f.Protocol != config.UDP || f.Peer != peer.Name || f.To.Port() != 7443 {
-					t.Errorf("forward %+v: want udp to peer %s port 7443", f, peer.Name)
+				// The read-only UAPI socket (wg show, tunnel status) needs a
+				// writable directory on a read-only root filesystem.
+				dir := cfg.Interface.UAPIDir
+				if dir == "" {
+					dir = config.DefaultUAPIDir
 				}
-			}
-			// Every file the gateway reads is on a volume: the config on
-			// its ConfigMap, keys on the Secret tunnel-keys with the item
-			// names the key stores and `tunnel keys rotate` use.
-			mustSecretItem(t, p.spec, c, cfg.Interface.PrivateKeyFile, "tunnel-keys", keys.PrivateKeyFile)
-			mustSecretItem(t, p.spec, c, peer.PublicKeyFile, "tunnel-keys", keys.PeerKeyFile(peer.Name))
-			// The read-only UAPI socket (wg show, tunnel status) needs a
-			// writable directory on a read-only root filesystem.
-			dir := cfg.Interface.UAPIDir
-			if dir == "" {
-				dir = config.DefaultUAPIDir
-			}
-			uapi, err := resolve(p.spec, c, filepath.Join(dir, cfg.Interface.Name+".sock"))
-			if dir == config.Disabled || err != nil || uapi.volume.EmptyDir == nil || uapi.mount.ReadOnly {
-				t.Errorf("the UAPI socket directory %s must be a writable emptyDir (%v)", dir, err)
-			}
-			checkAdmin(t, p, c, portOf(t, cfg.Admin.Listen))
+				uapi, err := resolve(p.spec, c, filepath.Join(dir, cfg.Interface.Name+".sock"))
+				if dir == config.Disabled || err != nil || uapi.volume.EmptyDir == nil || uapi.mount.ReadOnly {
+					t.Errorf("the UAPI socket directory %s must be a writable emptyDir (%v)", dir, err)
+				}
+				checkAdmin(t, p, c, portOf(t, cfg.Admin.Listen))
 
-			// The full check, with keys made as `tunnel keys generate` makes
-			// them, in a directory that stands for the Secret's mount.
-			keysDir := t.TempDir()
-			if _, err := keys.WriteKeyPair(keysDir, false); err != nil {
-				t.Fatal(err)
-			}
-			other, err := keys.GeneratePrivateKey()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(keysDir, keys.PeerKeyFile(peer.Name)), keys.FormatPeerKeys(other.Public()), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			mount := filepath.Dir(cfg.Interface.PrivateKeyFile) + "/"
-			full := filepath.Join(t.TempDir(), "gateway.yaml")
-			edited := strings.ReplaceAll(strings.ReplaceAll(text, mount, keysDir+"/"), yamlcheck.Placeholder, "example")
-			if err := os.WriteFile(full, []byte(edited), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if strings.Contains(text, yamlcheck.Placeholder) {
-				if _, err := config.Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), "is a placeholder") {
-					t.Errorf("the unedited config passes `tunnel config check --offline`: %v", err)
+				// The full check, with keys made as `tunnel keys generate`
+				// makes them, in a directory that stands for the Secret's
+				// mount.
+				keysDir := t.TempDir()
+				if _, err := keys.WriteKeyPair(keysDir, false); err != nil {
+					t.Fatal(err)
 				}
-			}
-			loaded, err := config.Load(full)
-			if err != nil {
-				t.Fatalf("config check with the Secret's items: %v", err)
-			}
-			if _, err := keys.LoadPrivateKey(loaded.Interface.PrivateKeyFile); err != nil {
-				t.Fatalf("the gateway's private key as written by `tunnel keys generate`: %v", err)
-			}
-			if loaded.Peers[0].Key != other.Public() {
-				t.Errorf("peer key read from %s is not the one written", loaded.Peers[0].PublicKeyFile)
-			}
-		})
+				peerKeys := map[string]keys.PublicKey{}
+				for _, peer := range cfg.Peers {
+					other, err := keys.GeneratePrivateKey()
+					if err != nil {
+						t.Fatal(err)
+					}
+					peerKeys[peer.Name] = other.Public()
+					if err := os.WriteFile(filepath.Join(keysDir, keys.PeerKeyFile(peer.Name)), keys.FormatPeerKeys(other.Public()), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				mount := filepath.Dir(cfg.Interface.PrivateKeyFile) + "/"
+				full := filepath.Join(t.TempDir(), "gateway.yaml")
+				edited := strings.ReplaceAll(strings.ReplaceAll(text, mount, keysDir+"/"), yamlcheck.Placeholder, "example")
+				if err := os.WriteFile(full, []byte(edited), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(text, yamlcheck.Placeholder) {
+					if _, err := config.Parse([]byte(text)); err == nil || !strings.Contains(err.Error(), "is a placeholder") {
+						t.Errorf("the unedited config passes `tunnel config check --offline`: %v", err)
+					}
+				}
+				loaded, err := config.Load(full)
+				if err != nil {
+					t.Fatalf("config check with the Secret's items: %v", err)
+				}
+				if _, err := keys.LoadPrivateKey(loaded.Interface.PrivateKeyFile); err != nil {
+					t.Fatalf("the gateway's private key as written by `tunnel keys generate`: %v", err)
+				}
+				for _, peer := range loaded.Peers {
+					if peer.Key != peerKeys[peer.Name] {
+						t.Errorf("peer key read from %s is not the one written", peer.PublicKeyFile)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -463,93 +549,121 @@ func mustSecretItem(t *testing.T, spec *corev1.PodSpec, c *corev1.Container, pat
 	}
 }
 
-// The two gateways of a pair agree: the AKS forward goes to the EKS
-// gateway's tunnel address and exposed port, each allows exactly the
-// other's address, exactly one side dials (with a keepalive) to the port
-// the other listens on, and the listening side's load balancer carries
-// that port to the pod.
+// The gateways of the two clusters agree, for every pair of one EKS and
+// one AKS gateway: each has the other as a peer allowing exactly the
+// other's address, the AKS forward has the EKS gateway's tunnel address
+// and exposed port as an upstream, exactly one side dials (with a
+// keepalive) to the port the other listens on, and the listening
+// gateway's own load balancer carries that port to its pod alone.
 func TestGatewayPairs(t *testing.T) {
 	for _, o := range overlays {
 		if o.side != "eks" {
 			continue
 		}
-		t.Run(o.dir+"+"+o.pair, func(t *testing.T) {
-			eb, ab := build(t, o.dir), build(t, o.pair)
-			eks, _, _ := gatewayConfig(t, eb)
-			aks, _, _ := gatewayConfig(t, ab)
-			ea, aa := eks.Interface.Addresses, aks.Interface.Addresses
-			if len(ea) != 1 || len(aa) != 1 {
-				t.Fatalf("tunnel addresses %v, %v: want one each", ea, aa)
+		eb, ab := build(t, o.dir), build(t, o.pair)
+		for _, e := range gateways(t, eb) {
+			for _, a := range gateways(t, ab) {
+				t.Run(o.dir+"/"+e.pod.name+"+"+o.pair+"/"+a.pod.name, func(t *testing.T) {
+					checkPair(t, eb, ab, e, a)
+				})
 			}
-			if !slices.Equal(eks.Peers[0].AllowedIPs, []netip.Prefix{netip.PrefixFrom(aa[0], 32)}) || !slices.Equal(aks.Peers[0].AllowedIPs, []netip.Prefix{netip.PrefixFrom(ea[0], 32)}) {
-				t.Errorf("allowedIPs %v and %v: each must be exactly the other's address", eks.Peers[0].AllowedIPs, aks.Peers[0].AllowedIPs)
+		}
+	}
+}
+
+// peerNamed returns a config's peer of that name, or fails.
+func peerNamed(t testing.TB, cfg *config.Config, name string) *config.Peer {
+	t.Helper()
+	return named(t, "peer", cfg.Peers, func(p *config.Peer) string { return p.Name }, name)
+}
+
+func checkPair(t *testing.T, eb, ab *bundle, e, a gw) {
+	eks, aks := e.cfg, a.cfg
+	ea, aa := eks.Interface.Addresses, aks.Interface.Addresses
+	if len(ea) != 1 || len(aa) != 1 {
+		t.Fatalf("tunnel addresses %v, %v: want one each", ea, aa)
+	}
+	ep, ap := peerNamed(t, eks, "aks"+a.suffix), peerNamed(t, aks, "eks"+e.suffix)
+	if !slices.Equal(ep.AllowedIPs, []netip.Prefix{netip.PrefixFrom(aa[0], 32)}) || !slices.Equal(ap.AllowedIPs, []netip.Prefix{netip.PrefixFrom(ea[0], 32)}) {
+		t.Errorf("allowedIPs %v and %v: each must be exactly the other's address", ep.AllowedIPs, ap.AllowedIPs)
+	}
+	if want := (config.Upstream{Peer: ap.Name, To: netip.AddrPortFrom(ea[0], eks.Expose[0].Port)}); !slices.Contains(aks.Forward[0].Upstreams, want) {
+		t.Errorf("AKS forwards to %v, none of them %v, which the EKS gateway exposes", aks.Forward[0].Upstreams, want)
+	}
+	dialer, dp, listener, lp, lb, lg := eks, ep, aks, ap, ab, a
+	if ep.Endpoint == "" {
+		dialer, dp, listener, lp, lb, lg = aks, ap, eks, ep, eb, e
+	}
+	if dp.Endpoint == "" || dp.PersistentKeepalive == 0 || dialer.Interface.ListenPort != 0 {
+		t.Errorf("the dialing side: endpoint %q keepalive %v listenPort %d", dp.Endpoint, dp.PersistentKeepalive, dialer.Interface.ListenPort)
+	}
+	if lp.Endpoint != "" || listener.Interface.ListenPort == 0 {
+		t.Errorf("the listening side: endpoint %q listenPort %d", lp.Endpoint, listener.Interface.ListenPort)
+	}
+	if portOf(t, dp.Endpoint) != listener.Interface.ListenPort {
+		t.Errorf("dialing port %s, listening port %d", dp.Endpoint, listener.Interface.ListenPort)
+	}
+	// The listening gateway's load balancer: the one that selects its pod,
+	// and no other gateway's (WireGuard peers need distinct endpoints).
+	var svc *corev1.Service
+	for _, s := range lb.services() {
+		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(lg.pod.labels)) {
+			if svc != nil {
+				t.Errorf("load balancers %s and %s both reach %s", svc.Name, s.Name, lg.pod.name)
 			}
-			if want := netip.AddrPortFrom(ea[0], eks.Expose[0].Port); aks.Forward[0].To != want {
-				t.Errorf("AKS forwards to %v, the EKS gateway exposes %v", aks.Forward[0].To, want)
-			}
-			dialer, listener, lb := eks, aks, ab
-			if eks.Peers[0].Endpoint == "" {
-				dialer, listener, lb = aks, eks, eb
-			}
-			if dialer.Peers[0].Endpoint == "" || dialer.Peers[0].PersistentKeepalive == 0 || dialer.Interface.ListenPort != 0 {
-				t.Errorf("the dialing side: endpoint %q keepalive %v listenPort %d", dialer.Peers[0].Endpoint, dialer.Peers[0].PersistentKeepalive, dialer.Interface.ListenPort)
-			}
-			if listener.Peers[0].Endpoint != "" || listener.Interface.ListenPort == 0 {
-				t.Errorf("the listening side: endpoint %q listenPort %d", listener.Peers[0].Endpoint, listener.Interface.ListenPort)
-			}
-			if portOf(t, dialer.Peers[0].Endpoint) != listener.Interface.ListenPort {
-				t.Errorf("dialing port %s, listening port %d", dialer.Peers[0].Endpoint, listener.Interface.ListenPort)
-			}
-			var svc *corev1.Service
-			for _, s := range lb.services() {
-				if s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-					svc = s
-				}
-			}
-			if svc == nil {
-				t.Fatalf("the listening side %s has no load balancer", lb.dir)
-			}
-			d := lb.deployment(t, "tunnel", "tunnel-gateway")
-			sp := svc.Spec.Ports
-			if len(sp) != 1 || sp[0].Protocol != corev1.ProtocolUDP || int(sp[0].Port) != listener.Interface.ListenPort ||
-				targetPort(t, &d.Spec.Template.Spec, "gateway", sp[0].TargetPort, corev1.ProtocolUDP) != listener.Interface.ListenPort ||
-				svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
-				!labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
-				t.Errorf("load balancer %s: ports %+v, policy %s: want exactly UDP %d to the gateway pod, externalTrafficPolicy Local", svc.Name, sp, svc.Spec.ExternalTrafficPolicy, listener.Interface.ListenPort)
-			}
-			wantAnn := map[string][]string{
-				"aks": {"service.beta.kubernetes.io/azure-dns-label-name"},
-				"eks": {"service.beta.kubernetes.io/aws-load-balancer-type=external", "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type=ip", "service.beta.kubernetes.io/aws-load-balancer-scheme=internet-facing", "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port=9090"},
-			}
-			side := "aks"
-			if lb == eb {
-				side = "eks"
-			}
-			for _, a := range wantAnn[side] {
-				k, v, hasV := strings.Cut(a, "=")
-				if got, ok := svc.Annotations[k]; !ok || (hasV && got != v) {
-					t.Errorf("load balancer annotation %s = %q, want %q", k, got, v)
-				}
-			}
-			// The load balancer admits the same addresses the listening
-			// gateway's NetworkPolicy admits on WireGuard's port.
-			np := lb.policy(t, "tunnel", "tunnel-gateway")
-			var cidrs []string
-			for _, r := range np.Spec.Ingress {
-				for _, port := range r.Ports {
-					if port.Port != nil && port.Port.IntValue() == listener.Interface.ListenPort {
-						for _, f := range r.From {
-							if f.IPBlock != nil {
-								cidrs = append(cidrs, f.IPBlock.CIDR)
-							}
-						}
+			svc = s
+		}
+	}
+	if svc == nil {
+		t.Fatalf("the listening gateway %s/%s has no load balancer", lb.dir, lg.pod.name)
+	}
+	for _, other := range gateways(t, lb) {
+		if other.pod.name != lg.pod.name && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(other.pod.labels)) {
+			t.Errorf("load balancer %s reaches both %s and %s: each replica needs its own endpoint", svc.Name, lg.pod.name, other.pod.name)
+		}
+	}
+	d := lg.pod.d
+	sp := svc.Spec.Ports
+	if len(sp) != 1 || sp[0].Protocol != corev1.ProtocolUDP || int(sp[0].Port) != listener.Interface.ListenPort ||
+		targetPort(t, &d.Spec.Template.Spec, "gateway", sp[0].TargetPort, corev1.ProtocolUDP) != listener.Interface.ListenPort ||
+		svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		t.Errorf("load balancer %s: ports %+v, policy %s: want exactly UDP %d to the gateway pod, externalTrafficPolicy Local", svc.Name, sp, svc.Spec.ExternalTrafficPolicy, listener.Interface.ListenPort)
+	}
+	wantAnn := map[string][]string{
+		"aks": {"service.beta.kubernetes.io/azure-dns-label-name"},
+		"eks": {"service.beta.kubernetes.io/aws-load-balancer-type=external", "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type=ip", "service.beta.kubernetes.io/aws-load-balancer-scheme=internet-facing", "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port=9090"},
+	}
+	side := "aks"
+	if lb == eb {
+		side = "eks"
+	}
+	for _, an := range wantAnn[side] {
+		k, v, hasV := strings.Cut(an, "=")
+		if got, ok := svc.Annotations[k]; !ok || (hasV && got != v) {
+			t.Errorf("load balancer annotation %s = %q, want %q", k, got, v)
+		}
+	}
+	// The dialer's endpoint names this load balancer's DNS label.
+	if label, ok := svc.Annotations["service.beta.kubernetes.io/azure-dns-label-name"]; ok && !strings.HasPrefix(dp.Endpoint, label+".") {
+		t.Errorf("peer %s dials %s, not load balancer %s's DNS label %s", dp.Name, dp.Endpoint, svc.Name, label)
+	}
+	// The load balancer admits the same addresses the listening
+	// gateway's NetworkPolicy admits on WireGuard's port.
+	np := lb.policy(t, "tunnel", "tunnel-gateway")
+	var cidrs []string
+	for _, r := range np.Spec.Ingress {
+		for _, port := range r.Ports {
+			if port.Port != nil && port.Port.IntValue() == listener.Interface.ListenPort {
+				for _, f := range r.From {
+					if f.IPBlock != nil {
+						cidrs = append(cidrs, f.IPBlock.CIDR)
 					}
 				}
 			}
-			if !slices.Equal(cidrs, svc.Spec.LoadBalancerSourceRanges) {
-				t.Errorf("NetworkPolicy admits %v on udp/%d, the load balancer %v: keep them the same", cidrs, listener.Interface.ListenPort, svc.Spec.LoadBalancerSourceRanges)
-			}
-		})
+		}
+	}
+	if !slices.Equal(cidrs, svc.Spec.LoadBalancerSourceRanges) {
+		t.Errorf("NetworkPolicy admits %v on udp/%d, the load balancer %v: keep them the same", cidrs, listener.Interface.ListenPort, svc.Spec.LoadBalancerSourceRanges)
 	}
 }
 
@@ -771,11 +885,12 @@ func TestBunny(t *testing.T) {
 			if err != nil {
 				t.Fatalf("relay.address: %v", err)
 			}
-			gw := b.deployment(t, "tunnel", "tunnel-gateway")
-			cfg, _, _ := gatewayConfig(t, b)
-			if sp.Protocol != corev1.ProtocolUDP || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(gw.Spec.Template.Labels)) ||
-				targetPort(t, &gw.Spec.Template.Spec, "gateway", sp.TargetPort, corev1.ProtocolUDP) != portOf(t, cfg.Forward[0].Listen) {
-				t.Errorf("relay.address %s does not reach the gateway's forward listener %s", bc.Relay.Address, cfg.Forward[0].Listen)
+			// The Service reaches every gateway replica's forward listener.
+			for _, g := range gateways(t, b) {
+				if sp.Protocol != corev1.ProtocolUDP || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(g.pod.labels)) ||
+					targetPort(t, g.pod.spec, "gateway", sp.TargetPort, corev1.ProtocolUDP) != portOf(t, g.cfg.Forward[0].Listen) {
+					t.Errorf("relay.address %s does not reach gateway %s's forward listener %s", bc.Relay.Address, g.pod.name, g.cfg.Forward[0].Listen)
+				}
 			}
 			if svc.Spec.Type != corev1.ServiceTypeClusterIP {
 				t.Errorf("the forward Service is %s, want ClusterIP", svc.Spec.Type)
@@ -816,16 +931,17 @@ func TestBunny(t *testing.T) {
 	}
 }
 
-// The key-rotation Role is in the gateway's namespace and names the
-// gateway's key Secret, the one the pod mounts.
+// The key-rotation Role is in the gateways' namespace and names the
+// gateways' key Secrets, the ones the pods mount.
 func TestRotateRole(t *testing.T) {
 	for _, o := range overlays {
 		b := build(t, o.dir)
-		d := b.deployment(t, "tunnel", "tunnel-gateway")
-		var secret string
-		for _, v := range d.Spec.Template.Spec.Volumes {
-			if v.Secret != nil {
-				secret = v.Secret.SecretName
+		var secret []string
+		for _, g := range gateways(t, b) {
+			for _, v := range g.pod.spec.Volumes {
+				if v.Secret != nil {
+					secret = append(secret, v.Secret.SecretName)
+				}
 			}
 		}
 		found := false
@@ -833,13 +949,13 @@ func TestRotateRole(t *testing.T) {
 			if r, ok := ob.(*rbacv1.Role); ok && r.Namespace == "tunnel" {
 				for _, rule := range r.Rules {
 					if slices.Contains(rule.Resources, "secrets") {
-						found = slices.Equal(rule.ResourceNames, []string{secret})
+						found = slices.Equal(rule.ResourceNames, secret)
 					}
 				}
 			}
 		}
 		if !found {
-			t.Errorf("%s: the rotation Role does not name exactly the gateway's key Secret %q", o.dir, secret)
+			t.Errorf("%s: the rotation Role does not name exactly the gateways' key Secrets %q", o.dir, secret)
 		}
 	}
 }
@@ -870,9 +986,9 @@ func needs(t *testing.T, b *bundle, p pod) flows {
 			f.add("out", corev1.ProtocolTCP, 53)
 		}
 	}
-	switch p.name {
-	case "tunnel-gateway":
-		cfg, _, _ := gatewayConfig(t, b)
+	switch {
+	case isGateway(p.labels):
+		cfg := gatewayOf(t, b, p).cfg
 		f.add("in", corev1.ProtocolTCP, portOf(t, cfg.Admin.Listen))
 		if cfg.Interface.ListenPort != 0 {
 			f.add("in", corev1.ProtocolUDP, cfg.Interface.ListenPort)
@@ -907,7 +1023,7 @@ func needs(t *testing.T, b *bundle, p pod) flows {
 				f.add("out", corev1.ProtocolUDP, 0)
 			}
 		}
-	case "relay":
+	case p.name == "relay":
 		c := container(t, p.spec, "relay")
 		l, _ := flag(c.Args, "listen")
 		h, _ := flag(c.Args, "http")
@@ -920,7 +1036,7 @@ func needs(t *testing.T, b *bundle, p pod) flows {
 			f.add("out", corev1.ProtocolTCP, 5432)
 			dns("db.example:5432")
 		}
-	case "bunny":
+	case p.name == "bunny":
 		c := container(t, p.spec, "bunny")
 		path, _ := flag(c.Args, "config")
 		var bc bunnyConfig

@@ -33,6 +33,8 @@ var overlays = []overlay{
 	{dir: "alt/eks-listens", side: "eks", pair: "alt/aks-dials"},
 	{dir: "alt/aks-dials", side: "aks", pair: "alt/eks-listens"},
 	{dir: "alt/eks-postgres", side: "eks", pair: "aks"},
+	{dir: "alt/eks-ha", side: "eks", pair: "alt/aks-ha"},
+	{dir: "alt/aks-ha", side: "aks", pair: "alt/eks-ha"},
 }
 
 // Namespaces a policy may name that no overlay creates: the cluster's DNS
@@ -234,12 +236,19 @@ func (b *bundle) data(t testing.TB, ns string, spec *corev1.PodSpec, c *corev1.C
 // container returns the named container of a pod spec.
 func container(t testing.TB, spec *corev1.PodSpec, name string) *corev1.Container {
 	t.Helper()
-	for i := range spec.Containers {
-		if spec.Containers[i].Name == name {
-			return &spec.Containers[i]
+	return named(t, "container", spec.Containers, func(c *corev1.Container) string { return c.Name }, name)
+}
+
+// named returns the element of items whose name is name, or fails t
+// naming what (a container, a peer) was missing.
+func named[T any](t testing.TB, what string, items []T, nameOf func(*T) string, name string) *T {
+	t.Helper()
+	for i := range items {
+		if nameOf(&items[i]) == name {
+			return &items[i]
 		}
 	}
-	t.Fatalf("no container %q", name)
+	t.Fatalf("no %s %q", what, name)
 	return nil
 }
 
