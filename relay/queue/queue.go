@@ -159,8 +159,11 @@ type Queue struct {
 	log  *slog.Logger
 	m    *metrics
 
+	pauseMu sync.Mutex // held over a pause's store write and its change in memory
+
 	mu       sync.Mutex
 	closed   bool
+	paused   map[string]bool              // queues whose jobs are not leased
 	jobs     map[string]*entry            // live jobs, and finished ones until their record is durable
 	ready    map[string]*readyHeap        // per queue: jobs that may be leased now
 	nready   int                          // jobs in all ready heaps
@@ -213,6 +216,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		ready:   map[string]*readyHeap{},
 		held:    map[string]map[string]*entry{},
 		keys:    map[keyRef]*entry{},
+		paused:  map[string]bool{},
 		kick:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -220,6 +224,13 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	var err error
 	if q.counts, err = q.st.Counts(ctx); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)
+	}
+	paused, err := q.st.Paused(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening queue: %w", err)
+	}
+	for _, name := range paused {
+		q.paused[name] = true
 	}
 	if err := q.load(ctx, time.Now()); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)

@@ -33,10 +33,11 @@ const (
 	bucketByS    = "by_s"   // state 0 id → nil
 	bucketKeys   = "keys"   // queue 0 idempotency key → id
 	bucketCounts = "counts" // queue 0 state → uint64
+	bucketPaused = "paused" // queue → nil, for each paused queue
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketJobs, bucketStates, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts}
+	return []string{bucketMeta, bucketJobs, bucketStates, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts, bucketPaused}
 }
 
 // BoltOptions configure OpenBolt.

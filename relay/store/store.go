@@ -27,6 +27,11 @@ type Store interface {
 	Live(ctx context.Context, fn func(Job) error) error
 	// Counts is the number of jobs in each queue and state.
 	Counts(ctx context.Context) (map[QueueState]int, error)
+	// SetPaused records whether a queue is paused, durably when it
+	// returns.
+	SetPaused(ctx context.Context, queue string, paused bool) error
+	// Paused names the paused queues, sorted.
+	Paused(ctx context.Context) ([]string, error)
 	// Err is nil while the store is healthy, and the commit error once a
 	// commit has failed.
 	Err() error
