@@ -114,6 +114,20 @@ func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
 	return out.Queues, err
 }
 
+// PauseQueue stops leases of a queue; its enqueues go on.
+func (c *Client) PauseQueue(ctx context.Context, name string) (PauseResponse, error) {
+	var out PauseResponse
+	err := c.do(ctx, http.MethodPost, "/v1/queues/"+url.PathEscape(name)+"/pause", nil, &out)
+	return out, err
+}
+
+// ResumeQueue lets a paused queue's jobs be leased again.
+func (c *Client) ResumeQueue(ctx context.Context, name string) (PauseResponse, error) {
+	var out PauseResponse
+	err := c.do(ctx, http.MethodPost, "/v1/queues/"+url.PathEscape(name)+"/resume", nil, &out)
+	return out, err
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	hc := c.HTTP
 	if hc == nil {

@@ -72,6 +72,8 @@ func NewHandler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", h.cancel)
 	mux.HandleFunc("POST /v1/jobs/{id}/retry", h.retry)
 	mux.HandleFunc("GET /v1/queues", h.queues)
+	mux.HandleFunc("POST /v1/queues/{name}/pause", h.pause(true))
+	mux.HandleFunc("POST /v1/queues/{name}/resume", h.pause(false))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, ErrorDetail{Code: "not_found",
 			Message: fmt.Sprintf("no API at %s %s; see docs/relay.md", r.Method, r.URL.Path)})
