@@ -28,6 +28,9 @@ type Backend interface {
 	Fail(ctx context.Context, worker string, ref Ref, msg string, permanent bool, retryAfter time.Duration) (FailResult, error)
 	Cancel(ctx context.Context, id string) (store.Job, error)
 	Retry(ctx context.Context, id string) (store.Job, error)
+	// Delete removes a finished job (succeeded, failed, dead or
+	// cancelled) and frees its idempotency key; another is ErrConflict.
+	Delete(ctx context.Context, id string) (store.Job, error)
 	Get(ctx context.Context, id string) (store.Job, error)
 	List(ctx context.Context, f store.Filter) ([]store.Job, string, error)
 	QueueOf(ctx context.Context, id string) (string, error)

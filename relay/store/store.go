@@ -13,6 +13,9 @@ type Store interface {
 	// Commit says when they are durable. After a failed commit the store
 	// refuses every later Write with ErrFailed.
 	Write(jobs ...Job) *Commit
+	// Delete hands over the removal of records (and their idempotency
+	// keys), in order with Write; a missing id is no error.
+	Delete(ids ...string) *Commit
 	// Backlog is how many Writes are waiting to be committed.
 	Backlog() int
 	// Get returns one job, or ErrNotFound.

@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentWorkersExactlyOnce", queue.Options{}, testConcurrent},
 		{"List", queue.Options{}, testList},
 		{"PauseResume", queue.Options{}, testPause},
+		{"DeleteFinished", queue.Options{}, testDelete},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &harness{t: t, open: newStore(t, tc.opts)}
@@ -822,5 +823,57 @@ func testPause(h *harness) {
 	}
 	if err := h.q.Resume(bg, "default"); err != nil {
 		h.t.Fatalf("resuming a queue not paused: %v", err)
+	}
+}
+
+// testDelete: only a finished job can be deleted; it is gone (from Get,
+// List, and after a restart) and its idempotency key is free again.
+func testDelete(h *harness) {
+	jobs := h.enqueue(queue.NewJob{Queue: "default"}, queue.NewJob{Queue: "default", IdempotencyKey: "k"})
+	a, b := jobs[0], jobs[1]
+	if _, err := h.q.Delete(bg, a.ID); !errors.Is(err, queue.ErrConflict) {
+		h.t.Fatalf("deleting a queued job: %v, want ErrConflict", err)
+	}
+	l := h.lease("w", 1, 0)
+	if len(l) != 1 || l[0].ID != a.ID {
+		h.t.Fatalf("lease: %+v", l)
+	}
+	if _, err := h.q.Delete(bg, a.ID); !errors.Is(err, queue.ErrConflict) {
+		h.t.Fatalf("deleting a leased job: %v, want ErrConflict", err)
+	}
+	if _, err := h.q.Complete(bg, "w", ref(l[0]), []byte("r")); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.q.Cancel(bg, b.ID); err != nil {
+		h.t.Fatal(err)
+	}
+	got, err := h.q.Delete(bg, a.ID)
+	if err != nil || got.ID != a.ID || got.State != store.Succeeded {
+		h.t.Fatalf("deleting a succeeded job: %+v, %v", got, err)
+	}
+	if _, err := h.q.Get(bg, a.ID); !errors.Is(err, queue.ErrNotFound) {
+		h.t.Fatalf("get after delete: %v, want ErrNotFound", err)
+	}
+	if _, err := h.q.Delete(bg, a.ID); !errors.Is(err, queue.ErrNotFound) {
+		h.t.Fatalf("deleting twice: %v, want ErrNotFound", err)
+	}
+	if _, err := h.q.Delete(bg, "no-such-job"); !errors.Is(err, queue.ErrNotFound) {
+		h.t.Fatalf("deleting an unknown id: %v, want ErrNotFound", err)
+	}
+	if got, err := h.q.Delete(bg, b.ID); err != nil || got.State != store.Cancelled {
+		h.t.Fatalf("deleting a cancelled job: %+v, %v", got, err)
+	}
+	h.restart()
+	for _, id := range []string{a.ID, b.ID} {
+		if _, err := h.q.Get(bg, id); !errors.Is(err, queue.ErrNotFound) {
+			h.t.Fatalf("get %s after delete and restart: %v, want ErrNotFound", id, err)
+		}
+	}
+	if list, _, err := h.q.List(bg, store.Filter{Queue: "default"}); err != nil || len(list) != 0 {
+		h.t.Fatalf("list after delete: %+v, %v", list, err)
+	}
+	res, err := h.q.Enqueue(bg, []queue.NewJob{{Queue: "default", IdempotencyKey: "k"}})
+	if err != nil || res[0].Existing || res[0].Job.ID == b.ID {
+		h.t.Fatalf("enqueue with a deleted job's key: %+v, %v; want a new job", res, err)
 	}
 }
