@@ -106,6 +106,14 @@ func (c *Client) Retry(ctx context.Context, id string) (Job, error) {
 	return j, err
 }
 
+// Delete removes a finished job and returns it as it was; a live one is
+// refused, 409.
+func (c *Client) Delete(ctx context.Context, id string) (Job, error) {
+	var j Job
+	err := c.do(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, &j)
+	return j, err
+}
+
 // Queues lists the queues that hold jobs and that the producer may read,
 // with their counts by state.
 func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
