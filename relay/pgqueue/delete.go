@@ -2,10 +2,7 @@ package pgqueue
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
@@ -18,18 +15,11 @@ func (q *Queue) Delete(ctx context.Context, id string) (store.Job, error) {
 	if err := q.check(what); err != nil {
 		return store.Job{}, err
 	}
-	j, err := scanJob(q.pool.QueryRow(ctx, `DELETE FROM relay_jobs
+	j, changed, err := q.change(ctx, what, `DELETE FROM relay_jobs
 		WHERE id = $1 AND state IN ('succeeded', 'failed', 'dead', 'cancelled')
-		RETURNING `+cols, id))
-	if err == nil {
-		return j, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return store.Job{}, q.dbErr(ctx, what, err)
-	}
-	j, err = q.Get(ctx, id)
-	if err != nil {
-		return store.Job{}, fmt.Errorf("%s: %w", what, err)
+		RETURNING `+cols, id)
+	if err != nil || changed {
+		return j, err
 	}
 	if err := queue.CheckDeletable(&j); err != nil {
 		return store.Job{}, fmt.Errorf("%s: %w", what, err)

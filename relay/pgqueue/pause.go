@@ -11,33 +11,30 @@ import (
 // Pause stops leases of the queue on every replica until Resume: the lease
 // statement skips queues in relay_paused_queues; enqueues go on.
 func (q *Queue) Pause(ctx context.Context, name string) error {
-	what := "pausing queue " + name
-	if err := queue.CheckQueueName(name); err != nil {
-		return err
-	}
-	if err := q.check(what); err != nil {
-		return err
-	}
-	if _, err := q.pool.Exec(ctx, `INSERT INTO relay_paused_queues (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`, name); err != nil {
-		return q.dbErr(ctx, what, err)
-	}
-	return nil
+	return q.setPaused(ctx, "pausing queue "+name, `INSERT INTO relay_paused_queues (queue) VALUES ($1) ON CONFLICT (queue) DO NOTHING`, name)
 }
 
 // Resume lets the queue's jobs be leased again and wakes the long polls
 // waiting for it, here and on the other replicas.
 func (q *Queue) Resume(ctx context.Context, name string) error {
-	what := "resuming queue " + name
+	if err := q.setPaused(ctx, "resuming queue "+name, `DELETE FROM relay_paused_queues WHERE queue = $1`, name); err != nil {
+		return err
+	}
+	q.jobsReady(name)
+	return nil
+}
+
+// setPaused checks the name and runs stmt on it.
+func (q *Queue) setPaused(ctx context.Context, what, stmt, name string) error {
 	if err := queue.CheckQueueName(name); err != nil {
 		return err
 	}
 	if err := q.check(what); err != nil {
 		return err
 	}
-	if _, err := q.pool.Exec(ctx, `DELETE FROM relay_paused_queues WHERE queue = $1`, name); err != nil {
+	if _, err := q.pool.Exec(ctx, stmt, name); err != nil {
 		return q.dbErr(ctx, what, err)
 	}
-	q.jobsReady(name)
 	return nil
 }
 
