@@ -351,3 +351,38 @@ func ExampleClient() {
 	}
 	fmt.Println(j.ID, j.State)
 }
+
+// DELETE /v1/jobs/ID removes a finished job, refuses a live one 409, and
+// needs the cancel action on the job's queue.
+func TestDeleteJob(t *testing.T) {
+	readA, readAHash, err := producers.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, queue.Options{},
+		producers.Entry("reader-a", nil, []producers.TokenHash{readAHash}, map[string][]producers.Action{"a": {producers.Read}}))
+	ctx := context.Background()
+	j, err := e.c.Enqueue(ctx, JobRequest{Queue: "a", PayloadText: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.c.Delete(ctx, j.ID)
+	if ae, ok := err.(*Error); !ok || ae.Status != http.StatusConflict || !strings.Contains(ae.Message, "it is queued") {
+		t.Fatalf("deleting a queued job: %v; want 409 saying it is queued", err)
+	}
+	if _, err := e.c.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client(nil, readA).Delete(ctx, j.ID)
+	if ae, ok := err.(*Error); !ok || ae.Status != http.StatusForbidden {
+		t.Fatalf("a reader deleted a job: %v; want 403", err)
+	}
+	got, err := e.c.Delete(ctx, j.ID)
+	if err != nil || got.ID != j.ID || got.State != "cancelled" {
+		t.Fatalf("delete: %+v, %v", got, err)
+	}
+	_, err = e.c.Get(ctx, j.ID)
+	if ae, ok := err.(*Error); !ok || ae.Status != http.StatusNotFound {
+		t.Fatalf("get after delete: %v; want 404", err)
+	}
+}

@@ -106,12 +106,34 @@ func (c *Client) Retry(ctx context.Context, id string) (Job, error) {
 	return j, err
 }
 
+// Delete removes a finished job and returns it as it was; a live one is
+// refused, 409.
+func (c *Client) Delete(ctx context.Context, id string) (Job, error) {
+	var j Job
+	err := c.do(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, &j)
+	return j, err
+}
+
 // Queues lists the queues that hold jobs and that the producer may read,
 // with their counts by state.
 func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
 	var out QueuesResponse
 	err := c.do(ctx, http.MethodGet, "/v1/queues", nil, &out)
 	return out.Queues, err
+}
+
+// PauseQueue stops leases of a queue; its enqueues go on.
+func (c *Client) PauseQueue(ctx context.Context, name string) (PauseResponse, error) {
+	var out PauseResponse
+	err := c.do(ctx, http.MethodPost, "/v1/queues/"+url.PathEscape(name)+"/pause", nil, &out)
+	return out, err
+}
+
+// ResumeQueue lets a paused queue's jobs be leased again.
+func (c *Client) ResumeQueue(ctx context.Context, name string) (PauseResponse, error) {
+	var out PauseResponse
+	err := c.do(ctx, http.MethodPost, "/v1/queues/"+url.PathEscape(name)+"/resume", nil, &out)
+	return out, err
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

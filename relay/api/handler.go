@@ -71,7 +71,10 @@ func NewHandler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/jobs/{id}", h.get)
 	mux.HandleFunc("POST /v1/jobs/{id}/cancel", h.cancel)
 	mux.HandleFunc("POST /v1/jobs/{id}/retry", h.retry)
+	mux.HandleFunc("DELETE /v1/jobs/{id}", h.delete)
 	mux.HandleFunc("GET /v1/queues", h.queues)
+	mux.HandleFunc("POST /v1/queues/{name}/pause", h.pause(true))
+	mux.HandleFunc("POST /v1/queues/{name}/resume", h.pause(false))
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, ErrorDetail{Code: "not_found",
 			Message: fmt.Sprintf("no API at %s %s; see docs/relay.md", r.Method, r.URL.Path)})
@@ -305,6 +308,23 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, err := h.q.Retry(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(producerOf(r.Context()), j))
+}
+
+// delete removes a finished job; it needs the cancel action on the
+// job's queue, as pausing does.
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) {
+	if !h.emptyBody(w, r) {
+		return
+	}
+	if _, ok := h.job(w, r, producers.Cancel); !ok {
+		return
+	}
+	j, err := h.q.Delete(r.Context(), r.PathValue("id"))
 	if err != nil {
 		h.fail(w, err)
 		return

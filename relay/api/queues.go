@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/relay/producers"
+	"github.com/tunnel-dev/tunnel/relay/queue"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
@@ -25,6 +26,15 @@ type QueueInfo struct {
 	// OldestQueuedAt is when the oldest queued job was created (a job
 	// held back by run_after counts too); nil when none is queued.
 	OldestQueuedAt *time.Time `json:"oldest_queued_at,omitempty"`
+	// Paused is set while the queue's jobs are not leased (POST
+	// /v1/queues/NAME/pause); a paused queue is listed even with no jobs.
+	Paused bool `json:"paused"`
+}
+
+// PauseResponse is the body of POST /v1/queues/NAME/pause and /resume.
+type PauseResponse struct {
+	Name   string `json:"name"`
+	Paused bool   `json:"paused"`
 }
 
 func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
@@ -34,19 +44,31 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 	}
 	p := producerOf(r.Context())
 	byName := map[string]*QueueInfo{}
-	for k, n := range h.q.Counts() {
-		if !p.May(k.Queue, producers.Read) {
-			continue
-		}
-		qi := byName[k.Queue]
+	info := func(name string) *QueueInfo {
+		qi := byName[name]
 		if qi == nil {
-			qi = &QueueInfo{Name: k.Queue, Counts: map[string]int{}}
+			qi = &QueueInfo{Name: name, Counts: map[string]int{}}
 			for _, s := range store.States() {
 				qi.Counts[string(s)] = 0
 			}
-			byName[k.Queue] = qi
+			byName[name] = qi
 		}
-		qi.Counts[string(k.State)] += n
+		return qi
+	}
+	for k, n := range h.q.Counts() {
+		if p.May(k.Queue, producers.Read) {
+			info(k.Queue).Counts[string(k.State)] += n
+		}
+	}
+	paused, err := h.q.Paused(r.Context())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	for _, name := range paused {
+		if p.May(name, producers.Read) {
+			info(name).Paused = true
+		}
 	}
 	out := QueuesResponse{Queues: make([]QueueInfo, 0, len(byName))}
 	for _, qi := range byName {
@@ -66,4 +88,32 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortFunc(out.Queues, func(a, b QueueInfo) int { return strings.Compare(a.Name, b.Name) })
 	writeJSON(w, http.StatusOK, out)
+}
+
+// pause serves POST /v1/queues/{name}/pause and /resume. Pausing stops
+// work as cancelling does, so it needs the cancel action on the queue.
+func (h *handler) pause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.emptyBody(w, r) {
+			return
+		}
+		name := r.PathValue("name")
+		if err := queue.CheckQueueName(name); err != nil {
+			h.fail(w, err)
+			return
+		}
+		if !producerOf(r.Context()).May(name, producers.Cancel) {
+			h.guard.forbid(w, r, "queue", name, producers.Cancel)
+			return
+		}
+		do := h.q.Resume
+		if paused {
+			do = h.q.Pause
+		}
+		if err := do(r.Context(), name); err != nil {
+			h.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, PauseResponse{Name: name, Paused: paused})
+	}
 }

@@ -76,3 +76,57 @@ func TestQueues(t *testing.T) {
 		t.Fatalf("a query parameter: %v", err)
 	}
 }
+
+// POST /v1/queues/NAME/pause and /resume need the cancel action on the
+// queue; GET /v1/queues shows the pause, even of a queue with no jobs.
+func TestPauseResume(t *testing.T) {
+	readA, readAHash, err := producers.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelA, cancelAHash, err := producers.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, queue.Options{},
+		producers.Entry("reader-a", nil, []producers.TokenHash{readAHash}, map[string][]producers.Action{"a": {producers.Read}}),
+		producers.Entry("canceller-a", nil, []producers.TokenHash{cancelAHash}, map[string][]producers.Action{"a": {producers.Read, producers.Cancel}}))
+	ctx := context.Background()
+
+	_, err = e.client(nil, readA).PauseQueue(ctx, "a")
+	if ae, ok := err.(*Error); !ok || ae.Status != http.StatusForbidden || ae.Field != "queue" {
+		t.Fatalf("a reader paused queue a: %v; want 403 naming the queue", err)
+	}
+	if _, err := e.client(nil, cancelA).PauseQueue(ctx, "b"); err == nil {
+		t.Fatal("a producer without cancel on b paused it")
+	}
+	_, err = e.c.PauseQueue(ctx, "bad name")
+	if ae, ok := err.(*Error); !ok || ae.Status != http.StatusBadRequest || ae.Field != "queue" {
+		t.Fatalf("pausing a bad name: %v; want 400 naming the queue", err)
+	}
+	res, err := e.client(nil, cancelA).PauseQueue(ctx, "a")
+	if err != nil || res != (PauseResponse{Name: "a", Paused: true}) {
+		t.Fatalf("pause: %+v, %v", res, err)
+	}
+	qs, err := e.client(nil, readA).Queues(ctx)
+	if err != nil || len(qs) != 1 || qs[0].Name != "a" || !qs[0].Paused || qs[0].Counts["queued"] != 0 {
+		t.Fatalf("queues while a is paused and empty: %+v, %v", qs, err)
+	}
+	// Enqueues go on while paused.
+	if _, err := e.c.Enqueue(ctx, JobRequest{Queue: "a", PayloadText: "1"}); err != nil {
+		t.Fatalf("enqueue to a paused queue: %v", err)
+	}
+	res, err = e.client(nil, cancelA).ResumeQueue(ctx, "a")
+	if err != nil || res != (PauseResponse{Name: "a", Paused: false}) {
+		t.Fatalf("resume: %+v, %v", res, err)
+	}
+	qs, err = e.c.Queues(ctx)
+	if err != nil || len(qs) != 1 || qs[0].Paused || qs[0].Counts["queued"] != 1 {
+		t.Fatalf("queues after resume: %+v, %v", qs, err)
+	}
+	var out PauseResponse
+	err = e.c.do(ctx, http.MethodPost, "/v1/queues/a/pause", map[string]int{"x": 1}, &out)
+	if ae, ok := err.(*Error); !ok || ae.Status != http.StatusBadRequest {
+		t.Fatalf("a pause with a body: %v", err)
+	}
+}

@@ -72,7 +72,8 @@ func (q *Queue) leaseOnce(ctx context.Context, worker string, queues []string, n
 		var held int
 		var next *time.Time
 		err := q.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM relay_jobs WHERE state = 'leased' AND leased_by = $2),
-				(SELECT min(run_after) FROM relay_jobs WHERE state IN ('queued', 'retrying') AND queue = ANY($1::text[]))`,
+				(SELECT min(run_after) FROM relay_jobs WHERE state IN ('queued', 'retrying') AND queue = ANY($1::text[])
+					AND queue NOT IN (SELECT queue FROM relay_paused_queues))`,
 			queues, worker).Scan(&held, &next)
 		if err != nil {
 			return nil, time.Time{}, q.dbErr(ctx, "leasing", err)

@@ -37,6 +37,7 @@ const groupLeaseSQL = `WITH req AS (
 			SELECT c.id, c.run_after FROM unnest($1::text[]) AS qn(name), LATERAL (
 				SELECT id, run_after FROM relay_jobs
 				WHERE state IN ('queued', 'retrying') AND queue = qn.name AND run_after <= now()
+					AND NOT EXISTS (SELECT 1 FROM relay_paused_queues WHERE queue = qn.name)
 				ORDER BY run_after, id
 				LIMIT (SELECT count(*) FROM slots)
 				FOR UPDATE SKIP LOCKED) c

@@ -80,22 +80,15 @@ func (q *Queue) Cancel(ctx context.Context, id string) (store.Job, error) {
 	if err := q.check(what); err != nil {
 		return store.Job{}, err
 	}
-	j, err := scanJob(q.pool.QueryRow(ctx, `UPDATE relay_jobs SET
+	j, changed, err := q.change(ctx, what, `UPDATE relay_jobs SET
 			state = CASE WHEN state = 'leased' THEN state ELSE 'cancelled' END,
 			cancel_requested = (state = 'leased'),
 			finished_at = CASE WHEN state = 'leased' THEN finished_at ELSE now() END,
 			updated_at = now()
 		WHERE id = $1 AND (state IN ('queued', 'retrying') OR (state = 'leased' AND NOT cancel_requested))
-		RETURNING `+cols, id))
-	if err == nil {
-		return j, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return store.Job{}, q.dbErr(ctx, what, err)
-	}
-	j, err = q.Get(ctx, id)
-	if err != nil {
-		return store.Job{}, fmt.Errorf("%s: %w", what, err)
+		RETURNING `+cols, id)
+	if err != nil || changed {
+		return j, err
 	}
 	if j.State == store.Cancelled || j.State == store.Leased {
 		return j, nil
@@ -113,24 +106,37 @@ func (q *Queue) Retry(ctx context.Context, id string) (store.Job, error) {
 	if err := q.checkRoom(what, 1, 0); err != nil {
 		return store.Job{}, err
 	}
-	j, err := scanJob(q.pool.QueryRow(ctx, `UPDATE relay_jobs SET state = 'queued', attempt = 0, run_after = now(),
+	j, changed, err := q.change(ctx, what, `UPDATE relay_jobs SET state = 'queued', attempt = 0, run_after = now(),
 			cancel_requested = false, lease_token = NULL, leased_by = '', leased_at = NULL, lease_deadline = NULL,
 			lease_end = '', result = NULL, finished_at = NULL, updated_at = now()
 		WHERE id = $1 AND state IN ('dead', 'failed', 'cancelled')
-		RETURNING `+cols, id))
-	if err == nil {
+		RETURNING `+cols, id)
+	if err != nil {
+		return store.Job{}, err
+	}
+	if changed {
 		q.added(1, int64(len(j.Payload)))
 		q.jobsReady(j.Queue)
 		return j, nil
 	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return store.Job{}, q.dbErr(ctx, what, err)
-	}
-	j, err = q.Get(ctx, id)
-	if err != nil {
-		return store.Job{}, fmt.Errorf("%s: %w", what, err)
-	}
 	return store.Job{}, fmt.Errorf("%s: %w: it is %s; only dead, failed or cancelled jobs can be retried", what, queue.ErrConflict, j.State)
+}
+
+// change runs stmt, which changes job id if its state allows and returns
+// its row. With no row it reads the job as it is (changed false), for
+// the caller to say why its state did not allow the change.
+func (q *Queue) change(ctx context.Context, what, stmt, id string) (j store.Job, changed bool, err error) {
+	j, err = scanJob(q.pool.QueryRow(ctx, stmt, id))
+	if err == nil {
+		return j, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return store.Job{}, false, q.dbErr(ctx, what, err)
+	}
+	if j, err = q.Get(ctx, id); err != nil {
+		return store.Job{}, false, fmt.Errorf("%s: %w", what, err)
+	}
+	return j, false, nil
 }
 
 // Counts is the number of jobs in each queue and state, as of the last

@@ -41,6 +41,11 @@ var migrations = []string{
 	CREATE UNIQUE INDEX relay_jobs_key ON relay_jobs (queue, idempotency_key) WHERE idempotency_key IS NOT NULL;
 	CREATE INDEX relay_jobs_list ON relay_jobs (queue, state, id);
 	CREATE INDEX relay_jobs_state ON relay_jobs (state, id);`,
+	// 2: paused queues, whose jobs no replica leases.
+	`CREATE TABLE relay_paused_queues (
+		queue     text PRIMARY KEY,
+		paused_at timestamptz NOT NULL DEFAULT now()
+	);`,
 }
 
 // SchemaVersion is the schema this binary writes.

@@ -28,9 +28,19 @@ type Backend interface {
 	Fail(ctx context.Context, worker string, ref Ref, msg string, permanent bool, retryAfter time.Duration) (FailResult, error)
 	Cancel(ctx context.Context, id string) (store.Job, error)
 	Retry(ctx context.Context, id string) (store.Job, error)
+	// Delete removes a finished job (succeeded, failed, dead or
+	// cancelled) and frees its idempotency key; another is ErrConflict.
+	Delete(ctx context.Context, id string) (store.Job, error)
 	Get(ctx context.Context, id string) (store.Job, error)
 	List(ctx context.Context, f store.Filter) ([]store.Job, string, error)
 	QueueOf(ctx context.Context, id string) (string, error)
+	// Pause stops leases of a queue (long polls get none of its jobs;
+	// enqueues go on) until Resume. Both are durable when they return, and
+	// hold across a restart and on every replica.
+	Pause(ctx context.Context, queue string) error
+	Resume(ctx context.Context, queue string) error
+	// Paused names the paused queues, sorted.
+	Paused(ctx context.Context) ([]string, error)
 	// Counts is the number of jobs in each queue and state (it may lag by
 	// a few seconds on a shared database).
 	Counts() map[store.QueueState]int

@@ -171,10 +171,14 @@ func (q *Queue) dispatch(now time.Time) {
 	}
 }
 
-// oldestReady is the next job to lease among queues.
+// oldestReady is the next job to lease among queues, paused ones left
+// out.
 func (q *Queue) oldestReady(queues []string) *entry {
 	var best *entry
 	for _, name := range queues {
+		if q.paused[name] {
+			continue
+		}
 		h := q.ready[name]
 		if h == nil || h.Len() == 0 {
 			continue

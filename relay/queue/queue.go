@@ -159,8 +159,12 @@ type Queue struct {
 	log  *slog.Logger
 	m    *metrics
 
+	pauseMu sync.Mutex // held over a pause's store write and its change in memory
+
 	mu       sync.Mutex
 	closed   bool
+	paused   map[string]bool              // queues whose jobs are not leased
+	deleting map[string]int               // ids whose deletion is not yet durable
 	jobs     map[string]*entry            // live jobs, and finished ones until their record is durable
 	ready    map[string]*readyHeap        // per queue: jobs that may be leased now
 	nready   int                          // jobs in all ready heaps
@@ -206,20 +210,29 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	}
 	opts.setDefaults()
 	q := &Queue{
-		opts:    opts,
-		st:      opts.Store,
-		log:     opts.Logger,
-		jobs:    map[string]*entry{},
-		ready:   map[string]*readyHeap{},
-		held:    map[string]map[string]*entry{},
-		keys:    map[keyRef]*entry{},
-		kick:    make(chan struct{}, 1),
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
+		opts:     opts,
+		st:       opts.Store,
+		log:      opts.Logger,
+		jobs:     map[string]*entry{},
+		ready:    map[string]*readyHeap{},
+		held:     map[string]map[string]*entry{},
+		keys:     map[keyRef]*entry{},
+		paused:   map[string]bool{},
+		deleting: map[string]int{},
+		kick:     make(chan struct{}, 1),
+		closing:  make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 	var err error
 	if q.counts, err = q.st.Counts(ctx); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)
+	}
+	paused, err := q.st.Paused(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening queue: %w", err)
+	}
+	for _, name := range paused {
+		q.paused[name] = true
 	}
 	if err := q.load(ctx, time.Now()); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)
@@ -404,6 +417,9 @@ func (q *Queue) sweep() {
 func (q *Queue) lookup(ctx context.Context, id string) (*entry, error) {
 	if e := q.jobs[id]; e != nil {
 		return e, nil
+	}
+	if q.deleting[id] > 0 {
+		return nil, store.ErrNotFound
 	}
 	j, err := q.st.Get(ctx, id)
 	if err != nil {

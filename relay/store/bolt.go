@@ -33,10 +33,11 @@ const (
 	bucketByS    = "by_s"   // state 0 id → nil
 	bucketKeys   = "keys"   // queue 0 idempotency key → id
 	bucketCounts = "counts" // queue 0 state → uint64
+	bucketPaused = "paused" // queue → nil, for each paused queue
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketJobs, bucketStates, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts}
+	return []string{bucketMeta, bucketJobs, bucketStates, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts, bucketPaused}
 }
 
 // BoltOptions configure OpenBolt.
@@ -69,6 +70,7 @@ type Bolt struct {
 
 type writeReq struct {
 	jobs []Job
+	del  []string // ids to delete, after jobs
 	c    *Commit
 }
 
@@ -149,7 +151,13 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 }
 
 // Write implements Store.
-func (s *Bolt) Write(jobs ...Job) *Commit {
+func (s *Bolt) Write(jobs ...Job) *Commit { return s.enqueue(writeReq{jobs: jobs}) }
+
+// Delete implements Store.
+func (s *Bolt) Delete(ids ...string) *Commit { return s.enqueue(writeReq{del: ids}) }
+
+// enqueue hands w to the committer.
+func (s *Bolt) enqueue(w writeReq) *Commit {
 	s.mu.Lock()
 	switch {
 	case s.failed != nil:
@@ -160,7 +168,8 @@ func (s *Bolt) Write(jobs ...Job) *Commit {
 		return failedCommit(ErrClosed)
 	}
 	c := newCommit()
-	s.pending = append(s.pending, writeReq{jobs: jobs, c: c})
+	w.c = c
+	s.pending = append(s.pending, w)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -218,6 +227,11 @@ func (s *Bolt) run() {
 				for i := range w.jobs {
 					if err := put(tx, &w.jobs[i]); err != nil {
 						return fmt.Errorf("writing job %s: %w", w.jobs[i].ID, err)
+					}
+				}
+				for _, id := range w.del {
+					if err := remove(tx, id); err != nil {
+						return fmt.Errorf("deleting job %s: %w", id, err)
 					}
 				}
 			}
@@ -317,6 +331,44 @@ func put(tx *bolt.Tx, j *Job) error {
 		return err
 	}
 	return addCount(tx, j.Queue, j.State, 1)
+}
+
+// remove deletes one record with its index entries and count; a missing
+// one is no error.
+func remove(tx *bolt.Tx, id string) error {
+	recs := tx.Bucket([]byte(bucketJobs))
+	rec := recs.Get([]byte(id))
+	if rec == nil {
+		return nil
+	}
+	j, err := decode([]byte(id), rec)
+	if err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		bucket string
+		key    []byte
+	}{
+		{bucketJobs, []byte(id)},
+		{bucketStates, []byte(id)},
+		{bucketByQS, key(j.Queue, string(j.State), id)},
+		{bucketByQ, key(j.Queue, id)},
+		{bucketByS, key(string(j.State), id)},
+	} {
+		if err := tx.Bucket([]byte(d.bucket)).Delete(d.key); err != nil {
+			return err
+		}
+	}
+	if j.IdempotencyKey != "" {
+		keys := tx.Bucket([]byte(bucketKeys))
+		k := key(j.Queue, j.IdempotencyKey)
+		if string(keys.Get(k)) == id {
+			if err := keys.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return addCount(tx, j.Queue, j.State, -1)
 }
 
 func addCount(tx *bolt.Tx, queue string, st State, delta int64) error {

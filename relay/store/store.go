@@ -13,6 +13,9 @@ type Store interface {
 	// Commit says when they are durable. After a failed commit the store
 	// refuses every later Write with ErrFailed.
 	Write(jobs ...Job) *Commit
+	// Delete hands over the removal of records (and their idempotency
+	// keys), in order with Write; a missing id is no error.
+	Delete(ids ...string) *Commit
 	// Backlog is how many Writes are waiting to be committed.
 	Backlog() int
 	// Get returns one job, or ErrNotFound.
@@ -27,6 +30,11 @@ type Store interface {
 	Live(ctx context.Context, fn func(Job) error) error
 	// Counts is the number of jobs in each queue and state.
 	Counts(ctx context.Context) (map[QueueState]int, error)
+	// SetPaused records whether a queue is paused, durably when it
+	// returns.
+	SetPaused(ctx context.Context, queue string, paused bool) error
+	// Paused names the paused queues, sorted.
+	Paused(ctx context.Context) ([]string, error)
 	// Err is nil while the store is healthy, and the commit error once a
 	// commit has failed.
 	Err() error

@@ -41,6 +41,7 @@ type jobsCmd struct {
 	List   jobsListCmd   `cmd:"" envprefix:"LIST_" help:"List jobs by queue and state, oldest first."`
 	Cancel jobsCancelCmd `cmd:"" help:"Cancel a job: a queued one at once, a running one at its next heartbeat."`
 	Retry  jobsRetryCmd  `cmd:"" help:"Put a dead, failed or cancelled job back in its queue."`
+	Delete jobsDeleteCmd `cmd:"" help:"Delete finished (succeeded, failed, dead or cancelled) jobs and free their idempotency keys."`
 }
 
 // tokenEnv holds a bearer token for relay jobs, read from the
@@ -365,4 +366,27 @@ func (c *jobsRetryCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) er
 		return parent.apiError(err)
 	}
 	return printJSON(env.Stdout, j)
+}
+
+type jobsDeleteCmd struct {
+	IDs []string `arg:"" name:"id" help:"Job ids."`
+}
+
+// Run deletes each job in turn, saying which went; one that cannot be
+// deleted is reported and the rest still tried.
+func (c *jobsDeleteCmd) Run(ctx context.Context, parent *jobsCmd, env cli.Env) error {
+	cl, err := parent.client()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range c.IDs {
+		j, err := cl.Delete(ctx, id)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("job %s: %w", id, parent.apiError(err)))
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "deleted %s (%s, queue %s)\n", j.ID, j.State, j.Queue)
+	}
+	return errors.Join(errs...)
 }

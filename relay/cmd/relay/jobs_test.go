@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,5 +96,31 @@ func TestJobsSubmitWait(t *testing.T) {
 	}
 	if l, err := p.api(s).List(ctx, api.ListOptions{Queue: "refused"}); err != nil || len(l.Jobs) != 0 {
 		t.Fatalf("a refused --wait-timeout enqueued %v (%v)", l.Jobs, err)
+	}
+}
+
+// relay jobs delete removes finished jobs, and says which one it could
+// not delete and why.
+func TestJobsDelete(t *testing.T) {
+	_, _, srv := startForCLI(t)
+	var ids []string
+	for range 2 {
+		code, out, errOut := runCLI(t, "jobs", srv, "submit", "-q", "default", "-p", "x")
+		var j api.Job
+		if code != 0 || json.Unmarshal([]byte(out), &j) != nil {
+			t.Fatalf("submit: exit %d, %s", code, errOut)
+		}
+		ids = append(ids, j.ID)
+	}
+	if code, _, errOut := runCLI(t, "jobs", srv, "cancel", ids[0]); code != 0 {
+		t.Fatalf("cancel: %s", errOut)
+	}
+	code, out, errOut := runCLI(t, "jobs", srv, "delete", ids[0], ids[1])
+	if code == 0 || strings.TrimSpace(out) != "deleted "+ids[0]+" (cancelled, queue default)" ||
+		!strings.Contains(errOut, "job "+ids[1]) || !strings.Contains(errOut, "it is queued") || !strings.Contains(errOut, "409") {
+		t.Fatalf("delete a cancelled and a queued job: exit %d, %q, %s", code, out, errOut)
+	}
+	if code, _, errOut = runCLI(t, "jobs", srv, "get", ids[0]); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Fatalf("get after delete: exit %d, %s", code, errOut)
 	}
 }

@@ -16,7 +16,7 @@ import (
 type commands struct {
 	Serve   serveCmd   `cmd:"" help:"Run relay: the job store, workers over QUIC, the producer API and metrics over HTTP."`
 	Jobs    jobsCmd    `cmd:"" help:"Submit, inspect, cancel and retry jobs through a running relay's API."`
-	Queues  queuesCmd  `cmd:"" help:"Show each queue's jobs by state and its oldest queued job's age, through a running relay's API."`
+	Queues  queuesCmd  `cmd:"" help:"Show each queue's jobs by state, or pause and resume a queue, through a running relay's API."`
 	Migrate migrateCmd `cmd:"" help:"Create or upgrade relay's tables in the PostgreSQL database named by --store (relay serve also does it at start)."`
 	Workers workersCmd `cmd:"" help:"Work with workers files."`
 

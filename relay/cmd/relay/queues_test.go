@@ -22,14 +22,33 @@ func TestQueuesCommand(t *testing.T) {
 		t.Fatalf("queues: exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "QUEUE QUEUED LEASED RETRYING SUCCEEDED FAILED DEAD CANCELLED OLDEST QUEUED" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "QUEUE QUEUED LEASED RETRYING SUCCEEDED FAILED DEAD CANCELLED OLDEST QUEUED PAUSED" {
 		t.Fatalf("queues printed:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); len(f) != 9 || f[0] != "a" || f[1] != "2" || f[2] != "0" || !strings.HasSuffix(f[8], "s") {
+	if f := strings.Fields(lines[1]); len(f) != 10 || f[0] != "a" || f[1] != "2" || f[2] != "0" || !strings.HasSuffix(f[8], "s") || f[9] != "no" {
 		t.Fatalf("queue a's row %q", lines[1])
 	}
-	if f := strings.Fields(lines[2]); len(f) != 9 || f[0] != "b" || f[1] != "1" {
+	if f := strings.Fields(lines[2]); len(f) != 10 || f[0] != "b" || f[1] != "1" {
 		t.Fatalf("queue b's row %q", lines[2])
+	}
+
+	// Pause b: the table says so, and list is the default subcommand.
+	code, out, errOut = runCLI(t, "queues", srv, "pause", "b")
+	if code != 0 || strings.TrimSpace(out) != "queue b paused: its jobs are not leased until relay queues resume b" {
+		t.Fatalf("queues pause b: exit %d, %q, %s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "queues", srv, "list")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	if f := strings.Fields(lines[len(lines)-1]); code != 0 || len(f) != 10 || f[0] != "b" || f[9] != "yes" {
+		t.Fatalf("queues list after pausing b: exit %d, %q, %s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "queues", srv, "--json", "resume", "b")
+	var pr api.PauseResponse
+	if code != 0 || json.Unmarshal([]byte(out), &pr) != nil || pr != (api.PauseResponse{Name: "b", Paused: false}) {
+		t.Fatalf("queues --json resume b: exit %d, %q, %s", code, out, errOut)
+	}
+	if code, _, errOut = runCLI(t, "queues", srv, "pause", "no such name"); code == 0 || !strings.Contains(errOut, "queue") {
+		t.Fatalf("pausing a bad name: exit %d, %s", code, errOut)
 	}
 
 	// producer-a may read only a.
@@ -38,6 +57,10 @@ func TestQueuesCommand(t *testing.T) {
 	var resp api.QueuesResponse
 	if code != 0 || json.Unmarshal([]byte(out), &resp) != nil || len(resp.Queues) != 1 || resp.Queues[0].Name != "a" || resp.Queues[0].Counts["queued"] != 2 {
 		t.Fatalf("queues --json as producer-a: exit %d, %q, %s", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, append([]string{"queues", srv, "pause", "b"}, s.producerAFlags()...)...)
+	if code == 0 || !strings.Contains(errOut, "may not cancel jobs of queue b") {
+		t.Fatalf("producer-a paused b: exit %d, %s", code, errOut)
 	}
 	if code, _, errOut = runCLI(t, "queues", srv); code != 2 || !strings.Contains(errOut, "no credentials") {
 		t.Fatalf("queues without credentials: exit %d, %s", code, errOut)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/pgtest"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/client"
+	"github.com/tunnel-dev/tunnel/relay/pgqueue"
 )
 
 // relay migrate and relay serve against PostgreSQL: the schema is made
@@ -23,7 +25,7 @@ func TestStoreCommands(t *testing.T) {
 	dsn := srv.NewDB(t)
 	t.Setenv("RELAY_STORE", dsn)
 	code, out, errOut := runCLI(t, "migrate")
-	if code != 0 || !strings.Contains(out, "from version 0 to 1") {
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("from version 0 to %d", pgqueue.SchemaVersion())) {
 		t.Fatalf("migrate: exit %d, %q %q", code, out, errOut)
 	}
 	if code, out, _ = runCLI(t, "migrate"); code != 0 || !strings.Contains(out, "nothing to do") {

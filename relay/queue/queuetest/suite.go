@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"OldestFirstAndMaxBytes", queue.Options{}, testOrder},
 		{"ConcurrentWorkersExactlyOnce", queue.Options{}, testConcurrent},
 		{"List", queue.Options{}, testList},
+		{"PauseResume", queue.Options{}, testPause},
+		{"DeleteFinished", queue.Options{}, testDelete},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &harness{t: t, open: newStore(t, tc.opts)}
@@ -754,5 +756,124 @@ func testList(h *harness) {
 	}
 	if _, _, err := h.q.List(bg, store.Filter{State: "bogus"}); !errors.Is(err, queue.ErrInvalid) {
 		h.t.Fatalf("unknown state: %v", err)
+	}
+}
+
+// testPause: a paused queue leases nothing, takes enqueues, stays paused
+// across a restart, and a resume wakes a parked long poll.
+func testPause(h *harness) {
+	if got, err := h.q.Paused(bg); err != nil || len(got) != 0 {
+		h.t.Fatalf("paused at start: %v %v", got, err)
+	}
+	if err := h.q.Pause(bg, "bad name!"); !errors.Is(err, queue.ErrInvalid) {
+		h.t.Fatalf("pausing a bad name: %v, want ErrInvalid", err)
+	}
+	h.enqueue(queue.NewJob{Queue: "default"})
+	if err := h.q.Pause(bg, "default"); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.q.Pause(bg, "default"); err != nil {
+		h.t.Fatalf("pausing twice: %v", err)
+	}
+	other := h.enqueue(queue.NewJob{Queue: "other"}, queue.NewJob{Queue: "default"})
+	if got := h.lease("w", 10, 0); len(got) != 0 {
+		h.t.Fatalf("leased from a paused queue: %+v", got)
+	}
+	// A lease naming a paused and an unpaused queue gets the unpaused
+	// one's job only.
+	if got := h.lease("w", 10, 0, "default", "other"); len(got) != 1 || got[0].ID != other[0].ID {
+		h.t.Fatalf("lease of default and other: %+v, want only %s", got, other[0].ID)
+	}
+	start := time.Now()
+	if got := h.lease("w", 10, 300*time.Millisecond); len(got) != 0 || time.Since(start) < 250*time.Millisecond {
+		h.t.Fatalf("long poll on a paused queue: %+v after %s", got, time.Since(start))
+	}
+	if c := h.get(other[1].ID); c.State != store.Queued {
+		h.t.Fatalf("job enqueued while paused: %+v", c)
+	}
+	h.restart()
+	if got, err := h.q.Paused(bg); err != nil || len(got) != 1 || got[0] != "default" {
+		h.t.Fatalf("paused after a restart: %v %v, want [default]", got, err)
+	}
+	if got := h.lease("w", 10, 0); len(got) != 0 {
+		h.t.Fatalf("leased from a paused queue after a restart: %+v", got)
+	}
+	got := make(chan []store.Job, 1)
+	go func() {
+		jobs, err := h.q.Lease(bg, queue.LeaseRequest{Worker: "w", Queues: []string{"default"}, Max: 10, Wait: 10 * time.Second})
+		if err != nil {
+			h.t.Error(err)
+		}
+		got <- jobs
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := h.q.Resume(bg, "default"); err != nil {
+		h.t.Fatal(err)
+	}
+	select {
+	case jobs := <-got:
+		if len(jobs) != 2 {
+			h.t.Fatalf("after resume the long poll got %d jobs, want 2: %+v", len(jobs), jobs)
+		}
+	case <-time.After(8 * time.Second):
+		h.t.Fatal("a resume did not wake the long poll")
+	}
+	if got, err := h.q.Paused(bg); err != nil || len(got) != 0 {
+		h.t.Fatalf("paused after resume: %v %v", got, err)
+	}
+	if err := h.q.Resume(bg, "default"); err != nil {
+		h.t.Fatalf("resuming a queue not paused: %v", err)
+	}
+}
+
+// testDelete: only a finished job can be deleted; it is gone (from Get,
+// List, and after a restart) and its idempotency key is free again.
+func testDelete(h *harness) {
+	jobs := h.enqueue(queue.NewJob{Queue: "default"}, queue.NewJob{Queue: "default", IdempotencyKey: "k"})
+	a, b := jobs[0], jobs[1]
+	if _, err := h.q.Delete(bg, a.ID); !errors.Is(err, queue.ErrConflict) {
+		h.t.Fatalf("deleting a queued job: %v, want ErrConflict", err)
+	}
+	l := h.lease("w", 1, 0)
+	if len(l) != 1 || l[0].ID != a.ID {
+		h.t.Fatalf("lease: %+v", l)
+	}
+	if _, err := h.q.Delete(bg, a.ID); !errors.Is(err, queue.ErrConflict) {
+		h.t.Fatalf("deleting a leased job: %v, want ErrConflict", err)
+	}
+	if _, err := h.q.Complete(bg, "w", ref(l[0]), []byte("r")); err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.q.Cancel(bg, b.ID); err != nil {
+		h.t.Fatal(err)
+	}
+	got, err := h.q.Delete(bg, a.ID)
+	if err != nil || got.ID != a.ID || got.State != store.Succeeded {
+		h.t.Fatalf("deleting a succeeded job: %+v, %v", got, err)
+	}
+	if _, err := h.q.Get(bg, a.ID); !errors.Is(err, queue.ErrNotFound) {
+		h.t.Fatalf("get after delete: %v, want ErrNotFound", err)
+	}
+	if _, err := h.q.Delete(bg, a.ID); !errors.Is(err, queue.ErrNotFound) {
+		h.t.Fatalf("deleting twice: %v, want ErrNotFound", err)
+	}
+	if _, err := h.q.Delete(bg, "no-such-job"); !errors.Is(err, queue.ErrNotFound) {
+		h.t.Fatalf("deleting an unknown id: %v, want ErrNotFound", err)
+	}
+	if got, err := h.q.Delete(bg, b.ID); err != nil || got.State != store.Cancelled {
+		h.t.Fatalf("deleting a cancelled job: %+v, %v", got, err)
+	}
+	h.restart()
+	for _, id := range []string{a.ID, b.ID} {
+		if _, err := h.q.Get(bg, id); !errors.Is(err, queue.ErrNotFound) {
+			h.t.Fatalf("get %s after delete and restart: %v, want ErrNotFound", id, err)
+		}
+	}
+	if list, _, err := h.q.List(bg, store.Filter{Queue: "default"}); err != nil || len(list) != 0 {
+		h.t.Fatalf("list after delete: %+v, %v", list, err)
+	}
+	res, err := h.q.Enqueue(bg, []queue.NewJob{{Queue: "default", IdempotencyKey: "k"}})
+	if err != nil || res[0].Existing || res[0].Job.ID == b.ID {
+		h.t.Fatalf("enqueue with a deleted job's key: %+v, %v; want a new job", res, err)
 	}
 }
