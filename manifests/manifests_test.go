@@ -260,8 +260,12 @@ func restrictedViolations(spec *corev1.PodSpec) []string {
 		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 			bad("container %s: readOnlyRootFilesystem is not true", c.Name)
 		}
-		if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != image.UID {
-			bad("container %s: not runAsNonRoot with the fixed UID %d", c.Name, image.UID)
+		uid := int64(image.UID)
+		if c.Name == "handler" {
+			uid = image.HandlerUID
+		}
+		if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != uid {
+			bad("container %s: not runAsNonRoot with the fixed UID %d", c.Name, uid)
 		}
 		if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
 			bad("container %s: capabilities %v: want drop [ALL] and nothing added (no NET_ADMIN: the netstack needs none)", c.Name, sc.Capabilities)
@@ -916,6 +920,16 @@ func TestBunny(t *testing.T) {
 				if targetPort(t, spec, "handler", intstr.FromInt(port), corev1.ProtocolTCP) != port {
 					t.Errorf("queue %s: no handler container listens on %d", q.Name, port)
 				}
+			}
+			// The handler runs as a user of its own and mounts nothing, so
+			// a job cannot read bunny's identity key or config.
+			h, bn := container(t, spec, "handler"), container(t, spec, "bunny")
+			if h.SecurityContext == nil || h.SecurityContext.RunAsUser == nil || bn.SecurityContext == nil || bn.SecurityContext.RunAsUser == nil ||
+				*h.SecurityContext.RunAsUser == *bn.SecurityContext.RunAsUser {
+				t.Error("the handler container does not run as a user of its own (runAsUser must differ from bunny's)")
+			}
+			if len(h.VolumeMounts) != 0 {
+				t.Errorf("the handler container mounts %v; it should mount nothing of bunny's", h.VolumeMounts)
 			}
 			pdb := false
 			for _, o := range b.objs {

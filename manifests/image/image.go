@@ -23,6 +23,11 @@ import (
 const (
 	UID = 65532
 	GID = 65532
+	// HandlerUID and HandlerGID are the handler sidecar's user beside
+	// bunny's: not bunny's, so a job cannot read bunny's files or
+	// processes. The binaries are 0555, so it can run them.
+	HandlerUID = 65533
+	HandlerGID = 65533
 )
 
 // BinDir is where the binaries live in the image.
@@ -102,10 +107,10 @@ func filesLayer(o Options) (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	if err := file("etc/passwd", 0o644, fmt.Appendf(nil, "root:x:0:0:root:/:/nonexistent\nnonroot:x:%d:%d:nonroot:/nonexistent:/nonexistent\n", UID, GID)); err != nil {
+	if err := file("etc/passwd", 0o644, fmt.Appendf(nil, "root:x:0:0:root:/:/nonexistent\nnonroot:x:%d:%d:nonroot:/nonexistent:/nonexistent\nhandler:x:%d:%d:handler:/nonexistent:/nonexistent\n", UID, GID, HandlerUID, HandlerGID)); err != nil {
 		return nil, err
 	}
-	if err := file("etc/group", 0o644, fmt.Appendf(nil, "root:x:0:\nnonroot:x:%d:\n", GID)); err != nil {
+	if err := file("etc/group", 0o644, fmt.Appendf(nil, "root:x:0:\nnonroot:x:%d:\nhandler:x:%d:\n", GID, HandlerGID)); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(o.Binaries))
