@@ -3,6 +3,7 @@ package keys
 import (
 	"errors"
 	"fmt"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -75,12 +76,16 @@ func ReadSecretFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("reading secret file %s: %w (mode %04o; run chmod 600 %s, or set defaultMode: 0400 on the Secret volume)",
 			path, ErrKeyFileMode, fi.Mode().Perm(), path)
 	}
-	b, err := os.ReadFile(path)
+	b, err := fileread.Read(path, MaxFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading secret file: %w", err)
 	}
 	return b, nil
 }
+
+// MaxFileSize caps every key, certificate and pin file this package reads:
+// the largest real one (a PEM certificate chain) is a few KiB.
+const MaxFileSize = 64 << 10
 
 // SecretModeOK reports whether a secret file's owner and mode keep it
 // secret: nobody but its owner may read it, or, for a file owned by root,
@@ -124,7 +129,7 @@ func LoadPresharedKey(path string) (PrivateKey, error) {
 
 // LoadPublicKey reads a file holding one base64 public key.
 func LoadPublicKey(path string) (PublicKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := fileread.Read(path, MaxFileSize)
 	if err != nil {
 		return PublicKey{}, fmt.Errorf("reading public key: %w", err)
 	}

@@ -12,8 +12,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"math/big"
-	"os"
 	"strings"
 	"time"
 )
@@ -144,7 +144,7 @@ func ParseIdentity(certPEM, keyPEM []byte) (Identity, error) {
 // LoadIdentity reads an identity from a certificate file and a private key
 // file; the key file must not be readable by group or others.
 func LoadIdentity(certFile, keyFile string) (Identity, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := fileread.Read(certFile, MaxFileSize)
 	if err != nil {
 		return Identity{}, fmt.Errorf("reading identity certificate: %w", err)
 	}
@@ -161,7 +161,7 @@ func LoadIdentity(certFile, keyFile string) (Identity, error) {
 
 // LoadCertificatePin reads a PEM certificate file and returns its pin.
 func LoadCertificatePin(certFile string) (Pin, error) {
-	b, err := os.ReadFile(certFile)
+	b, err := fileread.Read(certFile, MaxFileSize)
 	if err != nil {
 		return Pin{}, fmt.Errorf("reading certificate: %w", err)
 	}

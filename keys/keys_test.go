@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -200,4 +201,25 @@ func FuzzParsePin(f *testing.F) {
 			}
 		}
 	})
+}
+
+// No key, certificate or pin file is read past MaxFileSize: a huge file
+// in its place is refused, naming it, before it is held in memory.
+func TestKeyFilesAreCapped(t *testing.T) {
+	dir := t.TempDir()
+	huge := filepath.Join(dir, "huge")
+	if err := os.WriteFile(huge, bytes.Repeat([]byte("A"), MaxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, load := range map[string]func() error{
+		"private key": func() error { _, err := LoadPrivateKey(huge); return err },
+		"public key":  func() error { _, err := LoadPublicKey(huge); return err },
+		"identity":    func() error { _, err := LoadIdentity(huge, huge); return err },
+		"pin":         func() error { _, err := LoadCertificatePin(huge); return err },
+	} {
+		err := load()
+		if !errors.Is(err, fileread.ErrTooLarge) || !strings.Contains(err.Error(), huge) {
+			t.Errorf("%s: err = %v, want the file named as too large", name, err)
+		}
+	}
 }

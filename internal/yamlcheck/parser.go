@@ -3,8 +3,7 @@ package yamlcheck
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 
 	"gopkg.in/yaml.v3"
 
@@ -74,17 +73,9 @@ func (p *Parser) HostPort(path, s string, listen bool) {
 
 // ReadFile reads a config file of at most max bytes.
 func ReadFile(path string, max int) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := fileread.Read(path, int64(max))
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading configuration %s: %w", path, err)
-	}
-	if len(data) > max {
-		return nil, fmt.Errorf("reading configuration %s: larger than %d bytes", path, max)
 	}
 	return data, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"log/slog"
 	"os"
 	"strings"
@@ -40,7 +41,7 @@ func (f *storeFlags) dsn() (string, error) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return "", cli.Usage(fmt.Errorf("--store-file %s: mode %04o lets others read the password; chmod 600 it", f.StoreFile, fi.Mode().Perm()))
 		}
-		b, err := os.ReadFile(f.StoreFile)
+		b, err := fileread.Read(f.StoreFile, 64<<10)
 		if err != nil {
 			return "", cli.Usage(fmt.Errorf("--store-file: %w", err))
 		}
@@ -159,7 +160,7 @@ func readResetKey(path string) (*quic.StatelessResetKey, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	b, err := fileread.Read(path, 64<<10)
 	if err != nil {
 		return nil, cli.Usage(fmt.Errorf("--reset-key-file: %w", err))
 	}
