@@ -188,16 +188,12 @@ func (c *Config) ResolveFiles() error {
 // Parse parses and validates a configuration. The error is an Errors
 // listing every problem, each naming its field and line; a value still
 // marked REPLACE is one.
-func Parse(data []byte) (*Config, error) { return parse(data, yamlcheck.Options{}) }
+func Parse(data []byte) (*Config, error) { return yamlcheck.Parse(data, fromRaw) }
 
 // ParseTemplate is Parse that lets values marked REPLACE through.
-func ParseTemplate(data []byte) (*Config, error) {
-	return parse(data, yamlcheck.Options{AllowPlaceholders: true})
-}
+func ParseTemplate(data []byte) (*Config, error) { return yamlcheck.ParseTemplate(data, fromRaw) }
 
-func parse(data []byte, opts yamlcheck.Options) (*Config, error) {
-	return yamlcheck.ParseWith(data, opts, func(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) })
-}
+func fromRaw(yp *yamlcheck.Parser, r *rawConfig) *Config { return (&parser{yp}).convert(r) }
 
 // parser converts a rawConfig, collecting every problem.
 type parser struct{ *yamlcheck.Parser }

@@ -37,6 +37,12 @@ func Parse[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error
 	return ParseWith(data, Options{}, convert)
 }
 
+// ParseTemplate is Parse that lets values marked REPLACE through, for
+// checking a file that is still a template.
+func ParseTemplate[R, C any](data []byte, convert func(p *Parser, raw *R) *C) (*C, error) {
+	return ParseWith(data, Options{AllowPlaceholders: true}, convert)
+}
+
 // ParseWith is Parse with options.
 func ParseWith[R, C any](data []byte, opts Options, convert func(p *Parser, raw *R) *C) (*C, error) {
 	var raw R
