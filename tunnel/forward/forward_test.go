@@ -211,8 +211,19 @@ func TestUDPSessionsAndLimits(t *testing.T) {
 // pingServer answers only datagrams that start with "ping", as a real
 // service answers its clients and not a flooder's junk.
 func pingServer(t *testing.T) string {
+	return udpServer(t, func(d []byte) []byte {
+		if !bytes.HasPrefix(d, []byte("ping")) {
+			return nil
+		}
+		return append([]byte("pong"), d[4:]...)
+	}).LocalAddr().String()
+}
+
+// udpServer answers each datagram with reply's answer to it, or not at
+// all when that is nil, until the test ends.
+func udpServer(t *testing.T, reply func([]byte) []byte) *net.UDPConn {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,12 +235,12 @@ func pingServer(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			if bytes.HasPrefix(buf[:n], []byte("ping")) {
-				_, _ = pc.WriteTo(append([]byte("pong"), buf[4:n]...), from)
+			if r := reply(buf[:n]); r != nil {
+				_, _ = pc.WriteTo(r, from)
 			}
 		}
 	}()
-	return pc.LocalAddr().String()
+	return pc
 }
 
 // startUDPRule serves p (its Conn a fresh socket on 127.0.0.1, its Dial

@@ -11,23 +11,7 @@ import (
 
 // taggedUDP answers each datagram with tag followed by the datagram.
 func taggedUDP(t *testing.T, tag string) *net.UDPConn {
-	t.Helper()
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte(tag), buf[:n]...), from)
-		}
-	}()
-	return pc
+	return udpServer(t, func(d []byte) []byte { return append([]byte(tag), d...) })
 }
 
 // A session moved by Retarget keeps its source and its place in the
