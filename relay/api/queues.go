@@ -29,6 +29,28 @@ type QueueInfo struct {
 	// Paused is set while the queue's jobs are not leased (POST
 	// /v1/queues/NAME/pause); a paused queue is listed even with no jobs.
 	Paused bool `json:"paused"`
+	// Rate is what the queue's jobs did lately.
+	Rate QueueRate `json:"rate"`
+}
+
+// QueueRate is jobs per second over the last WindowSeconds: on
+// PostgreSQL every replica's, on the embedded store since relay started.
+type QueueRate struct {
+	WindowSeconds      int     `json:"window_seconds"`
+	EnqueuedPerSecond  float64 `json:"enqueued_per_second"`
+	CompletedPerSecond float64 `json:"completed_per_second"`
+	// FailedPerSecond counts jobs that ended failed or dead, not attempts
+	// that will be retried.
+	FailedPerSecond float64 `json:"failed_per_second"`
+}
+
+func queueRate(r queue.Rate) QueueRate {
+	return QueueRate{
+		WindowSeconds:      int(queue.RateWindow / time.Second),
+		EnqueuedPerSecond:  queue.PerSecond(r.Enqueued),
+		CompletedPerSecond: queue.PerSecond(r.Completed),
+		FailedPerSecond:    queue.PerSecond(r.Failed),
+	}
 }
 
 // PauseResponse is the body of POST /v1/queues/NAME/pause and /resume.
@@ -47,7 +69,7 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 	info := func(name string) *QueueInfo {
 		qi := byName[name]
 		if qi == nil {
-			qi = &QueueInfo{Name: name, Counts: map[string]int{}}
+			qi = &QueueInfo{Name: name, Counts: map[string]int{}, Rate: queueRate(queue.Rate{})}
 			for _, s := range store.States() {
 				qi.Counts[string(s)] = 0
 			}
@@ -68,6 +90,16 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 	for _, name := range paused {
 		if p.May(name, producers.Read) {
 			info(name).Paused = true
+		}
+	}
+	rates, err := h.q.Rates(r.Context())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	for name, rate := range rates {
+		if p.May(name, producers.Read) {
+			info(name).Rate = queueRate(rate)
 		}
 	}
 	out := QueuesResponse{Queues: make([]QueueInfo, 0, len(byName))}

@@ -58,6 +58,14 @@ func TestQueues(t *testing.T) {
 	if qs[1].Counts["queued"] != 1 || qs[1].OldestQueuedAt == nil {
 		t.Errorf("queue b: %+v", qs[1])
 	}
+	// Two new jobs in a, one in b, over the last minute; a cancel is no
+	// failure.
+	if want := (QueueRate{WindowSeconds: 60, EnqueuedPerSecond: 2.0 / 60}); a.Rate != want {
+		t.Errorf("queue a's rate %+v, want %+v", a.Rate, want)
+	}
+	if want := (QueueRate{WindowSeconds: 60, EnqueuedPerSecond: 1.0 / 60}); qs[1].Rate != want {
+		t.Errorf("queue b's rate %+v, want %+v", qs[1].Rate, want)
+	}
 
 	qs, err = e.client(nil, readA).Queues(ctx)
 	if err != nil || len(qs) != 1 || qs[0].Name != "a" {

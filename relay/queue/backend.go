@@ -44,6 +44,8 @@ type Backend interface {
 	// Counts is the number of jobs in each queue and state (it may lag by
 	// a few seconds on a shared database).
 	Counts() map[store.QueueState]int
+	// Rates is what each queue's jobs did over the last RateWindow.
+	Rates(ctx context.Context) (map[string]Rate, error)
 	// Ready is nil while the queue can take work.
 	Ready() error
 	Close() error

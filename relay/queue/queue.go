@@ -158,6 +158,7 @@ type Queue struct {
 	st   store.Store
 	log  *slog.Logger
 	m    *metrics
+	rate rates // what jobs did lately, for Rates (rate.go)
 
 	pauseMu sync.Mutex // held over a pause's store write and its change in memory
 
@@ -337,6 +338,7 @@ func (q *Queue) addLive(e *entry) {
 
 // setState moves e to st, keeping the counts.
 func (q *Queue) setState(e *entry, st store.State, now time.Time) {
+	q.rate.moved(e.job.Queue, e.job.State, st, now)
 	if old := e.job.State; old != "" {
 		k := store.QueueState{Queue: e.job.Queue, State: old}
 		if q.counts[k]--; q.counts[k] <= 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +18,7 @@ type queuesCmd struct {
 
 	JSON bool `name:"json" env:"RELAY_QUEUES_JSON" help:"Print JSON instead of a table."`
 
-	List   queuesListCmd   `cmd:"" default:"withargs" help:"Show each queue's jobs by state, its oldest queued job's age and whether it is paused (the default)."`
+	List   queuesListCmd   `cmd:"" default:"withargs" help:"Show each queue's jobs by state, its oldest queued job's age, whether it is paused, and jobs enqueued, completed and failed per second over the last minute (the default)."`
 	Pause  queuesPauseCmd  `cmd:"" help:"Stop workers leasing a queue's jobs; enqueues go on, and the pause survives a restart. Needs the cancel action on the queue."`
 	Resume queuesResumeCmd `cmd:"" help:"Let workers lease a paused queue's jobs again. Needs the cancel action on the queue."`
 }
@@ -82,14 +83,14 @@ func (c *queuesCmd) setPaused(ctx context.Context, env cli.Env, name string, pau
 }
 
 // printQueues writes one row per queue: its counts by state, the age of
-// its oldest queued job and whether it is paused.
+// its oldest queued job, whether it is paused and its rates.
 func printQueues(env cli.Env, qs []api.QueueInfo, now time.Time) {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprint(tw, "QUEUE\t")
 	for _, s := range store.States() {
 		fmt.Fprintf(tw, "%s\t", strings.ToUpper(string(s)))
 	}
-	fmt.Fprintln(tw, "OLDEST QUEUED\tPAUSED")
+	fmt.Fprintln(tw, "OLDEST QUEUED\tPAUSED\tIN/S\tDONE/S\tFAILED/S")
 	for _, q := range qs {
 		fmt.Fprintf(tw, "%s\t", q.Name)
 		for _, s := range store.States() {
@@ -103,7 +104,24 @@ func printQueues(env cli.Env, qs []api.QueueInfo, now time.Time) {
 		if q.Paused {
 			paused = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", age, paused)
+		r := q.Rate
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", age, paused, perSecond(r.EnqueuedPerSecond), perSecond(r.CompletedPerSecond), perSecond(r.FailedPerSecond))
 	}
 	_ = tw.Flush()
+}
+
+// perSecond prints a rate with about three significant digits: 0, 0.017,
+// 2.35, 41.7, 1250.
+func perSecond(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
 }

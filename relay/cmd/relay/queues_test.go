@@ -22,13 +22,13 @@ func TestQueuesCommand(t *testing.T) {
 		t.Fatalf("queues: exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "QUEUE QUEUED LEASED RETRYING SUCCEEDED FAILED DEAD CANCELLED OLDEST QUEUED PAUSED" {
+	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "QUEUE QUEUED LEASED RETRYING SUCCEEDED FAILED DEAD CANCELLED OLDEST QUEUED PAUSED IN/S DONE/S FAILED/S" {
 		t.Fatalf("queues printed:\n%s", out)
 	}
-	if f := strings.Fields(lines[1]); len(f) != 10 || f[0] != "a" || f[1] != "2" || f[2] != "0" || !strings.HasSuffix(f[8], "s") || f[9] != "no" {
+	if f := strings.Fields(lines[1]); len(f) != 13 || f[0] != "a" || f[1] != "2" || f[2] != "0" || !strings.HasSuffix(f[8], "s") || f[9] != "no" || f[10] != "0.033" || f[11] != "0" || f[12] != "0" {
 		t.Fatalf("queue a's row %q", lines[1])
 	}
-	if f := strings.Fields(lines[2]); len(f) != 10 || f[0] != "b" || f[1] != "1" {
+	if f := strings.Fields(lines[2]); len(f) != 13 || f[0] != "b" || f[1] != "1" || f[10] != "0.017" {
 		t.Fatalf("queue b's row %q", lines[2])
 	}
 
@@ -39,7 +39,7 @@ func TestQueuesCommand(t *testing.T) {
 	}
 	code, out, errOut = runCLI(t, "queues", srv, "list")
 	lines = strings.Split(strings.TrimSpace(out), "\n")
-	if f := strings.Fields(lines[len(lines)-1]); code != 0 || len(f) != 10 || f[0] != "b" || f[9] != "yes" {
+	if f := strings.Fields(lines[len(lines)-1]); code != 0 || len(f) != 13 || f[0] != "b" || f[9] != "yes" {
 		t.Fatalf("queues list after pausing b: exit %d, %q, %s", code, out, errOut)
 	}
 	code, out, errOut = runCLI(t, "queues", srv, "--json", "resume", "b")
@@ -64,5 +64,16 @@ func TestQueuesCommand(t *testing.T) {
 	}
 	if code, _, errOut = runCLI(t, "queues", srv); code != 2 || !strings.Contains(errOut, "no credentials") {
 		t.Fatalf("queues without credentials: exit %d, %s", code, errOut)
+	}
+}
+
+func TestPerSecond(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{{0, "0"}, {1.0 / 60, "0.017"}, {2.345, "2.35"}, {41.66, "41.7"}, {1250.4, "1250"}} {
+		if got := perSecond(tc.v); got != tc.want {
+			t.Errorf("perSecond(%v) = %q, want %q", tc.v, got, tc.want)
+		}
 	}
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"List", queue.Options{}, testList},
 		{"PauseResume", queue.Options{}, testPause},
 		{"DeleteFinished", queue.Options{}, testDelete},
+		{"Rates", queue.Options{}, testRates},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &harness{t: t, open: newStore(t, tc.opts)}
