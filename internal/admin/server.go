@@ -148,11 +148,22 @@ func (s *Server) Close() error {
 
 // JSON returns a handler that serves the value f returns as indented JSON.
 func JSON(f func() any) http.Handler {
+	return JSONFunc(func(context.Context) (any, error) { return f(), nil })
+}
+
+// JSONFunc serves what f returns for the request as indented JSON; an
+// error is a 500 with its text.
+func JSONFunc(f func(ctx context.Context) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(f())
+		_ = enc.Encode(v)
 	})
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -65,6 +66,18 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := producerOf(r.Context())
+	qs, err := Summarize(r.Context(), h.q, func(name string) bool { return p.May(name, producers.Read) })
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, QueuesResponse{Queues: qs})
+}
+
+// Summarize is every queue that holds jobs, is paused or was busy lately
+// and that may(name) allows, sorted by name: GET /v1/queues, and relay's
+// admin /status.
+func Summarize(ctx context.Context, q queue.Backend, may func(name string) bool) ([]QueueInfo, error) {
 	byName := map[string]*QueueInfo{}
 	info := func(name string) *QueueInfo {
 		qi := byName[name]
@@ -77,49 +90,46 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 		}
 		return qi
 	}
-	for k, n := range h.q.Counts() {
-		if p.May(k.Queue, producers.Read) {
+	for k, n := range q.Counts() {
+		if may(k.Queue) {
 			info(k.Queue).Counts[string(k.State)] += n
 		}
 	}
-	paused, err := h.q.Paused(r.Context())
+	paused, err := q.Paused(ctx)
 	if err != nil {
-		h.fail(w, err)
-		return
+		return nil, err
 	}
 	for _, name := range paused {
-		if p.May(name, producers.Read) {
+		if may(name) {
 			info(name).Paused = true
 		}
 	}
-	rates, err := h.q.Rates(r.Context())
+	rates, err := q.Rates(ctx)
 	if err != nil {
-		h.fail(w, err)
-		return
+		return nil, err
 	}
 	for name, rate := range rates {
-		if p.May(name, producers.Read) {
+		if may(name) {
 			info(name).Rate = queueRate(rate)
 		}
 	}
-	out := QueuesResponse{Queues: make([]QueueInfo, 0, len(byName))}
+	out := make([]QueueInfo, 0, len(byName))
 	for _, qi := range byName {
 		if qi.Counts[string(store.Queued)] > 0 {
 			// Ids sort by creation: the first queued one is the oldest.
-			jobs, _, err := h.q.List(r.Context(), store.Filter{Queue: qi.Name, State: store.Queued, Limit: 1})
+			jobs, _, err := q.List(ctx, store.Filter{Queue: qi.Name, State: store.Queued, Limit: 1})
 			if err != nil {
-				h.fail(w, err)
-				return
+				return nil, err
 			}
 			if len(jobs) == 1 {
 				at := jobs[0].CreatedAt.UTC()
 				qi.OldestQueuedAt = &at
 			}
 		}
-		out.Queues = append(out.Queues, *qi)
+		out = append(out, *qi)
 	}
-	slices.SortFunc(out.Queues, func(a, b QueueInfo) int { return strings.Compare(a.Name, b.Name) })
-	writeJSON(w, http.StatusOK, out)
+	slices.SortFunc(out, func(a, b QueueInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // pause serves POST /v1/queues/{name}/pause and /resume. Pausing stops

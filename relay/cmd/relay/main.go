@@ -17,6 +17,7 @@ type commands struct {
 	Serve   serveCmd   `cmd:"" help:"Run relay: the job store, workers over QUIC, the producer API and metrics over HTTP."`
 	Jobs    jobsCmd    `cmd:"" help:"Submit, inspect, cancel and retry jobs through a running relay's API."`
 	Queues  queuesCmd  `cmd:"" help:"Show each queue's jobs by state, or pause and resume a queue, through a running relay's API."`
+	Status  statusCmd  `cmd:"" envprefix:"STATUS_" help:"Show what a running relay is doing: its store, connected workers and queues (from its admin endpoint's /status)."`
 	Migrate migrateCmd `cmd:"" help:"Create or upgrade relay's tables in the PostgreSQL database named by --store (relay serve also does it at start)."`
 	Workers workersCmd `cmd:"" help:"Work with workers files."`
 

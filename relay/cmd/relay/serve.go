@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -18,7 +20,6 @@ import (
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/auth"
-	"github.com/tunnel-dev/tunnel/relay/pgqueue"
 	"github.com/tunnel-dev/tunnel/relay/producers"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 	"github.com/tunnel-dev/tunnel/relay/queue"
@@ -34,7 +35,7 @@ type serveCmd struct {
 	Workers      string        `required:"" type:"path" placeholder:"PATH" help:"Workers file, or a directory of *.yaml files: which worker pins may do what on which queue."`
 	WorkersCheck time.Duration `default:"2s" help:"How often to compare the workers file's contents and reload it (SIGHUP reloads at once)."`
 
-	Admin          string        `default:"127.0.0.1:9090" placeholder:"ADDR" help:"Admin HTTP address: /metrics, /healthz, /readyz (no producer API), for probes and monitoring."`
+	Admin          string        `default:"127.0.0.1:9090" placeholder:"ADDR" help:"Admin HTTP address: /metrics, /healthz, /readyz, /status (no producer API), for probes, monitoring and relay status."`
 	Producers      string        `required:"" type:"path" placeholder:"FILE" help:"Producers file: which client-certificate pins and token hashes may enqueue, read, cancel, retry on which queue (relay producers token makes a token)."`
 	ProducersCheck time.Duration `default:"2s" help:"How often to compare the producers file's contents and reload it (SIGHUP reloads at once)."`
 
@@ -101,7 +102,8 @@ func (c *serveCmd) quic() proto.QUICOptions {
 }
 
 func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
-	log := c.Logger(env.Stderr)
+	conns := &workerConns{} // for /status
+	log := slog.New(conns.tap(c.Logger(env.Stderr).Handler()))
 	if err := c.validate(); err != nil {
 		return cli.Usage(err)
 	}
@@ -166,7 +168,10 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 		return err
 	}
 	defer apiSrv.Close()
-	adm, err := admin.Start(ctx, admin.Options{Addr: c.Admin, Registry: reg, Ready: q.Ready, Logger: log})
+	kind, where := storeKind(c.DB, dsn)
+	status := &statusSource{build: build, started: time.Now(), kind: kind, loc: where, quic: c.Listen, api: apiSrv.URL(), q: q, storeErr: storeErr, conns: conns}
+	adm, err := admin.Start(ctx, admin.Options{Addr: c.Admin, Registry: reg, Ready: q.Ready, Logger: log,
+		Handlers: map[string]http.Handler{"/status": status.handler()}})
 	if err != nil {
 		return err
 	}
@@ -180,10 +185,6 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(sctx, c.Listen) }()
-	where := c.DB
-	if dsn != "" {
-		where = pgqueue.RedactDSN(dsn)
-	}
 	log.Info("relay started", "version", build.Version, "revision", build.Revision, "store", where, "quic", c.Listen, "api", c.HTTP, "admin", c.Admin, "pin", id.Pin().String())
 
 	health := time.NewTicker(time.Second)

@@ -110,6 +110,11 @@ func TestReplicaWithoutDatabase(t *testing.T) {
 	if _, err := cl.Lease(ctx, client.LeaseOptions{Max: 1}); !errors.Is(err, client.ErrOverloaded) {
 		t.Fatalf("lease without a database: %v", err)
 	}
+	// relay status says so.
+	code, out, errOut := runCLI(t, "status", "--admin", p.admin)
+	if code != 0 || !strings.Contains(out, "store: postgres ") || !strings.Contains(out, "NOT READY: ") || !strings.Contains(out, "queues unreadable: ") {
+		t.Fatalf("relay status without its database: exit %d: %s%s", code, out, errOut)
+	}
 	select {
 	case <-p.exited:
 		t.Fatalf("relay exited without its database: %v", p.waitErr)
