@@ -83,6 +83,7 @@ type Worker struct {
 	ran    atomic.Bool
 
 	broken chan brokenConn
+	status connStatus // for Status (status.go)
 
 	mu         sync.Mutex
 	cur        *client.Client        // nil while disconnected
@@ -281,6 +282,7 @@ func (w *Worker) connect(life context.Context) {
 			}
 			failures++
 			level, msg, showErr := dialProblem(w.opts.Addr, err, connectedBefore, time.Since(start))
+			w.status.failed(msg, "", err)
 			if failures > 1 {
 				// Once per outage.
 				level = slog.LevelDebug
@@ -304,6 +306,7 @@ func (w *Worker) connect(life context.Context) {
 			w.log.Info("connected to relay", "addr", w.opts.Addr, "worker", w.opts.Identity.Name(), "pin", w.opts.Identity.Pin().String())
 		}
 		connectedBefore = true
+		w.status.connected()
 		w.setConn(c)
 		reason := w.waitBroken(life, c)
 		w.setConn(nil)
@@ -317,6 +320,7 @@ func (w *Worker) connect(life context.Context) {
 			attrs = append(attrs, "hint", h)
 		}
 		w.log.Warn("disconnected from relay", attrs...)
+		w.status.failed("disconnected from relay at "+w.opts.Addr, lostHint(reason), reason)
 	}
 }
 

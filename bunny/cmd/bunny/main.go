@@ -5,6 +5,7 @@
 //	bunny run --config /etc/bunny/bunny.yaml
 //	bunny config check /etc/bunny/bunny.yaml
 //	bunny handler echo --listen 127.0.0.1:8081
+//	bunny status --config /etc/bunny/bunny.yaml
 package main
 
 import (
@@ -21,6 +22,7 @@ type commands struct {
 	Run     runCmd     `cmd:"" help:"Run the worker: lease jobs from relay, run them, return the results; drain on SIGTERM."`
 	Config  configCmd  `cmd:"" help:"Check a configuration file."`
 	Handler handlerCmd `cmd:"" help:"Job handlers bunny carries itself."`
+	Status  statusCmd  `cmd:"" envprefix:"STATUS_" help:"Show what a running bunny is doing: its connection to relay, slots and jobs (from its admin endpoint's /status)."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -20,7 +21,7 @@ type runCmd struct {
 	Config       string  `required:"" type:"path" placeholder:"FILE" help:"Configuration file (see docs/examples/bunny.yaml)."`
 	RelayAddress string  `placeholder:"HOST:PORT" help:"Override relay.address: relay's UDP host:port (the local gateway's forward port)."`
 	RelayPin     string  `placeholder:"sha256/..." help:"Override relay.pin (and pinFile): relay's identity pin."`
-	AdminListen  *string `placeholder:"ADDR" help:"Override admin.listen: /metrics, /healthz, /readyz; \"\" disables."`
+	AdminListen  *string `placeholder:"ADDR" help:"Override admin.listen: /metrics, /healthz, /readyz, /status (bunny status); \"\" disables."`
 	Concurrency  int     `placeholder:"N" help:"Override concurrency: the most jobs held at once."`
 	cli.Logging
 }
@@ -117,7 +118,8 @@ func (c *runCmd) Run(ctx context.Context, env cli.Env) error {
 		return cli.Usage(err)
 	}
 	// The admin server outlives the drain, so the drain can be watched.
-	adm, err := admin.Start(context.Background(), admin.Options{Addr: cfg.Admin.Listen, Registry: reg, Ready: w.Ready, Logger: log})
+	adm, err := admin.Start(context.Background(), admin.Options{Addr: cfg.Admin.Listen, Registry: reg, Ready: w.Ready, Logger: log,
+		Handlers: map[string]http.Handler{"/status": statusHandler(build, id, cfg.Relay.Pin, w)}})
 	if err != nil {
 		return err
 	}
