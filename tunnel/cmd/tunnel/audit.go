@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/audit"
@@ -47,10 +48,10 @@ func (c *auditCmd) Run(ctx context.Context, env cli.Env) error {
 		if cfg.Admin.Listen == config.Disabled {
 			return cli.Usage(fmt.Errorf("--config: %s disables the admin endpoint, which the audit runs through", c.Config))
 		}
-		base = adminURL(cfg.Admin.Listen)
+		base = admin.URL(cfg.Admin.Listen)
 	}
 	if base == "" {
-		base = adminURL(config.DefaultAdminListen)
+		base = admin.URL(config.DefaultAdminListen)
 	}
 	rep, err := postAudit(ctx, base, req)
 	if err != nil {

@@ -213,9 +213,10 @@ func TestGatewayProcess(t *testing.T) {
 	// A name that is not the admin endpoint's gateway is refused, not
 	// paired with it.
 	code, _, errOut := runCLI(t, "status", "--name", "clitest-none", "--admin", "http://"+adminAddr)
-	if want := `the admin endpoint http://` + adminAddr + ` is gateway "clitest", not "clitest-none"`; code != 2 || !strings.Contains(errOut, want) {
+	if want := `the admin endpoint http://` + adminAddr + ` (--admin) is gateway "clitest", not "clitest-none"`; code != 2 || !strings.Contains(errOut, want) {
 		t.Errorf("mismatched --name: exit %d, %s; want %q", code, errOut, want)
 	}
+	checkDiscovery(t, bin, dir, adminAddr)
 	// Right after start, before any traffic, every series is there.
 	m := metricstest.Get(t, "http://"+adminAddr+"/metrics")
 	m.Require(t,

@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +15,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl"
 
+	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/internal/cli"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
@@ -24,8 +24,8 @@ import (
 
 type statusCmd struct {
 	Config string `short:"c" type:"path" placeholder:"FILE" xor:"name,admin" help:"The gateway's config file: its interface name, UAPI directory and admin address come from it."`
-	Name   string `placeholder:"NAME" xor:"name" help:"The gateway's interface name: its UAPI socket is /var/run/wireguard/NAME.sock (default: the name the admin endpoint reports, else tunnel0)."`
-	Admin  string `placeholder:"URL" xor:"admin" help:"The gateway's admin URL, for rules, flows and drops (default: http://127.0.0.1:9090)."`
+	Name   string `placeholder:"NAME" xor:"name" help:"The gateway's interface name: its UAPI socket is /var/run/wireguard/NAME.sock, and its admin endpoint is found from the process holding it (default: the only gateway running here)."`
+	Admin  string `placeholder:"URL" xor:"admin" help:"The gateway's admin URL, for rules, flows and drops (default: found from the gateway's process, else http://127.0.0.1:9090)."`
 	JSON   bool   `help:"Print the status as JSON."`
 }
 
@@ -35,62 +35,79 @@ type statusTarget struct {
 	admin   string
 	name    string // "" until the admin endpoint reports it
 	uapiDir string
+	// note says how the admin endpoint was found, for an error.
+	note string
 }
 
 // target works out the gateway from at most one flag.
-func (c *statusCmd) target() (statusTarget, error) {
+func (c *statusCmd) target(ctx context.Context) (statusTarget, error) {
 	if c.Config == "" {
-		t := statusTarget{admin: c.Admin, name: c.Name, uapiDir: config.DefaultUAPIDir}
-		if t.admin == "" {
-			t.admin = adminURL(config.DefaultAdminListen)
-		}
-		return t, nil
+		return findGateway(ctx, config.DefaultUAPIDir, c.Name, c.Admin)
 	}
 	cfg, err := config.LoadOffline(c.Config)
 	if err != nil {
-		return statusTarget{}, err
+		return statusTarget{}, cli.Usage(fmt.Errorf("--config: %w", err))
 	}
-	t := statusTarget{name: cfg.Interface.Name, uapiDir: cfg.Interface.UAPIDir}
+	t := statusTarget{name: cfg.Interface.Name, uapiDir: cfg.Interface.UAPIDir, note: "admin.listen in " + c.Config}
 	if cfg.Admin.Listen != config.Disabled {
-		t.admin = adminURL(cfg.Admin.Listen)
+		t.admin = admin.URL(cfg.Admin.Listen)
 	}
 	return t, nil
 }
 
-// adminURL is the URL of an admin listen address, reached from the same
-// host: an unspecified address (0.0.0.0:9090 in pods) is loopback.
-func adminURL(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://" + listen
+// findGateway works out the gateway from its name, its admin URL, both or
+// neither. Without a name it is the only gateway whose UAPI socket in dir
+// answers; without an admin URL, the one the gateway's process listens on,
+// else the default.
+func findGateway(ctx context.Context, dir, name, adminURL string) (statusTarget, error) {
+	t := statusTarget{name: name, uapiDir: dir}
+	if adminURL != "" {
+		t.admin, t.note = admin.URL(adminURL), "--admin"
+		return t, nil
 	}
-	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-		if err == nil && ip.Is6() {
-			host = "::1"
+	if t.name == "" {
+		running, err := runningGateways(dir)
+		if err != nil {
+			return t, err
+		}
+		switch len(running) {
+		case 0:
+			t.admin, t.note = admin.URL(config.DefaultAdminListen), "the default admin address; no gateway's UAPI socket answers in "+dir
+			return t, nil
+		case 1:
+			t.name = running[0]
+		default:
+			return t, cli.Usage(fmt.Errorf("%d gateways run here (UAPI sockets in %s): %s; pick one with --name NAME or --config FILE", len(running), dir, strings.Join(running, ", ")))
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	sock := filepath.Join(dir, t.name+".sock")
+	found, err := adminOf(ctx, sock, t.name)
+	if err != nil {
+		t.admin, t.note = admin.URL(config.DefaultAdminListen), fmt.Sprintf("the default admin address; none found from %s: %v", sock, err)
+		return t, nil
+	}
+	t.admin, t.note = found, "found from the process holding "+sock
+	return t, nil
 }
 
 func (c *statusCmd) Run(ctx context.Context, env cli.Env) error {
-	t, err := c.target()
-	if err != nil {
-		return cli.Usage(fmt.Errorf("--config: %w", err))
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	t, err := c.target(ctx)
+	if err != nil {
+		return err
+	}
 	var st tunnel.Status
 	adminErr := errors.New("admin endpoint disabled (admin.listen: -)")
 	if t.admin != "" {
-		st, adminErr = fetchStatus(ctx, t.admin)
+		adminErr = admin.Get(ctx, t.admin, "/status", &st)
 	}
 	if adminErr == nil {
 		switch {
 		case t.name == "":
 			t.name = st.Name
 		case st.Name != t.name:
-			return cli.Usage(fmt.Errorf("the admin endpoint %s is gateway %q, not %q: pass the --admin of %q, or --config with its config file", t.admin, st.Name, t.name, t.name))
+			return cli.Usage(fmt.Errorf("the admin endpoint %s (%s) is gateway %q, not %q: pass the --admin of %q, or --config with its config file", t.admin, t.note, st.Name, t.name, t.name))
 		}
 	}
 	if t.name == "" {
@@ -102,7 +119,7 @@ func (c *statusCmd) Run(ctx context.Context, env cli.Env) error {
 		peers, wgErr = wgPeers(t.name)
 	}
 	if adminErr != nil && wgErr != nil {
-		return fmt.Errorf("no gateway found: admin %s: %v; WireGuard device %q: %v (point at it with --config FILE, --admin URL or --name NAME)", orDash(t.admin), adminErr, t.name, wgErr)
+		return fmt.Errorf("no gateway found: admin %s (%s): %v; WireGuard device %q: %v (point at it with --config FILE, --admin URL or --name NAME)", orDash(t.admin), t.note, adminErr, t.name, wgErr)
 	}
 	if wgErr == nil {
 		// WireGuard's own view of the peers; names come from the gateway.
@@ -122,26 +139,6 @@ func (c *statusCmd) Run(ctx context.Context, env cli.Env) error {
 	}
 	printStatus(env.Stdout, st, adminErr, wgErr)
 	return nil
-}
-
-func fetchStatus(ctx context.Context, base string) (tunnel.Status, error) {
-	var st tunnel.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /status: %s", resp.Status)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&st); err != nil {
-		return st, fmt.Errorf("decoding /status: %w", err)
-	}
-	return st, nil
 }
 
 // wgPeers reads the device through its UAPI socket with wgctrl, as `wg
