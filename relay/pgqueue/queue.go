@@ -94,6 +94,8 @@ type Queue struct {
 	done   chan *completion
 	groups leaseGroups
 
+	rateCache rateCache // for Rates (rate.go)
+
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
