@@ -61,3 +61,12 @@ func TestIDFloor(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRatesMoved is the cost setState pays per job move.
+func BenchmarkRatesMoved(b *testing.B) {
+	var r rates
+	now := time.Now()
+	for i := 0; b.Loop(); i++ {
+		r.moved("default", "", store.Queued, now.Add(time.Duration(i)*time.Microsecond))
+	}
+}
