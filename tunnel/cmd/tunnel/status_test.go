@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -134,4 +135,21 @@ func TestProcAddr(t *testing.T) {
 			t.Errorf("procAddr(%q) accepted", bad)
 		}
 	}
+}
+
+// procAddr never panics, and what it accepts is an address and port that
+// print back as a host:port.
+func FuzzProcAddr(f *testing.F) {
+	for _, s := range []string{"0100007F:2382", "00000000000000000000000001000000:2382", "", ":", "0:0", "0100007F:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ap, err := procAddr(s)
+		if err != nil {
+			return
+		}
+		if _, _, err := net.SplitHostPort(ap.String()); err != nil || !ap.Addr().IsValid() {
+			t.Fatalf("procAddr(%q) = %v", s, ap)
+		}
+	})
 }
