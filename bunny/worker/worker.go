@@ -282,7 +282,6 @@ func (w *Worker) connect(life context.Context) {
 			}
 			failures++
 			level, msg, showErr := dialProblem(w.opts.Addr, err, connectedBefore, time.Since(start))
-			w.status.failed(msg, "", err)
 			if failures > 1 {
 				// Once per outage.
 				level = slog.LevelDebug
@@ -292,6 +291,7 @@ func (w *Worker) connect(life context.Context) {
 				attrs = append(attrs, "err", err)
 			}
 			w.log.Log(life, level, msg+"; retrying with backoff", attrs...)
+			w.status.failed(msg, "", err)
 			if !sleep(life, w.backoff(failures)) {
 				return
 			}

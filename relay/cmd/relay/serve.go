@@ -35,7 +35,7 @@ type serveCmd struct {
 	Workers      string        `required:"" type:"path" placeholder:"PATH" help:"Workers file, or a directory of *.yaml files: which worker pins may do what on which queue."`
 	WorkersCheck time.Duration `default:"2s" help:"How often to compare the workers file's contents and reload it (SIGHUP reloads at once)."`
 
-	Admin          string        `default:"127.0.0.1:9090" placeholder:"ADDR" help:"Admin HTTP address: /metrics, /healthz, /readyz, /status (no producer API), for probes, monitoring and relay status."`
+	Admin          string        `default:"127.0.0.1:9090" placeholder:"ADDR" help:"Admin HTTP address: /metrics, /healthz, /readyz (no producer API), for probes and monitoring."`
 	Producers      string        `required:"" type:"path" placeholder:"FILE" help:"Producers file: which client-certificate pins and token hashes may enqueue, read, cancel, retry on which queue (relay producers token makes a token)."`
 	ProducersCheck time.Duration `default:"2s" help:"How often to compare the producers file's contents and reload it (SIGHUP reloads at once)."`
 
