@@ -77,6 +77,9 @@ func (c *statusCmd) Run(ctx context.Context, env cli.Env) error {
 		}
 		return fmt.Errorf("reading bunny's status: %w", err)
 	}
+	if st.Worker == "" || st.Relay == "" {
+		return fmt.Errorf("%s/status (%s) is not bunny's (it names no worker or relay)", base, from)
+	}
 	if c.JSON {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/bunny/worker"
+	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/queue"
@@ -76,11 +79,11 @@ func TestStatusNotConnected(t *testing.T) {
 	r := relaytest.Start(t, relaytest.Options{Worker: f.id, Queues: []string{"default"}})
 	cfg := f.config(t, r.Addr, f.id.Pin(), "", "cat") // bunny's own pin: not relay's
 	p := startBunny(t, bin, "run", "--config", cfg, "--log-format", "json")
-	admin := p.adminURL(t)
+	adminURL := p.adminURL(t)
 	var out string
 	testutil.Eventually(t, 20*time.Second, "the problem in status", func() bool {
 		var code int
-		code, out, _ = runInProcess("status", "--admin", admin)
+		code, out, _ = runInProcess("status", "--admin", adminURL)
 		return code == 0 && strings.Contains(out, "last problem")
 	})
 	for _, want := range []string{"relay " + r.Addr + ": NOT CONNECTED, never since start", "is not the pinned relay", "hint: relay.pin must be relay's pin", "slots: 0 busy, 4 free of 4"} {
@@ -89,6 +92,17 @@ func TestStatusNotConnected(t *testing.T) {
 		}
 	}
 	t.Logf("bunny status:\n%s", out)
+
+	// Another process's /status is refused, not printed.
+	other, err := admin.Start(context.Background(), admin.Options{Addr: "127.0.0.1:0", Handlers: map[string]http.Handler{
+		"/status": admin.JSON(func() any { return map[string]string{"name": "tunnel0"} })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if code, _, errOut := runInProcess("status", "--admin", other.URL()); code != 1 || !strings.Contains(errOut, "is not bunny's") {
+		t.Fatalf("status of another endpoint: exit %d: %s", code, errOut)
+	}
 
 	// Nothing there: the error names where it looked and what to give.
 	code, _, errOut := runInProcess("status", "--admin", freeAddr(t))

@@ -233,6 +233,9 @@ func (c *statusCmd) Run(ctx context.Context, env cli.Env) error {
 		}
 		return fmt.Errorf("reading relay's status: %w", err)
 	}
+	if st.Store.Kind == "" {
+		return fmt.Errorf("%s/status is not relay's (it names no store): point --admin at relay serve's --admin", base)
+	}
 	if c.JSON {
 		return printJSON(env.Stdout, st)
 	}

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/relay/client"
 )
@@ -67,6 +69,17 @@ func TestStatusCommand(t *testing.T) {
 		code, out, _ := runCLI(t, "status", "--admin", p.admin)
 		return code == 0 && strings.Contains(out, "no worker connected")
 	})
+
+	// Another process's /status (a gateway's) is refused, not printed.
+	gw, err := admin.Start(ctx, admin.Options{Addr: "127.0.0.1:0", Handlers: map[string]http.Handler{
+		"/status": admin.JSON(func() any { return map[string]string{"name": "tunnel0"} })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if code, _, errOut := runCLI(t, "status", "--admin", gw.URL()); code != 1 || !strings.Contains(errOut, "/status is not relay's") {
+		t.Fatalf("status of a gateway's endpoint: exit %d: %s", code, errOut)
+	}
 
 	// Nothing there: the error says what to point at.
 	p.kill()
