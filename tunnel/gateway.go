@@ -190,6 +190,8 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 	g.peers.Lock()
 	g.peers.list, g.peers.priv, g.peers.pub = peers, *priv, priv.Public()
 	g.peers.Unlock()
+	g.auth.strangers.setKey(*priv)
+	g.auth.known = func(k keys.PublicKey) bool { return g.dev.LookupPeer(device.NoisePublicKey(k)) != nil }
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.life.cancel = cancel
@@ -222,7 +224,9 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 		b = g.defaultBind(c, peers)
 	}
 	// The netstack paces its reads by what WireGuard has sent.
-	g.dev = device.NewDevice(g.ns, bind.Counting(b, g.ns.Sent), wgLogger(g.log, &g.wgc))
+	// The bind keeps a copy of each initiation, to name the key of one
+	// WireGuard refuses (strangers.go).
+	g.dev = device.NewDevice(g.ns, bind.Counting(bind.WatchInitiations(b, g.auth.strangers.seen), g.ns.Sent), wgLogger(g.log, &g.wgc))
 	if err := g.dev.IpcSet(uapiSet(*priv, c.Interface.ListenPort, peers)); err != nil {
 		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
 	}

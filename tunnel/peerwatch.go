@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tunnel-dev/tunnel/internal/ratelog"
+	"github.com/tunnel-dev/tunnel/keys"
 )
 
 // What the gateway tells about authentication, besides the counters
@@ -53,11 +54,17 @@ func (e authEvent) String() string {
 }
 
 // authEvents counts and logs authentication events. Its counters are
-// atomic; the limiter has its own lock.
+// atomic; the limiter and strangers have their own locks.
 type authEvents struct {
 	counts  [numAuthEvents]atomic.Uint64
 	unknown ratelog.Limiter
 	log     atomic.Pointer[slog.Logger]
+	// strangers reads the keys of refused initiations (strangers.go).
+	strangers strangers
+	// known reports whether the device has a peer with this key (nil: no
+	// device, as in tests of the counters alone). Set before the device
+	// receives anything.
+	known func(keys.PublicKey) bool
 }
 
 func (a *authEvents) logger() *slog.Logger {
@@ -70,11 +77,23 @@ func (a *authEvents) logger() *slog.Logger {
 // unknownKey records a handshake wireguard-go refused. source is the UDP
 // address it came from, or "" when wireguard-go does not say (a message
 // whose MAC1 is not for this gateway's key is dropped before its source
-// is logged). wireguard-go does not expose the key that sent an
-// initiation it could not match (the static key is encrypted in the
-// message and dropped with it), so the line carries the source only.
+// is logged). The key that sent it is read from the copy of the
+// initiation the bind kept (strangers.go), when it can be.
 func (a *authEvents) unknownKey(source string) {
+	var key keys.PublicKey
+	read := false
+	if source != "" {
+		key, read = a.strangers.identify(source, time.Now())
+	}
+	if read && a.known != nil && a.known(key) {
+		// A configured peer's initiation refused as a replay or as sent
+		// too soon after its last: not an unknown key.
+		a.logger().Debug("WireGuard refused a peer's handshake initiation (a replay, or too soon after the last)",
+			"source", source, "key", key.String())
+		return
+	}
 	a.counts[authUnknownKey].Add(1)
+	a.strangers.count(key, read)
 	if a.unknown.Every == 0 {
 		return
 	}
@@ -82,10 +101,17 @@ func (a *authEvents) unknownKey(source string) {
 	if !ok {
 		return
 	}
+	log := a.logger()
+	if read {
+		log.Warn("refused a WireGuard handshake from a key that is not a configured peer's",
+			"key", key.String(), "source", source, "suppressed", suppressed, "every", unknownKeyLogEvery.String(),
+			"hint", "if this is a peer whose key changed, put this public key in this gateway's config; a stranger is refused as intended")
+		return
+	}
 	if source == "" {
 		source = "unknown (sent for another key)"
 	}
-	a.logger().Warn("refused a WireGuard handshake: the key is not a configured peer's, or the message was for another key",
+	log.Warn("refused a WireGuard handshake: the key is not a configured peer's, or the message was for another key",
 		"source", source, "suppressed", suppressed, "every", unknownKeyLogEvery.String(),
 		"hint", "a peer whose key changed needs the new public key in this gateway's config; a stranger is refused as intended")
 }
@@ -208,24 +234,33 @@ func orListening(hostport string) string {
 }
 
 // authCollector serves tunnel_auth_events_total, every event's series
-// from start.
+// from start, and tunnel_unknown_key_handshakes_total by key.
 type authCollector struct {
-	a    *authEvents
-	desc *prometheus.Desc
+	a     *authEvents
+	desc  *prometheus.Desc
+	byKey *prometheus.Desc
 }
 
 func (g *Gateway) registerAuthMetrics() {
-	c := &authCollector{a: &g.auth, desc: prometheus.NewDesc("tunnel_auth_events_total",
-		"Authentication events, by event: first_handshake (a peer's first since start), silent (no handshake for longer than the bound), back (a silent peer returned), unknown_key (a handshake from a key that is not a peer's).",
-		[]string{"event"}, nil)}
+	c := &authCollector{a: &g.auth,
+		desc: prometheus.NewDesc("tunnel_auth_events_total",
+			"Authentication events, by event: first_handshake (a peer's first since start), silent (no handshake for longer than the bound), back (a silent peer returned), unknown_key (a handshake from a key that is not a peer's).",
+			[]string{"event"}, nil),
+		byKey: prometheus.NewDesc("tunnel_unknown_key_handshakes_total",
+			fmt.Sprintf("Refused handshakes from keys that are not a peer's (the unknown_key events), by the initiator's public key read from the message: base64, or unread (sent for another key, not decryptable, or past the decryption budget), or other (past the first %d keys).", maxStrangerKeys),
+			[]string{"key"}, nil),
+	}
 	// A registry shared by two gateways (tests) keeps the first.
 	_ = g.Registry.Register(c)
 }
 
-func (c *authCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *authCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.byKey }
 
 func (c *authCollector) Collect(ch chan<- prometheus.Metric) {
 	for e := range numAuthEvents {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(c.a.counts[e].Load()), e.String())
+	}
+	for k, n := range c.a.strangers.counts() {
+		ch <- prometheus.MustNewConstMetric(c.byKey, prometheus.CounterValue, float64(n), k)
 	}
 }

@@ -138,8 +138,9 @@ func TestPeerLateFirstHandshakeCountsBack(t *testing.T) {
 }
 
 // A stranger retrying its handshake gets one line on the receiving
-// gateway, naming its source, however often it retries within the
-// interval; every retry is counted.
+// gateway, naming its source and its public key (read from the
+// initiation), however often it retries within the interval; every retry
+// is counted, under its key too.
 func TestUnknownKeyLoggedOncePerInterval(t *testing.T) {
 	eksKey := testutil.PrivateKey(t)
 	var log testutil.Buffer
@@ -149,7 +150,8 @@ peers:
   - {name: aks, publicKey: %s, allowedIPs: [10.99.0.2/32]}
 admin: {listen: "127.0.0.1:0"}
 `, freeUDPPort(t), testutil.PrivateKey(t).Public())), eksKey, &log, time.Hour)
-	stranger := startStranger(t, &pair{eks: eks, eksKey: eksKey}, testutil.PrivateKey(t), "10.99.0.3", "")
+	strangerKey := testutil.PrivateKey(t)
+	stranger := startStranger(t, &pair{eks: eks, eksKey: eksKey}, strangerKey, "10.99.0.3", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	go func() {
@@ -170,13 +172,33 @@ admin: {listen: "127.0.0.1:0"}
 	if !log.Contains("source=127.0.0.1:") {
 		t.Fatalf("the line does not name the source:\n%s", log.String())
 	}
-	if v := authEvents(t, eks)["unknown_key"]; v == "0" || v == "1" {
+	if !log.Contains(`key="` + strangerKey.Public().String() + `"`) {
+		t.Fatalf("the line does not name the stranger's key %s:\n%s", strangerKey.Public(), log.String())
+	}
+	v := authEvents(t, eks)["unknown_key"]
+	if v == "0" || v == "1" {
 		t.Fatalf("tunnel_auth_events_total{event=\"unknown_key\"} = %s, want every refusal counted", v)
 	}
+	if byKey := unknownKeys(t, eks); byKey[strangerKey.Public().String()] != v || byKey["unread"] != "0" {
+		t.Fatalf("tunnel_unknown_key_handshakes_total = %v, want all %s refusals under the stranger's key", byKey, v)
+	}
+}
+
+// unknownKeys scrapes tunnel_unknown_key_handshakes_total by key.
+func unknownKeys(t *testing.T, g *tunnel.Gateway) map[string]string {
+	t.Helper()
+	return scrapeByLabel(t, g, `tunnel_unknown_key_handshakes_total{key="`)
 }
 
 // authEvents scrapes tunnel_auth_events_total by event.
 func authEvents(t *testing.T, g *tunnel.Gateway) map[string]string {
+	t.Helper()
+	return scrapeByLabel(t, g, `tunnel_auth_events_total{event="`)
+}
+
+// scrapeByLabel scrapes the series of one metric with one label, by the
+// label's value; prefix is the metric's name, "{", the label and `="`.
+func scrapeByLabel(t *testing.T, g *tunnel.Gateway, prefix string) map[string]string {
 	t.Helper()
 	resp, err := http.Get(g.AdminURL() + "/metrics")
 	if err != nil {
@@ -189,7 +211,7 @@ func authEvents(t *testing.T, g *tunnel.Gateway) map[string]string {
 	}
 	out := map[string]string{}
 	for line := range strings.Lines(string(b)) {
-		rest, ok := strings.CutPrefix(line, `tunnel_auth_events_total{event="`)
+		rest, ok := strings.CutPrefix(line, prefix)
 		if !ok {
 			continue
 		}

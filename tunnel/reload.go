@@ -198,6 +198,7 @@ func (g *Gateway) applyPeers(plan reloadPlan, ch *Changes) error {
 	}
 	g.peers.list = plan.peers
 	g.peers.priv, g.peers.pub = plan.priv, plan.priv.Public()
+	g.auth.strangers.setKey(plan.priv)
 	return nil
 }
 
