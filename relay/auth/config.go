@@ -4,12 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/tunnel-dev/tunnel/internal/filewatch"
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"
@@ -71,86 +70,36 @@ func (c *Config) Lookup(p keys.Pin) (*Worker, bool) {
 // Size caps: a workers file larger than MaxFileSize, or a directory whose
 // files add up to more than MaxDirSize, is refused before it is parsed.
 const (
-	MaxFileSize = 1 << 20
-	MaxDirSize  = 8 << 20
+	MaxFileSize = filewatch.MaxFileSize
+	MaxDirSize  = filewatch.MaxDirSize
 )
 
 // Load reads a workers file, or every *.yaml and *.yml file of a
 // directory.
 func Load(path string) (*Config, error) {
-	files, err := readFiles(path)
+	files, err := filewatch.ReadFiles("workers", path)
 	if err != nil {
 		return nil, err
 	}
 	return parseFiles(files)
 }
 
-type file struct {
-	name string
-	data []byte
-}
-
-// readFiles reads path, or the workers files of the directory path.
-func readFiles(path string) ([]file, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading workers file: %w", err)
-	}
-	if !fi.IsDir() {
-		b, err := yamlcheck.ReadFile(path, MaxFileSize)
-		if err != nil {
-			return nil, err
-		}
-		return []file{{path, b}}, nil
-	}
-	ents, err := os.ReadDir(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading workers directory: %w", err)
-	}
-	var files []file
-	total := 0
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
-			continue
-		}
-		p := filepath.Join(path, n)
-		// Follow symlinks (a mounted ConfigMap's files are links into
-		// ..data); skip what is not a regular file.
-		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		b, err := yamlcheck.ReadFile(p, MaxFileSize)
-		if err != nil {
-			return nil, err
-		}
-		if total += len(b); total > MaxDirSize {
-			return nil, fmt.Errorf("reading workers directory %s: its files add up to more than the cap of %d bytes (at %s)", path, MaxDirSize, n)
-		}
-		files = append(files, file{p, b})
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("workers directory %s holds no .yaml or .yml file", path)
-	}
-	return files, nil
-}
-
 // Parse parses one workers file; name is used in errors. A value still
 // marked REPLACE is a problem.
 func Parse(name string, data []byte) (*Config, error) {
-	return parseFilesWith([]file{{name, data}}, yamlcheck.Options{})
+	return parseFilesWith([]filewatch.File{{Name: name, Data: data}}, yamlcheck.Options{})
 }
 
 // ParseTemplate is Parse that lets values marked REPLACE through: the
 // check of a shipped manifest before it is edited.
 func ParseTemplate(name string, data []byte) (*Config, error) {
-	return parseFilesWith([]file{{name, data}}, yamlcheck.Options{AllowPlaceholders: true})
+	return parseFilesWith([]filewatch.File{{Name: name, Data: data}}, yamlcheck.Options{AllowPlaceholders: true})
 }
 
 // LoadTemplate is Load that lets values marked REPLACE through (`relay
 // workers check --offline --allow-placeholders`).
 func LoadTemplate(path string) (*Config, error) {
-	files, err := readFiles(path)
+	files, err := filewatch.ReadFiles("workers", path)
 	if err != nil {
 		return nil, err
 	}
@@ -167,35 +116,31 @@ type rawWorker struct {
 	Queues map[string][]string `yaml:"queues"`
 }
 
-func parseFiles(files []file) (*Config, error) { return parseFilesWith(files, yamlcheck.Options{}) }
+func parseFiles(files []filewatch.File) (*Config, error) {
+	return parseFilesWith(files, yamlcheck.Options{})
+}
 
 // parseFilesWith parses every file, reporting every problem of every file
 // at once (an Errors, each naming its file, line and field). A worker
 // name or a pin given twice is a problem even across files.
-func parseFilesWith(files []file, opts yamlcheck.Options) (*Config, error) {
+func parseFilesWith(files []filewatch.File, opts yamlcheck.Options) (*Config, error) {
 	ws := &workersParser{
 		c:        &Config{byPin: map[keys.Pin]*Worker{}},
 		names:    map[string]string{},
 		pinOwner: map[keys.Pin]string{},
 	}
-	var all yamlcheck.Errors
-	for _, f := range files {
-		ws.file = f.name
-		_, err := yamlcheck.ParseWith(f.data, opts, func(p *yamlcheck.Parser, raw *rawFile) *Config {
-			for i := range raw.Workers {
-				ws.worker(p, fmt.Sprintf("workers[%d]", i), &raw.Workers[i])
-			}
-			return ws.c
-		})
-		var es yamlcheck.Errors
-		if errors.As(yamlcheck.InFile(f.name, err), &es) {
-			all = append(all, es...)
-		} else if err != nil {
-			return nil, err
+	err := filewatch.ParseYAML(files, opts, func(p *yamlcheck.Parser, file string, raw *rawFile) {
+		ws.file = file
+		for i := range raw.Workers {
+			ws.worker(p, fmt.Sprintf("workers[%d]", i), &raw.Workers[i])
 		}
+	})
+	var all yamlcheck.Errors
+	if err != nil && !errors.As(err, &all) {
+		return nil, err
 	}
 	if len(all) == 0 && len(ws.c.Workers) == 0 {
-		all = append(all, &yamlcheck.FieldError{File: files[0].name, Path: "workers", Msg: "no workers defined; relay would refuse every worker"})
+		all = append(all, &yamlcheck.FieldError{File: files[0].Name, Path: "workers", Msg: "no workers defined; relay would refuse every worker"})
 	}
 	if len(all) > 0 {
 		return nil, all

@@ -2,8 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -30,24 +28,15 @@ type WatchOptions struct {
 
 // Watcher holds the current workers configuration and reloads it when the
 // files change.
-type Watcher = filewatch.Watcher[[]file, *Config]
+type Watcher = filewatch.Watcher[[]filewatch.File, *Config]
 
 // Watch loads the configuration (an error if it is bad: nothing starts
 // without a valid one) and watches it until ctx ends.
 func Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return filewatch.Watch(ctx, filewatch.Options[[]file, *Config]{
-		What:   "workers",
-		Path:   opts.Path,
-		Every:  opts.Every,
-		Logger: log,
-		Read: func() ([]file, [32]byte, error) {
-			files, err := readFiles(opts.Path)
-			return files, hashFiles(files), err
-		},
+	src := filewatch.Source{Path: opts.Path, Every: opts.Every, Logger: opts.Logger, Registerer: opts.Registerer}
+	log := src.Log()
+	return filewatch.WatchFiles(ctx, src, filewatch.Options[[]filewatch.File, *Config]{
+		What:  "workers",
 		Parse: parseFiles,
 		Count: func(c *Config) int { return len(c.Workers) },
 		Installed: func(old, c *Config, first bool) {
@@ -66,20 +55,7 @@ func Watch(ctx context.Context, opts WatchOptions) (*Watcher, error) {
 				opts.OnChange(c, removed)
 			}
 		},
-		Metric:     "relay_workers",
-		GaugeHelp:  "Workers in the running workers configuration.",
-		Registerer: opts.Registerer,
+		Metric:    "relay_workers",
+		GaugeHelp: "Workers in the running workers configuration.",
 	})
-}
-
-// hashFiles hashes the names and contents of files.
-func hashFiles(files []file) [32]byte {
-	h := sha256.New()
-	for _, f := range files {
-		fmt.Fprintf(h, "%d:%s%d:", len(f.name), f.name, len(f.data))
-		h.Write(f.data)
-	}
-	var out [32]byte
-	copy(out[:], h.Sum(nil))
-	return out
 }

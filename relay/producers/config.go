@@ -7,14 +7,20 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tunnel-dev/tunnel/internal/filewatch"
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
 
-// MaxFileSize bounds the producers file (1 MiB, as the gateway's and
-// bunny's configs).
-const MaxFileSize = 1 << 20
+// Size caps: a producers file larger than MaxFileSize, or a directory
+// whose files add up to more than MaxDirSize, is refused before it is
+// parsed (1 MiB as the gateway's and bunny's configs; 8 MiB as relay's
+// workers directory).
+const (
+	MaxFileSize = filewatch.MaxFileSize
+	MaxDirSize  = filewatch.MaxDirSize
+)
 
 // Action is something a producer does to a queue's jobs.
 type Action string
@@ -85,17 +91,14 @@ func (c *Config) LookupToken(token string) (*Producer, bool) {
 	return found, found != nil
 }
 
-// Load reads and parses the producers file at path.
+// Load reads and parses the producers file at path, or every *.yaml and
+// *.yml file of the directory path.
 func Load(path string) (*Config, error) {
-	data, err := yamlcheck.ReadFile(path, MaxFileSize)
+	files, err := filewatch.ReadFiles("producers", path)
 	if err != nil {
-		return nil, fmt.Errorf("producers file: %w", err)
+		return nil, err
 	}
-	c, err := Parse(data)
-	if err != nil {
-		return nil, yamlcheck.InFile(path, err)
-	}
-	return c, nil
+	return parseFiles(files)
 }
 
 type rawFile struct {
@@ -109,35 +112,67 @@ type rawProducer struct {
 	Queues map[string][]string `yaml:"queues"`
 }
 
-// Parse parses a producers file. Every problem is reported, each naming
-// its field and line (a yamlcheck.Errors).
+// Parse parses one producers file. Every problem is reported, each
+// naming its field and line (a yamlcheck.Errors).
 func Parse(data []byte) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("the producers file is %d bytes; at most %d", len(data), MaxFileSize)
 	}
-	return yamlcheck.Parse(data, convert)
+	pp := newProducersParser()
+	return yamlcheck.Parse(data, func(p *yamlcheck.Parser, raw *rawFile) *Config {
+		pp.file(p, "", raw)
+		return pp.c
+	})
 }
 
-func convert(p *yamlcheck.Parser, raw *rawFile) *Config {
-	c := &Config{byPin: map[keys.Pin]*Producer{}}
-	names := map[string]string{} // name → path
-	owner := map[string]string{} // credential → producer
+// parseFiles parses the files of a producers directory (or the one
+// file) as one configuration: a producer's name or a credential given in
+// two files is refused naming both.
+func parseFiles(files []filewatch.File) (*Config, error) {
+	pp := newProducersParser()
+	if err := filewatch.ParseYAML(files, yamlcheck.Options{}, pp.file); err != nil {
+		return nil, err
+	}
+	return pp.c, nil
+}
+
+// producersParser holds what parsing a file needs from the files before
+// it: the names and credentials already taken, and where.
+type producersParser struct {
+	c     *Config
+	names map[string]string // name → where
+	owner map[string]string // credential → "producer P (at where)"
+}
+
+func newProducersParser() *producersParser {
+	return &producersParser{c: &Config{byPin: map[keys.Pin]*Producer{}}, names: map[string]string{}, owner: map[string]string{}}
+}
+
+// file adds the producers of one file. Within a single unnamed file,
+// where is the field's path; across files, its file and line.
+func (pp *producersParser) file(p *yamlcheck.Parser, name string, raw *rawFile) {
+	where := func(path string) string {
+		if name == "" {
+			return path
+		}
+		return fmt.Sprintf("%s:%d", name, p.Line(path))
+	}
 	for i, rp := range raw.Producers {
 		at := fmt.Sprintf("producers[%d]", i)
 		pr := &Producer{Name: rp.Name, Queues: map[string][]Action{}}
 		if err := proto.CheckName("producer", rp.Name); err != nil {
 			p.Fail(at+".name", "%v", err)
-		} else if prev, dup := names[rp.Name]; dup {
+		} else if prev, dup := pp.names[rp.Name]; dup {
 			p.Fail(at+".name", "%q is also the name of %s", rp.Name, prev)
 		} else {
-			names[rp.Name] = at
+			pp.names[rp.Name] = where(at)
 		}
 		claim := func(path, cred string) bool {
-			if other, dup := owner[cred]; dup {
-				p.Fail(path, "%s is also producer %s's; a credential identifies one producer", cred, other)
+			if other, dup := pp.owner[cred]; dup {
+				p.Fail(path, "%s is also %s; a credential identifies one producer", cred, other)
 				return false
 			}
-			owner[cred] = rp.Name
+			pp.owner[cred] = fmt.Sprintf("producer %s's (at %s)", rp.Name, where(path))
 			return true
 		}
 		for j, s := range rp.Pins {
@@ -149,7 +184,7 @@ func convert(p *yamlcheck.Parser, raw *rawFile) *Config {
 			}
 			if claim(path, pin.String()) {
 				pr.Pins = append(pr.Pins, pin)
-				c.byPin[pin] = pr
+				pp.c.byPin[pin] = pr
 			}
 		}
 		for j, s := range rp.Tokens {
@@ -161,7 +196,7 @@ func convert(p *yamlcheck.Parser, raw *rawFile) *Config {
 			}
 			if claim(path, h.String()) {
 				pr.Tokens = append(pr.Tokens, h)
-				c.tokens = append(c.tokens, tokenEntry{h, pr})
+				pp.c.tokens = append(pp.c.tokens, tokenEntry{h, pr})
 			}
 		}
 		if len(rp.Pins) == 0 && len(rp.Tokens) == 0 {
@@ -194,9 +229,8 @@ func convert(p *yamlcheck.Parser, raw *rawFile) *Config {
 				}
 			}
 		}
-		c.Producers = append(c.Producers, pr)
+		pp.c.Producers = append(pp.c.Producers, pr)
 	}
-	return c
 }
 
 func sortedKeys[V any](m map[string]V) []string {
