@@ -15,7 +15,7 @@ import (
 
 type producersCmd struct {
 	Token producersTokenCmd `cmd:"" envprefix:"TOKEN_" help:"Make a bearer token for a producer: print it once, and the producers-file entry holding only its hash."`
-	Check producersCheckCmd `cmd:"" envprefix:"CHECK_" help:"Check a producers file as relay serve reads it, and list who may do what."`
+	Check producersCheckCmd `cmd:"" envprefix:"CHECK_" help:"Check a producers file (or directory) as relay serve reads it, and list who may do what."`
 }
 
 type producersTokenCmd struct {
@@ -66,11 +66,11 @@ func (c *producersTokenCmd) Run(_ context.Context, env cli.Env) error {
 }
 
 type producersCheckCmd struct {
-	File string `arg:"" type:"path" help:"The producers file."`
+	Path string `arg:"" type:"path" placeholder:"FILE|DIR" help:"The producers file, or a directory of *.yaml and *.yml files (as relay serve's --producers)."`
 }
 
 func (c *producersCheckCmd) Run(_ context.Context, env cli.Env) error {
-	cfg, err := producers.Load(c.File)
+	cfg, err := producers.Load(c.Path)
 	if err != nil {
 		return cli.Usage(err)
 	}
@@ -85,7 +85,7 @@ func (c *producersCheckCmd) Run(_ context.Context, env cli.Env) error {
 		}
 		fmt.Fprintf(env.Stdout, "%s\t%d pins, %d tokens\t%s\n", p.Name, len(p.Pins), len(p.Tokens), strings.Join(grants, "; "))
 	}
-	fmt.Fprintf(env.Stdout, "%s: %d producers\n", c.File, len(cfg.Producers))
+	fmt.Fprintf(env.Stdout, "%s: %d producers\n", c.Path, len(cfg.Producers))
 	return nil
 }
 

@@ -200,6 +200,23 @@ func TestProducersCommands(t *testing.T) {
 	if code, _, errOut := runCLI(t, "producers", "check", file); code != 2 || !strings.Contains(errOut, file+":3: producers[0].tokens[0]: this is a token") || strings.Contains(errOut, token) {
 		t.Fatalf("check of a file holding a token: exit %d %s", code, errOut)
 	}
+	// A directory is checked as serve reads it: one configuration, a
+	// credential in two files refused naming both.
+	dir := t.TempDir()
+	for _, name := range []string{"a.yaml", "b.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("producers:\n"+entry), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errOut := runCLI(t, "producers", "check", dir); code != 2 || !strings.Contains(errOut, filepath.Join(dir, "b.yaml")+":2: producers[0].name") || !strings.Contains(errOut, filepath.Join(dir, "a.yaml")) {
+		t.Fatalf("check of a directory naming a producer twice: exit %d %s", code, errOut)
+	}
+	if err := os.Remove(filepath.Join(dir, "b.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI(t, "producers", "check", dir); code != 0 || !strings.Contains(out, dir+": 1 producers") {
+		t.Fatalf("check of a directory: exit %d %q %s", code, out, errOut)
+	}
 	for _, args := range [][]string{{"producers", "token", "a b"}, {"producers", "token", "ci", "-q", "b c"}, {"producers", "token", "ci", "-a", "lease"}} {
 		if code, _, _ := runCLI(t, args...); code != 2 {
 			t.Errorf("%v: exit %d", args, code)

@@ -36,8 +36,8 @@ type serveCmd struct {
 	WorkersCheck time.Duration `default:"2s" help:"How often to compare the workers file's contents and reload it (SIGHUP reloads at once)."`
 
 	Admin          string        `default:"127.0.0.1:9090" placeholder:"ADDR" help:"Admin HTTP address: /metrics, /healthz, /readyz (no producer API), for probes and monitoring."`
-	Producers      string        `required:"" type:"path" placeholder:"FILE" help:"Producers file: which client-certificate pins and token hashes may enqueue, read, cancel, retry on which queue (relay producers token makes a token)."`
-	ProducersCheck time.Duration `default:"2s" help:"How often to compare the producers file's contents and reload it (SIGHUP reloads at once)."`
+	Producers      string        `required:"" type:"path" placeholder:"PATH" help:"Producers file, or a directory of *.yaml files: which client-certificate pins and token hashes may enqueue, read, cancel, retry on which queue (relay producers token makes a token)."`
+	ProducersCheck time.Duration `default:"2s" help:"How often to compare the producers files' contents and reload them (SIGHUP reloads at once)."`
 
 	LeaseDuration time.Duration `default:"30s" help:"Lease duration of a job whose producer set none."`
 	MaxAttempts   uint32        `default:"25" help:"Attempts of a job whose producer set none; after the last it is dead."`
