@@ -7,11 +7,11 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tunnel-dev/tunnel/internal/ratelog"
 	"github.com/tunnel-dev/tunnel/relay/producers"
 	"github.com/tunnel-dev/tunnel/relay/proto"
 )
@@ -45,10 +45,7 @@ type guard struct {
 	producers func() *producers.Config
 	failures  *prometheus.CounterVec
 	log       *slog.Logger
-
-	mu         sync.Mutex // guards lastLog and suppressed
-	lastLog    map[string]time.Time
-	suppressed map[string]int
+	logged    ratelog.Limiter // per reason
 }
 
 func newGuard(cfg func() *producers.Config, reg prometheus.Registerer, log *slog.Logger) (*guard, error) {
@@ -59,8 +56,7 @@ func newGuard(cfg func() *producers.Config, reg prometheus.Registerer, log *slog
 			Name: "relay_producer_auth_failures_total",
 			Help: "Producer API requests refused before or by authorisation, by reason: no_credentials, bad_token, unknown_token, unknown_identity, forbidden, cross_origin, content_type.",
 		}, []string{"reason"}),
-		lastLog:    map[string]time.Time{},
-		suppressed: map[string]int{},
+		logged: ratelog.Limiter{Every: refusalLogEvery},
 	}
 	for _, r := range reasons() {
 		g.failures.WithLabelValues(r)
@@ -95,6 +91,11 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 				Message: unauthenticatedMessage(reason)}, pin)
 			return
 		}
+		done, ok := admitProducer(w, r, p.Name)
+		if !ok {
+			return
+		}
+		defer done()
 		if r.ContentLength != 0 {
 			ct := r.Header.Get("Content-Type")
 			if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
@@ -153,7 +154,7 @@ func (g *guard) authenticate(r *http.Request) (p *producers.Producer, reason, pi
 // certificate.
 func (g *guard) refuse(w http.ResponseWriter, r *http.Request, p *producers.Producer, reason string, status int, d ErrorDetail, pin string) {
 	g.failures.WithLabelValues(reason).Inc()
-	if n, ok := g.mayLog(reason, time.Now()); ok {
+	if ok, n := g.logged.Allow(reason, time.Now()); ok {
 		attrs := []any{"reason", reason, "status", status, "method", r.Method, "path", abbreviate(r.URL.Path), "remote", r.RemoteAddr}
 		if p != nil {
 			attrs = append(attrs, "producer", p.Name)
@@ -167,21 +168,6 @@ func (g *guard) refuse(w http.ResponseWriter, r *http.Request, p *producers.Prod
 		g.log.Warn("refused a producer request", attrs...)
 	}
 	writeError(w, status, d)
-}
-
-// mayLog says whether a refusal for reason may be logged at now, and how
-// many were not logged since the last line for it.
-func (g *guard) mayLog(reason string, now time.Time) (suppressed int, ok bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if last, seen := g.lastLog[reason]; seen && now.Sub(last) < refusalLogEvery {
-		g.suppressed[reason]++
-		return 0, false
-	}
-	g.lastLog[reason] = now
-	n := g.suppressed[reason]
-	g.suppressed[reason] = 0
-	return n, true
 }
 
 // forbid refuses an authenticated producer an action on a queue.

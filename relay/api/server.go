@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -25,6 +27,12 @@ type ServerOptions struct {
 	// Handler is the API (NewHandler).
 	Handler http.Handler
 	Logger  *slog.Logger
+	// MaxConns bounds the connections open per producer, and per source
+	// address for connections not yet authenticated (DefaultMaxConns when
+	// zero; see connLimits).
+	MaxConns int
+	// Registerer receives the connection metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Server is the API served over HTTPS.
@@ -40,6 +48,10 @@ func Start(ctx context.Context, opts ServerOptions) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	limits, err := newConnLimits(opts.MaxConns, opts.Registerer, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", opts.Addr)
 	if err != nil {
@@ -49,6 +61,7 @@ func Start(ctx context.Context, opts ServerOptions) (*Server, error) {
 		ln: ln,
 		srv: &http.Server{
 			Handler:           opts.Handler,
+			ConnContext:       connContext,
 			TLSConfig:         ServerTLS(opts.Identity),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       time.Minute, // a 32 MiB batch over a slow link
@@ -63,7 +76,7 @@ func Start(ctx context.Context, opts ServerOptions) (*Server, error) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(tls.NewListener(ln, s.srv.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(tls.NewListener(limitedListener{ln, limits}, s.srv.TLSConfig)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			opts.Logger.Error("producer API stopped", "err", err)
 		}
 	}()

@@ -39,6 +39,8 @@ type serveCmd struct {
 	Producers      string        `required:"" type:"path" placeholder:"PATH" help:"Producers file, or a directory of *.yaml files: which client-certificate pins and token hashes may enqueue, read, cancel, retry on which queue (relay producers token makes a token)."`
 	ProducersCheck time.Duration `default:"2s" help:"How often to compare the producers files' contents and reload them (SIGHUP reloads at once)."`
 
+	MaxProducerConns int `default:"16" help:"Most producer API connections one producer may hold open, and one source address before its connections authenticate; past it a connection gets 429, or is closed before TLS."`
+
 	LeaseDuration time.Duration `default:"30s" help:"Lease duration of a job whose producer set none."`
 	MaxAttempts   uint32        `default:"25" help:"Attempts of a job whose producer set none; after the last it is dead."`
 	BackoffBase   time.Duration `default:"1s" help:"Backoff after a job's first failed attempt; it doubles per attempt, with jitter."`
@@ -87,6 +89,8 @@ func (c *serveCmd) validate() error {
 		return errors.New("--max-live-jobs, --max-live-bytes and --max-leases must be positive")
 	case c.MaxStreams < 1:
 		return fmt.Errorf("--max-streams %d: must be positive", c.MaxStreams)
+	case c.MaxProducerConns < 1:
+		return fmt.Errorf("--max-producer-conns %d: must be positive", c.MaxProducerConns)
 	}
 	return c.quic().Validate()
 }
@@ -163,7 +167,7 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	if err != nil {
 		return err
 	}
-	apiSrv, err := api.Start(ctx, api.ServerOptions{Addr: c.HTTP, Identity: id, Handler: h, Logger: log})
+	apiSrv, err := api.Start(ctx, api.ServerOptions{Addr: c.HTTP, Identity: id, Handler: h, Logger: log, MaxConns: c.MaxProducerConns, Registerer: reg})
 	if err != nil {
 		return err
 	}
