@@ -194,3 +194,15 @@ func FuzzInitiatorKey(f *testing.F) {
 func sameSealed(msg, captured []byte) bool {
 	return string(msg[:4]) == string(captured[:4]) && string(msg[offEphemeral:offMAC1]) == string(captured[offEphemeral:offMAC1])
 }
+
+// What reading one initiation costs: three X25519 (our public key and the
+// two shared secrets), a few BLAKE2s and two ChaCha20-Poly1305 opens. The
+// gateway bounds how often it pays it (tunnel/strangers.go).
+func BenchmarkInitiatorKey(b *testing.B) {
+	g := loadGolden(b)
+	for b.Loop() {
+		if _, err := InitiatorKey(g.responder, g.msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
