@@ -1,48 +1,16 @@
 package tunnel
 
 import (
-	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/handshake/handshaketest"
 )
-
-// capturedInitiation is the initiation tunnel/handshake's tests captured
-// from wireguard-go, with the test-only key it is encrypted to.
-func capturedInitiation(t *testing.T) (responder keys.PrivateKey, initiator keys.PublicKey, msg []byte) {
-	t.Helper()
-	b, err := os.ReadFile("handshake/testdata/initiation.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(b))
-	get := func(name string) string {
-		for i := range f[:len(f)-1] {
-			if f[i] == name {
-				return f[i+1]
-			}
-		}
-		t.Fatalf("no %s in the captured initiation", name)
-		return ""
-	}
-	if responder, err = keys.ParsePrivateKey(get("responder-private")); err != nil {
-		t.Fatal(err)
-	}
-	if initiator, err = keys.ParsePublicKey(get("initiator-public")); err != nil {
-		t.Fatal(err)
-	}
-	if msg, err = hex.DecodeString(get("message")); err != nil {
-		t.Fatal(err)
-	}
-	return responder, initiator, msg
-}
 
 func endpoint(i int) conn.Endpoint {
 	return &conn.StdNetEndpoint{AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 51820)}
@@ -52,7 +20,8 @@ func endpoint(i int) conn.Endpoint {
 // interval (the key read is reused); in all, strangerDecodesPerSecond;
 // the copies kept, maxStrangerSources, however many sources send.
 func TestStrangersBounded(t *testing.T) {
-	responder, initiator, msg := capturedInitiation(t)
+	captured := handshaketest.Load(t)
+	responder, initiator, msg := captured.Responder, captured.Initiator, captured.Msg
 	var s strangers
 	s.setKey(responder)
 	t0 := time.Now()

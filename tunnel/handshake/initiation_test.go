@@ -1,14 +1,12 @@
 package handshake
 
 import (
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/handshake/handshaketest"
 )
 
 var update = flag.Bool("update", false, "capture a new testdata/initiation.txt from a wireguard-go device")
@@ -62,50 +61,20 @@ func capture(t testing.TB, initiator keys.PrivateKey, responder keys.PublicKey, 
 	return buf[:n]
 }
 
-// golden is an initiation captured once from a wireguard-go device
-// (go test -update rewrites it), with the test-only keys it was made for.
-type golden struct {
-	responder keys.PrivateKey
-	initiator keys.PublicKey
-	msg       []byte
-}
-
-const goldenFile = "testdata/initiation.txt"
-
-func loadGolden(t testing.TB) golden {
+// loadGolden is the initiation captured once from a wireguard-go device,
+// captured anew with -update.
+func loadGolden(t testing.TB) handshaketest.Captured {
 	t.Helper()
 	if *update {
 		responder, initiator := testutil.PrivateKey(t), testutil.PrivateKey(t)
 		msg := capture(t, initiator, responder.Public(), nil)
 		text := fmt.Sprintf("# A handshake initiation captured from wireguard-go; test-only keys.\nresponder-private %s\ninitiator-public %s\nmessage %x\n",
 			responder.Base64(), initiator.Public(), msg)
-		if err := os.WriteFile(goldenFile, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(handshaketest.File(), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b, err := os.ReadFile(goldenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	for line := range strings.Lines(string(b)) {
-		field, value, _ := strings.Cut(strings.TrimSpace(line), " ")
-		switch field {
-		case "responder-private":
-			g.responder, err = keys.ParsePrivateKey(value)
-		case "initiator-public":
-			g.initiator, err = keys.ParsePublicKey(value)
-		case "message":
-			g.msg, err = hex.DecodeString(value)
-		}
-		if err != nil {
-			t.Fatalf("%s: %s: %v", goldenFile, field, err)
-		}
-	}
-	if len(g.msg) != InitiationSize {
-		t.Fatalf("%s: message is %d bytes", goldenFile, len(g.msg))
-	}
-	return g
+	return handshaketest.Load(t)
 }
 
 // tamper flips one bit of msg at off and, unless keepMAC, reseals mac1
@@ -134,7 +103,7 @@ func TestInitiatorKey(t *testing.T) {
 	}{
 		{"captured now", responder, live, initiator.Public(), nil},
 		{"captured now, peer has a preshared key", responder, withPSK, initiator.Public(), nil},
-		{"captured once (testdata)", g.responder, g.msg, g.initiator, nil},
+		{"captured once (testdata)", g.Responder, g.Msg, g.Initiator, nil},
 		{"another responder's key", testutil.PrivateKey(t), live, keys.PublicKey{}, ErrOtherKey},
 		{"truncated", responder, live[:InitiationSize-1], keys.PublicKey{}, ErrNotInitiation},
 		{"one byte more", responder, append(append([]byte(nil), live...), 0), keys.PublicKey{}, ErrNotInitiation},
@@ -165,17 +134,17 @@ func TestInitiatorKey(t *testing.T) {
 // and never a key together with an error.
 func FuzzInitiatorKey(f *testing.F) {
 	g := loadGolden(f)
-	f.Add(g.msg)
-	f.Add(tamper(g.msg, offStatic, g.responder.Public(), false))
-	f.Add(tamper(g.msg, offTimestamp, g.responder.Public(), false))
-	f.Add(g.msg[:100])
+	f.Add(g.Msg)
+	f.Add(tamper(g.Msg, offStatic, g.Responder.Public(), false))
+	f.Add(tamper(g.Msg, offTimestamp, g.Responder.Public(), false))
+	f.Add(g.Msg[:100])
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		// Reseal mac1 so that mutations reach the decryption.
 		if IsInitiation(msg) {
-			m := mac1Of(g.responder.Public(), msg)
+			m := mac1Of(g.Responder.Public(), msg)
 			copy(msg[offMAC1:], m[:])
 		}
-		key, err := InitiatorKey(g.responder, msg)
+		key, err := InitiatorKey(g.Responder, msg)
 		switch {
 		case err == nil && key.IsZero():
 			t.Fatal("no error and no key")
@@ -183,7 +152,7 @@ func FuzzInitiatorKey(f *testing.F) {
 			t.Fatalf("a key with error %v", err)
 		case err != nil && !errors.Is(err, ErrNotInitiation) && !errors.Is(err, ErrOtherKey) && !errors.Is(err, ErrUnreadable):
 			t.Fatalf("an error of no kind: %v", err)
-		case err == nil && string(msg) != string(g.msg) && key == g.initiator && !sameSealed(msg, g.msg):
+		case err == nil && string(msg) != string(g.Msg) && key == g.Initiator && !sameSealed(msg, g.Msg):
 			t.Fatalf("a changed message still read as the captured initiator's")
 		}
 	})
@@ -201,7 +170,7 @@ func sameSealed(msg, captured []byte) bool {
 func BenchmarkInitiatorKey(b *testing.B) {
 	g := loadGolden(b)
 	for b.Loop() {
-		if _, err := InitiatorKey(g.responder, g.msg); err != nil {
+		if _, err := InitiatorKey(g.Responder, g.Msg); err != nil {
 			b.Fatal(err)
 		}
 	}
