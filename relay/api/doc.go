@@ -20,12 +20,19 @@
 // application/json (415). Refusals are counted by reason and logged at
 // most once per reason every 10 s; tokens never are.
 //
+// Connections are bounded per peer (ServerOptions.MaxConns, conns.go):
+// per source address until a connection's first request authenticates,
+// then per producer. Past the bound an address's new connection is closed
+// before TLS; a producer's closes its longest-idle one, or, all busy, is
+// answered 429 too_many_connections and closed.
+//
 // Bodies are strict JSON: unknown fields, trailing data and bodies over the
 // size cap are refused. Payloads and results are bytes, so they travel in
 // base64 ("payload"); "payload_text" takes UTF-8 text instead. Errors are
 // {"error": {"code", "message", "field"}} with a status that says whose
 // fault it is: 400 bad input (field names the culprit), 401 no known
 // credentials, 403 not allowed, 404, 409, 413 too large, 415 not JSON,
-// 429 relay holds as many unfinished jobs as it may, 503 overloaded or
+// 429 relay holds as many unfinished jobs as it may (or the producer's
+// connections are all busy), 503 overloaded or
 // shutting down (retry), 500 relay's own failure.
 package api
