@@ -1,12 +1,14 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,21 @@ type Options struct {
 	// Addr is relay's UDP address, host:port (through the tunnel: the
 	// local gateway's forward port).
 	Addr string
+	// Addrs, instead of Addr, are several ways to one relay (the forward
+	// ports of several gateways), in order: the connection uses one at a
+	// time and moves to the next when the one in use goes silent for
+	// PathTimeout, keeping the connection (see pathConn). Start is the
+	// index to begin with (the one in use when the last connection
+	// ended).
+	Addrs []string
+	Start int
+	// PathTimeout: zero means DefaultPathTimeout.
+	PathTimeout time.Duration
+	// ProbeEvery is how often a liveness probe is sent (zero:
+	// DefaultProbeEvery; negative: none); ProbeTimeout how long relay
+	// may leave one unanswered before the connection is ended (zero:
+	// DefaultProbeTimeout).
+	ProbeEvery, ProbeTimeout time.Duration
 	// Identity is the worker's QUIC identity (keys.LoadIdentity); relay
 	// knows the worker by its pin.
 	Identity keys.Identity
@@ -43,13 +60,23 @@ type Client struct {
 	pc     net.PacketConn
 	ownsPC bool
 	once   sync.Once
+	paths  *pathConn // with several addresses
+
+	failMu  sync.Mutex
+	failErr error // why the Client ended the connection itself
 }
 
 // Dial connects to relay and completes the handshake: relay's key is
 // checked against RelayPin, and relay checks this identity's pin.
 func Dial(ctx context.Context, opts Options) (*Client, error) {
-	if opts.Addr == "" {
+	addrs := opts.Addrs
+	switch {
+	case len(addrs) == 0 && opts.Addr == "":
 		return nil, errors.New("dialing relay: no address")
+	case len(addrs) == 0:
+		addrs = []string{opts.Addr}
+	case opts.Addr != "":
+		return nil, errors.New("dialing relay: give Addr or Addrs, not both")
 	}
 	if opts.Identity.Leaf == nil || opts.Identity.Certificate.PrivateKey == nil {
 		return nil, errors.New("dialing relay: no identity (load one with keys.LoadIdentity)")
@@ -60,16 +87,25 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	if err := opts.QUIC.Validate(); err != nil {
 		return nil, fmt.Errorf("dialing relay: %w", err)
 	}
-	raddr, err := net.ResolveUDPAddr("udp", opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("dialing relay: resolving %s: %w", opts.Addr, err)
+	if len(addrs) > 1 && opts.PacketConn != nil {
+		return nil, errors.New("dialing relay: several addresses need a socket of the Client's own (no PacketConn)")
 	}
+	resolved, err := resolveAll(addrs)
+	if err != nil {
+		return nil, fmt.Errorf("dialing relay: %w", err)
+	}
+	raddr := resolved[0]
 	c := &Client{pc: opts.PacketConn}
 	if c.pc == nil {
 		var lc net.ListenConfig
 		network := "udp4"
-		if raddr.IP.To4() == nil {
-			network = "udp6"
+		for _, a := range resolved {
+			if a.IP.To4() == nil {
+				network = "udp"
+				if len(resolved) == 1 {
+					network = "udp6"
+				}
+			}
 		}
 		c.pc, err = lc.ListenPacket(ctx, network, "")
 		if err != nil {
@@ -77,11 +113,20 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		}
 		c.ownsPC = true
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if len(resolved) > 1 {
+		timeout := cmp.Or(opts.PathTimeout, DefaultPathTimeout)
+		c.paths = newPathConn(c.pc, addrs, resolved, opts.Start, timeout, log)
+		c.pc = c.paths
+	}
 	c.tr = &quic.Transport{Conn: c.pc}
 	c.conn, err = c.tr.Dial(ctx, raddr, proto.ClientTLS(opts.Identity, opts.RelayPin), opts.QUIC.Config(false))
 	if err != nil {
 		c.closeTransport()
-		return nil, classify("dialing relay at "+opts.Addr, err)
+		return nil, classify("dialing relay at "+strings.Join(addrs, ", "), err)
 	}
 	// In TLS 1.3 the client's handshake ends before relay has judged the
 	// client's certificate. One round trip (an empty heartbeat) makes
@@ -89,10 +134,13 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	// identity, ErrVersion for a protocol mismatch.
 	if _, err := c.Heartbeat(ctx, nil, false); err != nil {
 		c.closeTransport()
-		return nil, fmt.Errorf("dialing relay at %s: %w", opts.Addr, err)
+		return nil, fmt.Errorf("dialing relay at %s: %w", c.Path(), err)
 	}
 	if opts.Logger != nil {
-		opts.Logger.Info("connected to relay", "addr", opts.Addr, "worker", opts.Identity.Name())
+		opts.Logger.Debug("connected to relay", "addr", c.Path(), "worker", opts.Identity.Name())
+	}
+	if opts.ProbeEvery >= 0 {
+		go c.probe(cmp.Or(opts.ProbeEvery, DefaultProbeEvery), cmp.Or(opts.ProbeTimeout, DefaultProbeTimeout))
 	}
 	return c, nil
 }
@@ -105,10 +153,32 @@ func (c *Client) Done() <-chan struct{} { return c.conn.Context().Done() }
 func (c *Client) Err() error {
 	select {
 	case <-c.conn.Context().Done():
+		if err := c.failure(); err != nil {
+			return fmt.Errorf("connection: %w", &connError{msg: err.Error(), cause: err})
+		}
 		return classify("connection", context.Cause(c.conn.Context()))
 	default:
 		return nil
 	}
+}
+
+// Path is the address the connection uses: Addr, or the one of Addrs in
+// use now.
+func (c *Client) Path() string {
+	if c.paths == nil {
+		return c.conn.RemoteAddr().String()
+	}
+	i, _ := c.paths.current()
+	return c.paths.names[i]
+}
+
+// PathIndex is the index in Addrs of the address in use (0 with Addr),
+// and how many times the connection moved between them.
+func (c *Client) PathIndex() (index, moves int) {
+	if c.paths == nil {
+		return 0, 0
+	}
+	return c.paths.current()
 }
 
 // Close closes the connection (calls in flight fail) and the socket if
@@ -290,9 +360,16 @@ type LeaseStatus struct {
 // leases (such as one whose Lease answer was lost): send allHeld only from
 // the one place that knows every running job.
 func (c *Client) Heartbeat(ctx context.Context, leases []Lease, allHeld bool) ([]LeaseStatus, error) {
+	return c.heartbeat(ctx, leases, allHeld, false)
+}
+
+func (c *Client) heartbeat(ctx context.Context, leases []Lease, allHeld, probe bool) ([]LeaseStatus, error) {
 	hr := &proto.HeartbeatRequest{AllHeld: allHeld, Leases: make([]*proto.LeaseRef, len(leases))}
 	for i, l := range leases {
 		hr.Leases[i] = l.wire()
+	}
+	if probe {
+		padProbe(hr)
 	}
 	resp, err := c.call(ctx, "heartbeat", &proto.Request{Call: &proto.Request_Heartbeat{Heartbeat: hr}})
 	if err != nil {
