@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/tunnel-dev/tunnel/internal/yamlcheck"
 	"github.com/tunnel-dev/tunnel/keys"
@@ -43,8 +46,13 @@ type Config struct {
 
 // Relay is where relay is and which key it must present.
 type Relay struct {
-	// Address is host:port (UDP); resolved again on every dial.
+	// Address is host:port (UDP); resolved again on every dial. With
+	// several addresses it is the first.
 	Address string
+	// Addresses is every address relay.address lists, in order: several
+	// ways to one relay (the forward ports of several gateways). bunny
+	// uses one at a time and moves to the next when it goes silent.
+	Addresses []string
 	// Pin is relay's identity pin; zero until Load reads PinFile.
 	Pin keys.Pin
 	// PinFile, if set, is relay's certificate; Load fills Pin from it.
@@ -106,9 +114,30 @@ type rawConfig struct {
 }
 
 type rawRelay struct {
-	Address string `yaml:"address"`
-	Pin     string `yaml:"pin"`
-	PinFile string `yaml:"pinFile"`
+	Address addressList `yaml:"address"`
+	Pin     string      `yaml:"pin"`
+	PinFile string      `yaml:"pinFile"`
+}
+
+// addressList is relay.address: one host:port, or a list of them.
+type addressList []string
+
+func (addressList) OneOrMany() {}
+
+func (a *addressList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*a = addressList{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		var l []string
+		if err := n.Decode(&l); err != nil {
+			return fmt.Errorf("relay.address: want host:port or a list of them: %w", err)
+		}
+		*a = l
+		return nil
+	}
+	return fmt.Errorf("line %d: relay.address: want host:port or a list of them", n.Line)
 }
 
 type rawIdentity struct {
@@ -201,11 +230,26 @@ type parser struct{ *yamlcheck.Parser }
 func (p *parser) convert(r *rawConfig) *Config {
 	c := &Config{}
 	// relay
-	c.Relay.Address = strings.TrimSpace(r.Relay.Address)
-	if c.Relay.Address == "" {
-		p.Fail("relay.address", "required: relay's host:port (UDP; in production the local gateway's forward port)")
+	for i, a := range r.Relay.Address {
+		a = strings.TrimSpace(a)
+		field := "relay.address"
+		if len(r.Relay.Address) > 1 {
+			field = fmt.Sprintf("relay.address[%d]", i)
+		}
+		switch {
+		case a == "":
+			p.Fail(field, "empty: want relay's host:port")
+		case slices.Contains(c.Relay.Addresses, a):
+			p.Fail(field, "%s is listed twice", a)
+		default:
+			p.HostPort(field, a, false)
+		}
+		c.Relay.Addresses = append(c.Relay.Addresses, a)
+	}
+	if len(c.Relay.Addresses) == 0 {
+		p.Fail("relay.address", "required: relay's host:port (UDP; in production the local gateway's forward port), or a list of them (one per gateway, tried in order)")
 	} else {
-		p.HostPort("relay.address", c.Relay.Address, false)
+		c.Relay.Address = c.Relay.Addresses[0]
 	}
 	pin, pinFile := strings.TrimSpace(r.Relay.Pin), strings.TrimSpace(r.Relay.PinFile)
 	switch {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,30 @@ queues: [{name: q, exec: {command: [cat]}}, {name: h, http: {url: "https://svc/r
 	}
 }
 
+// relay.address may list several ways to relay (one per gateway), in
+// order; Address is the first.
+func TestParseAddressList(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(valid, "address: 127.0.0.1:7443", "address: [127.0.0.1:7443, \"127.0.0.2:7443\"]", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"127.0.0.1:7443", "127.0.0.2:7443"}; !slices.Equal(c.Relay.Addresses, want) || c.Relay.Address != want[0] {
+		t.Errorf("addresses %v, address %q; want %v", c.Relay.Addresses, c.Relay.Address, want)
+	}
+	var b strings.Builder
+	c.Describe(&b)
+	if !strings.Contains(b.String(), "127.0.0.1:7443, then 127.0.0.2:7443") {
+		t.Errorf("describe does not list both addresses:\n%s", b.String())
+	}
+	one, err := Parse([]byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(one.Relay.Addresses, []string{"127.0.0.1:7443"}) {
+		t.Errorf("one address: %v", one.Relay.Addresses)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, from, to string
@@ -115,6 +140,11 @@ func TestParseErrors(t *testing.T) {
 		{"address bad port", "127.0.0.1:7443", "127.0.0.1:99999", "relay.address", 2, "port"},
 		{"address port zero", "127.0.0.1:7443", "127.0.0.1:0", "relay.address", 2, "port"},
 		{"address with a path", "127.0.0.1:7443", "relay/x:7443", "relay.address", 2, "not a valid host"},
+		{"address list twice", "address: 127.0.0.1:7443", "address: [127.0.0.1:7443, 127.0.0.1:7443]", "relay.address[1]", 2, "listed twice"},
+		{"address list bad entry", "address: 127.0.0.1:7443", "address: [127.0.0.1:7443, nowhere]", "relay.address[1]", 2, "host:port"},
+		{"address list empty", "address: 127.0.0.1:7443", "address: []", "relay.address", 0, "required"},
+		{"address list blank entry", "address: 127.0.0.1:7443", "address: [127.0.0.1:7443, \"\"]", "relay.address[1]", 0, "empty"},
+		{"address a mapping", "address: 127.0.0.1:7443", "address: {a: b}", "relay.address", 2, "want a list"},
 		{"bad pin", testPin, "sha256/nope", "relay.pin", 3, "pin"},
 		{"pin and pinFile", "  pin: " + testPin, "  pin: " + testPin + "\n  pinFile: /x.crt", "relay.pin", 3, "not both"},
 		{"no pin", "  pin: " + testPin, "", "relay.pin", 0, "required"},

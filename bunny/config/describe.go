@@ -13,7 +13,11 @@ func (c *Config) Describe(w io.Writer) {
 	if c.Relay.PinFile != "" {
 		pin += " (from " + c.Relay.PinFile + ")"
 	}
-	fmt.Fprintf(w, "relay:        %s (UDP, QUIC), expecting key %s\n", c.Relay.Address, pin)
+	addrs := c.Relay.Address
+	if len(c.Relay.Addresses) > 1 {
+		addrs = strings.Join(c.Relay.Addresses, ", then ") + " (one at a time, moving on when one goes silent)"
+	}
+	fmt.Fprintf(w, "relay:        %s (UDP, QUIC), expecting key %s\n", addrs, pin)
 	fmt.Fprintf(w, "identity:     %s (key %s)\n", c.Identity.CertFile, c.Identity.KeyFile)
 	if c.Admin.Listen == "" {
 		fmt.Fprintf(w, "admin:        disabled\n")

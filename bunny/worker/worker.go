@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,13 @@ type Options struct {
 	// Addr is relay's host:port (UDP), resolved again on every dial: in
 	// production the local gateway's forward port.
 	Addr string
+	// Addrs, instead of Addr, are several ways to relay (the forward
+	// ports of several gateways), in order. One connection uses one at a
+	// time and moves to the next when it goes silent
+	// (client.DefaultPathTimeout), keeping the connection and so every
+	// lease answer in flight; a new connection starts on the address the
+	// last one used.
+	Addrs []string
 	// Identity is bunny's QUIC identity; RelayPin is relay's key.
 	Identity keys.Identity
 	RelayPin keys.Pin
@@ -123,8 +131,14 @@ var (
 
 // New checks opts and builds a Worker.
 func New(opts Options) (*Worker, error) {
-	if opts.Addr == "" {
+	if opts.Addr == "" && len(opts.Addrs) == 0 {
 		return nil, errors.New("worker: no relay address")
+	}
+	if opts.Addr != "" && len(opts.Addrs) > 0 {
+		return nil, errors.New("worker: give Addr or Addrs, not both")
+	}
+	if len(opts.Addrs) == 1 {
+		opts.Addr, opts.Addrs = opts.Addrs[0], nil
 	}
 	if opts.Identity.Leaf == nil {
 		return nil, errors.New("worker: no identity (keys.LoadIdentity)")
@@ -271,22 +285,24 @@ func (w *Worker) connect(life context.Context) {
 	connectedBefore := false
 	var downSince time.Time
 	failures := 0
+	path := 0 // where the next connection starts, with several addresses
 	for life.Err() == nil {
 		dctx, cancel := context.WithTimeout(life, w.opts.DialTimeout)
 		start := time.Now()
-		c, err := client.Dial(dctx, client.Options{Addr: w.opts.Addr, Identity: w.opts.Identity, RelayPin: w.opts.RelayPin, QUIC: w.opts.QUIC})
+		c, err := client.Dial(dctx, client.Options{Addr: w.opts.Addr, Addrs: w.opts.Addrs, Start: path,
+			Identity: w.opts.Identity, RelayPin: w.opts.RelayPin, QUIC: w.opts.QUIC, Logger: w.log})
 		cancel()
 		if err != nil {
 			if life.Err() != nil {
 				return
 			}
 			failures++
-			level, msg, showErr := dialProblem(w.opts.Addr, err, connectedBefore, time.Since(start))
+			level, msg, showErr := dialProblem(w.addrs(), err, connectedBefore, time.Since(start))
 			if failures > 1 {
 				// Once per outage.
 				level = slog.LevelDebug
 			}
-			attrs := []any{"addr", w.opts.Addr, "attempt", failures}
+			attrs := []any{"addr", w.addrs(), "attempt", failures}
 			if showErr {
 				attrs = append(attrs, "err", err)
 			}
@@ -301,27 +317,36 @@ func (w *Worker) connect(life context.Context) {
 		// Log before publishing, so the line precedes anything done over c.
 		if connectedBefore {
 			w.m.reconnects.Inc()
-			w.log.Info("reconnected to relay", "addr", w.opts.Addr, "worker", w.opts.Identity.Name(), "down", time.Since(downSince).Round(time.Millisecond).String(), "held", w.Held())
+			w.log.Info("reconnected to relay", "addr", c.Path(), "worker", w.opts.Identity.Name(), "down", time.Since(downSince).Round(time.Millisecond).String(), "held", w.Held())
 		} else {
-			w.log.Info("connected to relay", "addr", w.opts.Addr, "worker", w.opts.Identity.Name(), "pin", w.opts.Identity.Pin().String())
+			w.log.Info("connected to relay", "addr", c.Path(), "worker", w.opts.Identity.Name(), "pin", w.opts.Identity.Pin().String())
 		}
 		connectedBefore = true
 		w.status.connected()
 		w.setConn(c)
 		reason := w.waitBroken(life, c)
 		w.setConn(nil)
+		path, _ = c.PathIndex()
 		_ = c.Close()
 		if life.Err() != nil {
 			return
 		}
 		downSince = time.Now()
-		attrs := []any{"addr", w.opts.Addr, "reason", reason, "held", w.Held()}
+		attrs := []any{"addr", c.Path(), "reason", reason, "held", w.Held()}
 		if h := lostHint(reason); h != "" {
 			attrs = append(attrs, "hint", h)
 		}
 		w.log.Warn("disconnected from relay", attrs...)
 		w.status.failed("disconnected from relay at "+w.opts.Addr, lostHint(reason), reason)
 	}
+}
+
+// addrs is relay's address, or its addresses, for logs.
+func (w *Worker) addrs() string {
+	if len(w.opts.Addrs) > 0 {
+		return strings.Join(w.opts.Addrs, ", ")
+	}
+	return w.opts.Addr
 }
 
 // waitBroken waits until c ends or a call finds it broken, and says why.

@@ -99,6 +99,16 @@ func Known(n *yaml.Node, t reflect.Type, path string) error {
 	return w.errs
 }
 
+// OneOrMany is a list type that also takes a single value (its
+// UnmarshalYAML makes that a list of one): the check lets a scalar
+// through where the list is.
+type OneOrMany interface {
+	yaml.Unmarshaler
+	OneOrMany()
+}
+
+var oneOrManyType = reflect.TypeFor[OneOrMany]()
+
 // walker collects Known's problems. fatal is set by any problem other
 // than an unknown field: one that keeps the document from decoding.
 type walker struct {
@@ -192,6 +202,9 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		}
 	case reflect.Slice:
 		if null {
+			return
+		}
+		if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(oneOrManyType) {
 			return
 		}
 		if n.Kind != yaml.SequenceNode {

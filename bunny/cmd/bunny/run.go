@@ -37,7 +37,7 @@ func (c *runCmd) load() (*config.Config, keys.Identity, error) {
 		if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
 			return nil, keys.Identity{}, fmt.Errorf("--relay-address %q: want host:port", c.RelayAddress)
 		}
-		cfg.Relay.Address = c.RelayAddress
+		cfg.Relay.Address, cfg.Relay.Addresses = c.RelayAddress, []string{c.RelayAddress}
 	}
 	if c.RelayPin != "" {
 		pin, err := keys.ParsePin(c.RelayPin)
@@ -105,7 +105,7 @@ func (c *runCmd) Run(ctx context.Context, env cli.Env) error {
 	reg := admin.NewRegistry()
 	reg.MustRegister(build.Collector("bunny"))
 	w, err := worker.New(worker.Options{
-		Addr:          cfg.Relay.Address,
+		Addrs:         cfg.Relay.Addresses,
 		Identity:      id,
 		RelayPin:      cfg.Relay.Pin,
 		Handlers:      handlers(cfg, reaper),
