@@ -62,6 +62,9 @@ type heard struct {
 	rx   uint64
 	at   time.Time // when rx last grew, or the handshake that began it
 	ends []endpointSeen
+	// steady counts the gaps in a row between packets no longer than the
+	// peer's keepalive + healthMargin (rejoin.go).
+	steady int
 }
 
 // endpointSeen is one change of a key's endpoint.
@@ -73,14 +76,15 @@ type endpointSeen struct {
 // healthWatcher polls the device and judges each peer; it is only touched
 // by watchHealth's goroutine.
 type healthWatcher struct {
-	keys      map[keys.PublicKey]*heard
-	warnedDup map[keys.PublicKey]time.Time
+	keys        map[keys.PublicKey]*heard
+	warnedDup   map[keys.PublicKey]time.Time
+	rehandshook map[keys.PublicKey]time.Time // by configured key (rejoin.go)
 }
 
 // watchHealth polls the device every healthPoll, judges every peer, and
 // moves forward rules with several upstreams off the unhealthy ones.
 func (g *Gateway) watchHealth(ctx context.Context) {
-	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}}
+	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}}
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	for {
@@ -92,7 +96,9 @@ func (g *Gateway) watchHealth(ctx context.Context) {
 			if err != nil {
 				continue
 			}
-			health := w.judge(g.log, g.peerList(), st, now)
+			peers := g.peerList()
+			health := w.judge(g.log, peers, st, now)
+			g.rejoin(g.log, w, peers, now)
 			for _, r := range g.ruleList() {
 				if f, ok := r.(*forwardRule); ok && len(f.ups.list) > 1 {
 					f.ups.update(g.log, health)
@@ -106,6 +112,12 @@ func (g *Gateway) watchHealth(ctx context.Context) {
 // judge updates what w has heard from each device peer and returns every
 // configured peer's health by name.
 func (w *healthWatcher) judge(log *slog.Logger, peers []peer, st deviceState, now time.Time) map[string]peerHealth {
+	keepalive := map[keys.PublicKey]time.Duration{}
+	for _, p := range peers {
+		for _, k := range p.deviceKeys() {
+			keepalive[k] = p.keepalive
+		}
+	}
 	for _, dp := range st.Peers {
 		h := w.keys[dp.Key]
 		if h == nil {
@@ -115,6 +127,11 @@ func (w *healthWatcher) judge(log *slog.Logger, peers []peer, st deviceState, no
 			w.keys[dp.Key] = h
 		}
 		if dp.RxBytes != h.rx {
+			if k := keepalive[dp.Key]; k > 0 && now.Sub(h.at) <= k+healthMargin {
+				h.steady++
+			} else {
+				h.steady = 0
+			}
 			h.rx, h.at = dp.RxBytes, now
 		}
 		w.endpoint(log, peers, dp, h, now)
