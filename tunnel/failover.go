@@ -62,8 +62,8 @@ type heard struct {
 	rx   uint64
 	at   time.Time // when rx last grew, or the handshake that began it
 	ends []endpointSeen
-	// steady counts the gaps in a row between packets no longer than the
-	// peer's keepalive + healthMargin (rejoin.go).
+	// steady counts the gaps in a row between packets within the peer's
+	// health bound (rejoin.go).
 	steady int
 }
 
@@ -79,12 +79,13 @@ type healthWatcher struct {
 	keys        map[keys.PublicKey]*heard
 	warnedDup   map[keys.PublicKey]time.Time
 	rehandshook map[keys.PublicKey]time.Time // by configured key (rejoin.go)
+	sent        map[keys.PublicKey]sentSeen  // by configured key (rejoin.go)
 }
 
 // watchHealth polls the device every healthPoll, judges every peer, and
 // moves forward rules with several upstreams off the unhealthy ones.
 func (g *Gateway) watchHealth(ctx context.Context) {
-	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}}
+	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, sent: map[keys.PublicKey]sentSeen{}}
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	for {
@@ -98,6 +99,7 @@ func (g *Gateway) watchHealth(ctx context.Context) {
 			}
 			peers := g.peerList()
 			health := w.judge(g.log, peers, st, now)
+			g.keepAlive(w, peers, st, now)
 			g.rejoin(g.log, w, peers, now)
 			for _, r := range g.ruleList() {
 				if f, ok := r.(*forwardRule); ok && len(f.ups.list) > 1 {
@@ -123,11 +125,14 @@ func (w *healthWatcher) judge(log *slog.Logger, peers []peer, st deviceState, no
 		if h == nil {
 			// First sight: the handshake is the last moment known to have
 			// brought something from the peer.
-			h = &heard{rx: dp.RxBytes, at: dp.LastHandshake}
+			// Presume it keeps alive, as its configuration here says,
+			// until a longer gap shows otherwise.
+			h = &heard{rx: dp.RxBytes, at: dp.LastHandshake, steady: steadyGaps}
 			w.keys[dp.Key] = h
 		}
+
 		if dp.RxBytes != h.rx {
-			if k := keepalive[dp.Key]; k > 0 && now.Sub(h.at) <= k+healthMargin {
+			if k := keepalive[dp.Key]; k > 0 && now.Sub(h.at) <= healthBound(k) {
 				h.steady++
 			} else {
 				h.steady = 0
