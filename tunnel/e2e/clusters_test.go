@@ -61,20 +61,10 @@ const relayAdmin = "127.0.0.1:9091"
 
 func startClusters(t *testing.T) *clusters {
 	t.Helper()
-	netns.Require(t, "nft")
-	c := &clusters{t: t, dir: t.TempDir(), eks: netns.Name("tteks"), aks: netns.Name("ttaks")}
-	netns.Create(t, c.eks)
-	netns.Create(t, c.aks)
-	netns.Veth(t, c.eks, "veth0", eksVeth+"/24", c.aks, "veth0", aksVeth+"/24")
-	// relay's pod address, on eks's loopback (kernels without the dummy
-	// link type have that). aks even gets a route to it, as if the two
-	// VPCs were peered: only the firewall and the tunnel decide what
-	// crosses.
-	netns.MustRun(t, "ip", "-n", c.eks, "addr", "add", relayPod+"/32", "dev", "lo")
-	netns.MustRun(t, "ip", "-n", c.aks, "route", "add", "10.200.0.0/24", "via", eksVeth)
-	c.firewall()
+	c := newClusters(t)
+	c.firewall(wgPort)
 
-	// Keys: each gateway's pair; relay's and bunny's QUIC identities.
+	// Keys: each gateway's pair.
 	eksPub, err := keys.WriteKeyPair(filepath.Join(c.dir, "eks-keys"), false)
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +77,64 @@ func startClusters(t *testing.T) *clusters {
 	// Kubernetes, so that `tunnel keys rotate` can replace either.
 	writeFile(t, filepath.Join(c.dir, "eks-keys", keys.PeerKeyFile("aks")), string(keys.FormatPeerKeys(aksPub)))
 	writeFile(t, filepath.Join(c.dir, "aks-keys", keys.PeerKeyFile("eks")), string(keys.FormatPeerKeys(eksPub)))
+	c.setupRelay()
+
+	// The gateways.
+	c.eksGWAdmin, c.aksGWAdmin = "127.0.0.1:9090", "127.0.0.1:9090"
+	writeFile(t, filepath.Join(c.dir, "eks.yaml"), fmt.Sprintf(`
+interface: {name: %s, privateKeyFile: %s, addresses: [10.99.0.1]}
+peers:
+  - {name: aks, publicKeyFile: %s, endpoint: "%s:%s", persistentKeepalive: 5s, allowedIPs: [10.99.0.2/32]}
+expose:
+  - {name: relay, protocol: udp, port: 7443, target: "%s:7443", peers: [aks]}
+admin: {listen: "%s"}
+`, netns.Name("teks"), filepath.Join(c.dir, "eks-keys", keys.PrivateKeyFile), filepath.Join(c.dir, "eks-keys", keys.PeerKeyFile("aks")), aksVeth, wgPort, relayPod, c.eksGWAdmin))
+	writeFile(t, filepath.Join(c.dir, "aks.yaml"), fmt.Sprintf(`
+interface: {name: %s, privateKeyFile: %s, listenPort: %s, addresses: [10.99.0.2]}
+peers:
+  - {name: eks, publicKeyFile: %s, allowedIPs: [10.99.0.1/32, 10.99.0.3/32]}
+forward:
+  - {name: relay, protocol: udp, listen: "127.0.0.1:7443", peer: eks, to: "10.99.0.1:7443"}
+  # For the scope checks only: ports and addresses eks does not expose.
+  - {name: relay-api, protocol: tcp, listen: "127.0.0.1:8080", peer: eks, to: "10.99.0.1:8080"}
+  - {name: other-port, protocol: udp, listen: "127.0.0.1:7444", peer: eks, to: "10.99.0.1:7444"}
+  - {name: other-addr, protocol: udp, listen: "127.0.0.1:7445", peer: eks, to: "10.99.0.3:7443"}
+limits: {tcpDialTimeout: 3s}
+admin: {listen: "%s"}
+`, netns.Name("taks"), filepath.Join(c.dir, "aks-keys", keys.PrivateKeyFile), wgPort, filepath.Join(c.dir, "aks-keys", keys.PeerKeyFile("eks")), c.aksGWAdmin))
+	c.aksGWArgs = []string{"gateway", "--config", filepath.Join(c.dir, "aks.yaml"), "--log-format", "json"}
+	c.eksGWArgs = []string{"gateway", "--config", filepath.Join(c.dir, "eks.yaml"), "--log-format", "json"}
+	c.aksGW = c.startIn(c.aks, "aks gateway", bin(t, "tunnel"), c.aksGWArgs...)
+	c.eksGW = c.startIn(c.eks, "eks gateway", bin(t, "tunnel"), c.eksGWArgs...)
+	c.waitReady(c.aks, c.aksGWAdmin)
+	c.waitReady(c.eks, c.eksGWAdmin)
+	return c
+}
+
+// newClusters makes the two namespaces and the link between them: no
+// firewall yet, no keys, nothing running.
+func newClusters(t *testing.T) *clusters {
+	t.Helper()
+	netns.Require(t, "nft")
+	c := &clusters{t: t, dir: t.TempDir(), eks: netns.Name("tteks"), aks: netns.Name("ttaks")}
+	netns.Create(t, c.eks)
+	netns.Create(t, c.aks)
+	netns.Veth(t, c.eks, "veth0", eksVeth+"/24", c.aks, "veth0", aksVeth+"/24")
+	// relay's pod address, on eks's loopback (kernels without the dummy
+	// link type have that). aks even gets a route to it, as if the two
+	// VPCs were peered: only the firewall and the tunnel decide what
+	// crosses.
+	netns.MustRun(t, "ip", "-n", c.eks, "addr", "add", relayPod+"/32", "dev", "lo")
+	netns.MustRun(t, "ip", "-n", c.aks, "route", "add", "10.200.0.0/24", "via", eksVeth)
+	return c
+}
+
+// setupRelay makes relay's and bunny's QUIC identities, relay's workers
+// and producers files, starts relay in eks and makes the producer client.
+func (c *clusters) setupRelay() {
+	t := c.t
+	t.Helper()
+	var err error
 	c.relayPin, err = keys.WriteIdentity(filepath.Join(c.dir, "relay-id"), "relay", false)
 	if err != nil {
 		t.Fatal(err)
@@ -119,39 +167,7 @@ workers:
 		"--workers", filepath.Join(c.dir, "workers.yaml"), "--lease-duration", "10s", "--backoff-base", "200ms", "--backoff-max", "2s",
 		"--log-format", "json"}
 	c.startRelay()
-
-	// The gateways.
-	c.eksGWAdmin, c.aksGWAdmin = "127.0.0.1:9090", "127.0.0.1:9090"
-	writeFile(t, filepath.Join(c.dir, "eks.yaml"), fmt.Sprintf(`
-interface: {name: %s, privateKeyFile: %s, addresses: [10.99.0.1]}
-peers:
-  - {name: aks, publicKeyFile: %s, endpoint: "%s:%s", persistentKeepalive: 5s, allowedIPs: [10.99.0.2/32]}
-expose:
-  - {name: relay, protocol: udp, port: 7443, target: "%s:7443", peers: [aks]}
-admin: {listen: "%s"}
-`, netns.Name("teks"), filepath.Join(c.dir, "eks-keys", keys.PrivateKeyFile), filepath.Join(c.dir, "eks-keys", keys.PeerKeyFile("aks")), aksVeth, wgPort, relayPod, c.eksGWAdmin))
-	writeFile(t, filepath.Join(c.dir, "aks.yaml"), fmt.Sprintf(`
-interface: {name: %s, privateKeyFile: %s, listenPort: %s, addresses: [10.99.0.2]}
-peers:
-  - {name: eks, publicKeyFile: %s, allowedIPs: [10.99.0.1/32, 10.99.0.3/32]}
-forward:
-  - {name: relay, protocol: udp, listen: "127.0.0.1:7443", peer: eks, to: "10.99.0.1:7443"}
-  # For the scope checks only: ports and addresses eks does not expose.
-  - {name: relay-api, protocol: tcp, listen: "127.0.0.1:8080", peer: eks, to: "10.99.0.1:8080"}
-  - {name: other-port, protocol: udp, listen: "127.0.0.1:7444", peer: eks, to: "10.99.0.1:7444"}
-  - {name: other-addr, protocol: udp, listen: "127.0.0.1:7445", peer: eks, to: "10.99.0.3:7443"}
-limits: {tcpDialTimeout: 3s}
-admin: {listen: "%s"}
-`, netns.Name("taks"), filepath.Join(c.dir, "aks-keys", keys.PrivateKeyFile), wgPort, filepath.Join(c.dir, "aks-keys", keys.PeerKeyFile("eks")), c.aksGWAdmin))
-	c.aksGWArgs = []string{"gateway", "--config", filepath.Join(c.dir, "aks.yaml"), "--log-format", "json"}
-	c.eksGWArgs = []string{"gateway", "--config", filepath.Join(c.dir, "eks.yaml"), "--log-format", "json"}
-	c.aksGW = c.startIn(c.aks, "aks gateway", bin(t, "tunnel"), c.aksGWArgs...)
-	c.eksGW = c.startIn(c.eks, "eks gateway", bin(t, "tunnel"), c.eksGWArgs...)
-	c.waitReady(c.aks, c.aksGWAdmin)
-	c.waitReady(c.eks, c.eksGWAdmin)
-
 	c.apiClient = c.producer(c.token)
-	return c
 }
 
 // producer is a client of relay's API, from inside eks, with token.
@@ -162,21 +178,23 @@ func (c *clusters) producer(token string) *api.Client {
 	}}
 }
 
-// firewall lets only WireGuard's UDP between the gateways cross the veth.
-func (c *clusters) firewall() {
+// firewall lets only WireGuard's UDP between the gateways cross the veth:
+// to and from ports, the AKS gateways' listening port or ports (an nft
+// set such as "{ 51820, 51821 }").
+func (c *clusters) firewall(ports string) {
 	rules := map[string]string{
 		c.eks: fmt.Sprintf(`table inet tunnel_e2e {
   chain input { type filter hook input priority 0; policy accept;
     iifname "veth0" ip saddr %s udp sport %s accept
     iifname "veth0" drop
   }
-}`, aksVeth, wgPort),
+}`, aksVeth, ports),
 		c.aks: fmt.Sprintf(`table inet tunnel_e2e {
   chain input { type filter hook input priority 0; policy accept;
     iifname "veth0" ip saddr %s udp dport %s accept
     iifname "veth0" drop
   }
-}`, eksVeth, wgPort),
+}`, eksVeth, ports),
 	}
 	for ns, r := range rules {
 		f := filepath.Join(c.dir, ns+".nft")

@@ -65,12 +65,16 @@ func digest(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(
 
 // startBunny runs bunny in "aks", reaching relay through the AKS
 // gateway's forward port.
-func (c *clusters) startBunny() {
+func (c *clusters) startBunny() { c.startBunnyAt("127.0.0.1:7443") }
+
+// startBunnyAt runs bunny with relay.address set to addrs (one host:port
+// or a YAML list of them).
+func (c *clusters) startBunnyAt(addrs string) {
 	c.t.Helper()
 	conf := filepath.Join(c.dir, "bunny.yaml")
 	writeFile(c.t, conf, fmt.Sprintf(`
 relay:
-  address: 127.0.0.1:7443
+  address: %s
   pin: %s
 identity:
   certFile: %s
@@ -84,7 +88,7 @@ queues:
     http:
       url: http://%s/job
       timeout: 10s
-`, c.relayPin, c.bunnyCert, c.bunnyKey, bunnyAdmin, handlerAddr))
+`, addrs, c.relayPin, c.bunnyCert, c.bunnyKey, bunnyAdmin, handlerAddr))
 	c.bunny = c.startIn(c.aks, "bunny", bin(c.t, "bunny"), "run", "--config", conf, "--log-format", "json")
 	c.waitReady(c.aks, bunnyAdmin)
 }
@@ -98,11 +102,12 @@ type producer struct {
 	sent  atomic.Int64
 	retry atomic.Int64
 	done  chan struct{}
+	stop  chan struct{} // closed: stop after the batch being sent
 	err   error
 }
 
 func (c *clusters) produce(ctx context.Context, n, perSec int) *producer {
-	p := &producer{c: c, want: map[string]string{}, done: make(chan struct{})}
+	p := &producer{c: c, want: map[string]string{}, done: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		const batch = 20
@@ -139,6 +144,8 @@ func (c *clusters) produce(ctx context.Context, n, perSec int) *producer {
 			p.sent.Add(int64(len(jobs)))
 			select {
 			case <-tick.C:
+			case <-p.stop:
+				return
 			case <-ctx.Done():
 				p.err = ctx.Err()
 				return
