@@ -26,6 +26,11 @@ type Rotation struct {
 	// This is the side whose key is replaced; Peer is the other gateway,
 	// whose store holds the keys it accepts for This.
 	This, Peer Side
+	// Peers are more gateways of the other side (replicas), each with a
+	// store of its own holding keys for This: every step that writes
+	// Peer's store writes theirs too, and every wait waits for them all,
+	// so that no pair with This loses its tunnel.
+	Peers []Side
 	// PeerName is the name Peer gives This (Peer's store holds
 	// peer.<PeerName>.pub); "" finds it by key.
 	PeerName string
@@ -77,20 +82,7 @@ func (r *Rotation) defaults() {
 	}
 }
 
-func (r *Rotation) load(ctx context.Context) (Situation, error) {
-	if r.This.Store.String() == r.Peer.Store.String() {
-		return Situation{}, fmt.Errorf("this side's store and the peer's are the same (%s): each gateway has a store of its own", r.This.Store)
-	}
-	this, err := r.This.Store.Load(ctx)
-	if err != nil {
-		return Situation{}, fmt.Errorf("reading this side's store: %w", err)
-	}
-	peer, err := r.Peer.Store.Load(ctx)
-	if err != nil {
-		return Situation{}, fmt.Errorf("reading the peer's store: %w", err)
-	}
-	return Classify(this, peer, r.This.Store.String(), r.Peer.Store.String(), r.PeerName)
-}
+func (r *Rotation) load(ctx context.Context) (Situation, error) { return r.loadAll(ctx) }
 
 // Plan reads both stores and says what Run would do, writing nothing.
 func (r *Rotation) Plan(ctx context.Context) (Plan, error) {
@@ -99,7 +91,7 @@ func (r *Rotation) Plan(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	return Plan{Situation: sit, Steps: planFrom(sit, r.Resume, r.This.Store.String(), r.Peer.Store.String())}, nil
+	return Plan{Situation: sit, Steps: planFrom(sit, r.Resume, r.This.Store.String(), r.peerStores())}, nil
 }
 
 // Run drives the rotation to its end (or to StopAfter), one step at a
@@ -109,15 +101,17 @@ func (r *Rotation) Plan(ctx context.Context) (Plan, error) {
 func (r *Rotation) Run(ctx context.Context) (Result, error) {
 	r.defaults()
 	var res Result
-	if r.This.Status == nil || r.Peer.Status == nil {
-		return res, errors.New("a rotation needs both gateways' status to confirm its steps")
+	for _, p := range r.peers() {
+		if r.This.Status == nil || p.Status == nil {
+			return res, errors.New("a rotation needs every gateway's status to confirm its steps")
+		}
 	}
 	sit, err := r.load(ctx)
 	if err != nil {
 		return res, err
 	}
 	fmt.Fprintf(r.Out, "rotating %s's key: this side's store %s, the peer's %s; state: %s (%s)\n",
-		sit.PeerName, r.This.Store, r.Peer.Store, sit.State, describe(sit))
+		sit.PeerName, r.This.Store, r.peerStores(), sit.State, describe(sit))
 	if err := r.checkGateways(ctx, sit); err != nil {
 		return res, err
 	}
@@ -172,10 +166,15 @@ func (r *Rotation) checkGateways(ctx context.Context, sit Situation) error {
 	if err != nil {
 		return fmt.Errorf("reading this side's gateway status (--status %s): %w", r.This.Status, err)
 	}
-	if _, err := r.statuses(ctx, r.Peer.Status); err != nil {
-		return fmt.Errorf("reading the peer's gateway status (--peer-status %s): %w", r.Peer.Status, err)
+	for _, p := range r.peers() {
+		if _, err := r.statuses(ctx, p.Status); err != nil {
+			return fmt.Errorf("reading the peer's gateway status (--peer-status %s): %w", p.Status, err)
+		}
 	}
 	known := slices.Clone(sit.Accepted)
+	for _, p := range sit.Peers {
+		known = append(known, p.Accepted...)
+	}
 	known = append(known, sit.Current)
 	if sit.Next != nil {
 		known = append(known, *sit.Next)
@@ -248,14 +247,14 @@ func (r *Rotation) step(ctx context.Context, step Step, sit Situation, fresh **k
 			func(v view) bool { return v.runs(x) && v.lists(x) }, x); err != nil {
 			return "", err
 		}
-		if err := r.setPeerKeys(ctx, step, item, [][]keys.PublicKey{{x}}, []keys.PublicKey{x, n}); err != nil {
+		if err := r.setAllPeerKeys(ctx, step, sit, item, func([]keys.PublicKey) []keys.PublicKey { return []keys.PublicKey{x, n} }); err != nil {
 			return "", err
 		}
 		if err := r.wait(ctx, step, sit, fmt.Sprintf("the peer's gateway to list %s as %s's successor", n.Fingerprint(), sit.PeerName),
 			func(v view) bool { return v.lists(n) }, x, n); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s in %s is %s; the peer's gateway lists the successor", item, r.Peer.Store, fingerprints([]keys.PublicKey{x, n})), nil
+		return fmt.Sprintf("%s in %s is %s; the peer's gateway lists the successor", item, r.peerStores(), fingerprints([]keys.PublicKey{x, n})), nil
 
 	case Switch:
 		n := *sit.Next
@@ -295,14 +294,14 @@ func (r *Rotation) step(ctx context.Context, step Step, sit Situation, fresh **k
 			func(v view) bool { return v.runs(x) && v.active(x) }, old, x); err != nil {
 			return "", err
 		}
-		if err := r.setPeerKeys(ctx, step, item, [][]keys.PublicKey{{old, x}}, []keys.PublicKey{x}); err != nil {
+		if err := r.setAllPeerKeys(ctx, step, sit, item, func([]keys.PublicKey) []keys.PublicKey { return []keys.PublicKey{x} }); err != nil {
 			return "", err
 		}
 		if err := r.wait(ctx, step, sit, fmt.Sprintf("the peer's gateway to drop the old key %s", old.Fingerprint()),
 			func(v view) bool { return v.listsNone(old) }, old, x); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s in %s is %s; the peer's gateway no longer accepts the old key %s", item, r.Peer.Store, fingerprints([]keys.PublicKey{x}), old.Fingerprint()), nil
+		return fmt.Sprintf("%s in %s is %s; the peer's gateway no longer accepts the old key %s", item, r.peerStores(), fingerprints([]keys.PublicKey{x}), old.Fingerprint()), nil
 
 	case Unstage:
 		stale := sit.Accepted[1]
@@ -310,14 +309,14 @@ func (r *Rotation) step(ctx context.Context, step Step, sit Situation, fresh **k
 			func(v view) bool { return v.runs(x) && v.lists(x) }, x, stale); err != nil {
 			return "", err
 		}
-		if err := r.setPeerKeys(ctx, step, item, [][]keys.PublicKey{{x, stale}}, []keys.PublicKey{x}); err != nil {
+		if err := r.setAllPeerKeys(ctx, step, sit, item, func([]keys.PublicKey) []keys.PublicKey { return []keys.PublicKey{x} }); err != nil {
 			return "", err
 		}
 		if err := r.wait(ctx, step, sit, fmt.Sprintf("the peer's gateway to drop %s", stale.Fingerprint()),
 			func(v view) bool { return v.listsNone(stale) }, x, stale); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("%s in %s is %s again: the successor %s was not held by this side; starting over", item, r.Peer.Store, fingerprints([]keys.PublicKey{x}), stale.Fingerprint()), nil
+		return fmt.Sprintf("%s in %s is %s again: the successor %s was not held by this side; starting over", item, r.peerStores(), fingerprints([]keys.PublicKey{x}), stale.Fingerprint()), nil
 
 	case Tidy:
 		_, err := r.update(ctx, step, r.This.Store, func(s store.Snapshot) (store.Change, error) {
@@ -363,15 +362,15 @@ func (r *Rotation) update(ctx context.Context, step Step, s store.Store, change 
 
 // setPeerKeys makes the peer's key file for this side hold want, provided
 // it now holds one of from (or want already).
-func (r *Rotation) setPeerKeys(ctx context.Context, step Step, item string, from [][]keys.PublicKey, want []keys.PublicKey) error {
-	_, err := r.update(ctx, step, r.Peer.Store, func(s store.Snapshot) (store.Change, error) {
+func (r *Rotation) setPeerKeys(ctx context.Context, step Step, peer store.Store, item string, from [][]keys.PublicKey, want []keys.PublicKey) error {
+	_, err := r.update(ctx, step, peer, func(s store.Snapshot) (store.Change, error) {
 		b, ok := s.Items[item]
 		if !ok {
-			return store.Change{}, fmt.Errorf("%w: %s no longer has %s", errStale, r.Peer.Store, item)
+			return store.Change{}, fmt.Errorf("%w: %s no longer has %s", errStale, peer, item)
 		}
 		active, next, err := keys.ParsePeerKeys(b)
 		if err != nil {
-			return store.Change{}, fmt.Errorf("%w: %s: %s: %w", errStale, r.Peer.Store, item, err)
+			return store.Change{}, fmt.Errorf("%w: %s: %s: %w", errStale, peer, item, err)
 		}
 		have := []keys.PublicKey{active}
 		if next != nil {
@@ -385,7 +384,7 @@ func (r *Rotation) setPeerKeys(ctx context.Context, step Step, item string, from
 				return store.Change{Set: map[string][]byte{item: keys.FormatPeerKeys(want...)}}, nil
 			}
 		}
-		return store.Change{}, fmt.Errorf("%w: %s: %s is now %s", errStale, r.Peer.Store, item, fingerprints(have))
+		return store.Change{}, fmt.Errorf("%w: %s: %s is now %s", errStale, peer, item, fingerprints(have))
 	})
 	return err
 }
@@ -427,7 +426,7 @@ func (r *Rotation) wait(ctx context.Context, step Step, sit Situation, what stri
 		this, err := r.This.Status.Statuses(ctx)
 		if err == nil {
 			var peer []GatewayStatus
-			peer, err = r.Peer.Status.Statuses(ctx)
+			peer, err = r.peerStatuses(ctx)
 			if err == nil {
 				last, lastErr = view{this: this, peer: peer}, nil
 				if cond(last) {

@@ -99,8 +99,13 @@ type Situation struct {
 	// Next is this side's next.key, as its public key, if there is one.
 	Next *keys.PublicKey
 	// Accepted is the peer's peer.<PeerName>.pub, in order: the active key
-	// and a staged successor.
+	// and a staged successor. With several peer stores, it is that of the
+	// store furthest behind, whose state State is.
 	Accepted []keys.PublicKey
+	// Peers is each peer store's own state, in the rotation's order.
+	Peers []PeerSituation
+
+	store string // the peer store classified
 }
 
 // Errors Classify returns.
@@ -145,6 +150,7 @@ func Classify(this, peer store.Snapshot, thisAddr, peerAddr, peerName string) (S
 		}
 	}
 	sit.PeerName = peerName
+	sit.store = peerAddr
 	// The peer's own key is not ours to touch, but a gateway refuses every
 	// reload while its key file is bad, staging included: say so now.
 	if b, ok := peer.Items[keys.PrivateKeyFile]; ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,9 +92,9 @@ func (c *keysPinCmd) Run(_ context.Context, env cli.Env) error {
 
 type keysRotateCmd struct {
 	Store      string        `required:"" placeholder:"ADDR" help:"This side's key store, the gateway whose key is replaced: dir:PATH or secret:[CONTEXT/]NAMESPACE/NAME."`
-	PeerStore  string        `required:"" placeholder:"ADDR" help:"The peer gateway's key store, holding peer.NAME.pub for this side (only public keys are written to it): dir:PATH or secret:[CONTEXT/]NAMESPACE/NAME."`
+	PeerStore  []string      `required:"" sep:"none" placeholder:"ADDR" help:"The peer gateway's key store, holding peer.NAME.pub for this side (only public keys are written to it): dir:PATH or secret:[CONTEXT/]NAMESPACE/NAME. Repeat it for every gateway replica of the other side: the new key is staged at all of them before this side switches, and the old one revoked at all of them."`
 	Status     string        `placeholder:"URL|pod:…" help:"Where to read this side's gateway /status to confirm each step: its admin URL (http://127.0.0.1:9090, e.g. through kubectl port-forward) or pod:[CONTEXT/]NAMESPACE/LABEL-SELECTOR[:PORT] through the API server's pod proxy. Required unless --dry-run."`
-	PeerStatus string        `placeholder:"URL|pod:…" help:"The same for the peer's gateway. Required unless --dry-run."`
+	PeerStatus []string      `sep:"none" placeholder:"URL|pod:…" help:"The same for the peer's gateway; with several --peer-store, one --peer-status for each, in the same order. Required unless --dry-run."`
 	PeerName   string        `placeholder:"NAME" help:"The name the peer gives this side (its store's peer.NAME.pub); by default the one peer key file that lists this side's key."`
 	Kubeconfig string        `type:"path" placeholder:"FILE" help:"kubeconfig for secret: and pod: addresses; default $KUBECONFIG, then ~/.kube/config."`
 	Timeout    time.Duration `default:"2m" help:"How long each step may wait for the gateways to confirm it."`
@@ -141,15 +142,25 @@ func (c *keysRotateCmd) rotation(env cli.Env) (*rotate.Rotation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
-	peerAddr, err := store.ParseAddress(c.PeerStore)
-	if err != nil {
-		return nil, fmt.Errorf("--peer-store: %w", err)
+	var peerAddrs []store.Address
+	for _, ps := range c.PeerStore {
+		peerAddr, err := store.ParseAddress(ps)
+		if err != nil {
+			return nil, fmt.Errorf("--peer-store: %w", err)
+		}
+		if thisAddr == peerAddr {
+			return nil, fmt.Errorf("--store and --peer-store are both %s: each gateway has a store of its own", thisAddr)
+		}
+		if slices.Contains(peerAddrs, peerAddr) {
+			return nil, fmt.Errorf("--peer-store %s is given twice", peerAddr)
+		}
+		peerAddrs = append(peerAddrs, peerAddr)
 	}
-	if thisAddr == peerAddr {
-		return nil, fmt.Errorf("--store and --peer-store are both %s: each gateway has a store of its own", thisAddr)
-	}
-	if !c.DryRun && (c.Status == "" || c.PeerStatus == "") {
+	if !c.DryRun && (c.Status == "" || len(c.PeerStatus) == 0) {
 		return nil, errors.New("--status and --peer-status are required: each step is confirmed through the gateways' /status (their admin URLs, or pod:[CONTEXT/]NAMESPACE/LABEL-SELECTOR[:PORT])")
+	}
+	if len(c.PeerStatus) > 0 && len(c.PeerStatus) != len(c.PeerStore) {
+		return nil, fmt.Errorf("%d --peer-store and %d --peer-status: give one --peer-status for each --peer-store, in the same order", len(c.PeerStore), len(c.PeerStatus))
 	}
 	clients := &kube.Clients{Kubeconfig: c.Kubeconfig}
 	rot := &rotate.Rotation{
@@ -163,19 +174,23 @@ func (c *keysRotateCmd) rotation(env cli.Env) (*rotate.Rotation, error) {
 	if rot.This.Store, err = openStore(clients, thisAddr); err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
 	}
-	if rot.Peer.Store, err = openStore(clients, peerAddr); err != nil {
-		return nil, fmt.Errorf("--peer-store: %w", err)
-	}
 	if c.Status != "" {
 		if rot.This.Status, err = openStatus(clients, c.Status); err != nil {
 			return nil, fmt.Errorf("--status: %w", err)
 		}
 	}
-	if c.PeerStatus != "" {
-		if rot.Peer.Status, err = openStatus(clients, c.PeerStatus); err != nil {
-			return nil, fmt.Errorf("--peer-status: %w", err)
+	peers := make([]rotate.Side, len(peerAddrs))
+	for i, a := range peerAddrs {
+		if peers[i].Store, err = openStore(clients, a); err != nil {
+			return nil, fmt.Errorf("--peer-store: %w", err)
+		}
+		if i < len(c.PeerStatus) {
+			if peers[i].Status, err = openStatus(clients, c.PeerStatus[i]); err != nil {
+				return nil, fmt.Errorf("--peer-status: %w", err)
+			}
 		}
 	}
+	rot.Peer, rot.Peers = peers[0], peers[1:]
 	return rot, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,8 @@ func TestKeysRotateUsage(t *testing.T) {
 		{"bad status", with("--status", "ftp://x"), "--status: status address"},
 		{"bad peer status", with("--peer-status", "pod:nope"), "--peer-status: status address"},
 		{"bad stop", with("--stop-after", "swtich"), "--stop-after: unknown step"},
+		{"peer store twice", append(slices.Clone(ok), "--peer-store", "dir:"+eks, "--peer-status", "http://127.0.0.1:3"), "is given twice"},
+		{"a peer status short", append(slices.Clone(ok), "--peer-store", "dir:"+filepath.Join(t.TempDir(), "eks-b")), "give one --peer-status for each --peer-store"},
 		{"bad peer name", with("--peer-name", "AKS"), "--peer-name"},
 		{"bad timeout", with("--timeout", "0s"), "--timeout"},
 		{"no kubeconfig context", append(with("--store", "secret:nowhere/tunnel/tunnel-keys"), "--kubeconfig", filepath.Join(t.TempDir(), "none")), "--store: loading kubeconfig context \"nowhere\""},
