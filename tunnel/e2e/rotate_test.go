@@ -155,17 +155,24 @@ admin: {listen: "127.0.0.1:9092"}
 // gatewayStatus reads a gateway's /status inside ns.
 func gatewayStatus(t *testing.T, ns, admin string) tunnel.Status {
 	t.Helper()
-	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dialIn(ns)}}
-	resp, err := hc.Get("http://" + admin + "/status")
+	st, err := readStatus(ns, admin)
 	if err != nil {
 		t.Fatalf("status of %s in %s: %v", admin, ns, err)
 	}
+	return st
+}
+
+// readStatus reads a gateway's /status inside ns.
+func readStatus(ns, admin string) (tunnel.Status, error) {
+	hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dialIn(ns)}}
+	resp, err := hc.Get("http://" + admin + "/status")
+	if err != nil {
+		return tunnel.Status{}, err
+	}
 	defer resp.Body.Close()
 	var st tunnel.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatalf("status of %s in %s: %v", admin, ns, err)
-	}
-	return st
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
 }
 
 // longestGap is the longest time between two handled jobs within
