@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,9 @@ type Options struct {
 	Timeout time.Duration
 	// Keep leaves the temporary directory (keys, configs, logs) in place.
 	Keep bool
+	// HA runs two gateways a side and SIGKILLs one (aks-a, the one bunny
+	// starts on) when half the jobs are done, then restarts it.
+	HA bool
 	// Out receives the demo's report.
 	Out    io.Writer
 	Logger *slog.Logger
@@ -55,6 +59,11 @@ type Summary struct {
 	TunnelRx, TunnelTx uint64
 	// IngressRefused counts packets the EKS gateway refused at ingress.
 	IngressRefused uint64
+	// With HA: the gateway killed, the longest pause between handled
+	// jobs after the kill, and how long the restarted gateway took from
+	// its start to handshakes with both of the other side's.
+	Killed        string
+	Pause, Rejoin time.Duration
 }
 
 // JobsPerSecond is Succeeded over Elapsed.
@@ -110,6 +119,8 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	// The job handler: bunny POSTs each payload here; the result is the
 	// payload's SHA-256, which the demo checks for every job.
 	var handled atomic.Int64
+	var timesMu sync.Mutex
+	var times []time.Time // when each job was handled
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return sum, fmt.Errorf("starting the job handler: %w", err)
@@ -120,6 +131,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		timesMu.Lock()
+		times = append(times, time.Now())
+		timesMu.Unlock()
 		handled.Add(1)
 		_, _ = w.Write([]byte(hex.EncodeToString(h.Sum(nil))))
 	})}
@@ -143,7 +157,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	// later; if another program took one in between, start again.
 	for attempt := 1; ; attempt++ {
 		s = &setup{dir: filepath.Join(dir, fmt.Sprint("run", attempt)), handler: "http://" + hl.Addr().String() + "/job", concurrency: o.Concurrency}
-		err := startAll(ctx, s, bins, &procs)
+		startFn := startAll
+		if o.HA {
+			startFn = startAllHA
+		}
+		err := startFn(ctx, s, bins, &procs)
 		if err == nil {
 			break
 		}
@@ -153,19 +171,48 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		}
 		o.Logger.Info("a port was taken while starting; starting again", "err", err)
 	}
-	fmt.Fprintf(o.Out, "relay        QUIC on %s, producer API on https://%s for producer demo's token only (bunny is given only the aks gateway's forward address)\n", s.relayQUIC, s.relayHTTP)
-	fmt.Fprintf(o.Out, "gateway eks  key %s, dials aks at %s (no listening port); exposes udp/%d → relay to peer aks only\n", s.eksPub.Fingerprint(), s.aksWG, relayPort)
-	fmt.Fprintf(o.Out, "gateway aks  key %s, WireGuard on %s; forwards udp %s → %s:%d\n", s.aksPub.Fingerprint(), s.aksWG, s.aksForward, eksTunnel, relayPort)
-	fmt.Fprintf(o.Out, "bunny        identity %s…, %d slots, relay at %s (the aks gateway), connected\n", s.bunnyPin.String()[:15], o.Concurrency, s.aksForward)
-	fmt.Fprintf(o.Out, "all four processes ready in %v\n\n", time.Since(t0).Round(time.Millisecond))
+	if o.HA {
+		s.printHA(o.Out, o.Concurrency, time.Since(t0))
+	} else {
+		fmt.Fprintf(o.Out, "relay        QUIC on %s, producer API on https://%s for producer demo's token only (bunny is given only the aks gateway's forward address)\n", s.relayQUIC, s.relayHTTP)
+		fmt.Fprintf(o.Out, "gateway eks  key %s, dials aks at %s (no listening port); exposes udp/%d → relay to peer aks only\n", s.eksPub.Fingerprint(), s.aksWG, relayPort)
+		fmt.Fprintf(o.Out, "gateway aks  key %s, WireGuard on %s; forwards udp %s → %s:%d\n", s.aksPub.Fingerprint(), s.aksWG, s.aksForward, eksTunnel, relayPort)
+		fmt.Fprintf(o.Out, "bunny        identity %s…, %d slots, relay at %s (the aks gateway), connected\n", s.bunnyPin.String()[:15], o.Concurrency, s.aksForward)
+		fmt.Fprintf(o.Out, "all four processes ready in %v\n\n", time.Since(t0).Round(time.Millisecond))
+	}
 
 	// Submit the jobs, keeping a few per slot waiting (as a steady producer
 	// would, so latency is the path's, not a backlog's), and watch them run.
 	relay := &api.Client{BaseURL: "https://" + s.relayHTTP, HTTP: api.HTTPClient(api.ClientTLS(s.relayPin, nil), 30*time.Second), Token: s.token}
 	fmt.Fprintf(o.Out, "submitting %d jobs of %d random bytes to queue %q, up to %d waiting at a time\n", o.Jobs, o.PayloadSize, queue, 2*o.Concurrency)
 	sub := &submitter{relay: relay, size: o.PayloadSize, want: map[string]string{}}
-	if err := sub.run(ctx, o.Out, procs, &handled, o.Jobs, 2*o.Concurrency); err != nil {
+	f := &fault{s: s, bins: bins, procs: &procs, done: make(chan struct{})}
+	alive := func() []*proc { return procs }
+	var onHandled func(int64)
+	if o.HA {
+		alive = f.alive
+		onHandled = func(n int64) {
+			if n >= int64(o.Jobs/2) && f.killed.IsZero() {
+				fmt.Fprintf(o.Out, "  killing gateway aks-a (SIGKILL), the one bunny is using, with %d/%d jobs handled; restarting it in 1 s\n", n, o.Jobs)
+				f.inject(ctx, "aks-a")
+			}
+		}
+	}
+	if err := sub.run(ctx, o.Out, alive, onHandled, &handled, o.Jobs, 2*o.Concurrency); err != nil {
 		return sum, err
+	}
+	if o.HA {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return sum, fmt.Errorf("waiting for the restarted gateway: %w", ctx.Err())
+		}
+		if f.err != nil {
+			return sum, fmt.Errorf("the restarted gateway aks-a: %w", f.err)
+		}
+		timesMu.Lock()
+		sum.Killed, sum.Pause, sum.Rejoin = "aks-a", longestGap(times, f.killed), f.rejoin
+		timesMu.Unlock()
 	}
 	sum.Jobs = len(sub.want)
 	want := sub.want
@@ -177,18 +224,29 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if sum.Succeeded != sum.Jobs {
 		return sum, fmt.Errorf("%d of %d jobs succeeded", sum.Succeeded, sum.Jobs)
 	}
-	st, err := status(ctx, s.aksAdmin)
-	if err != nil {
-		return sum, err
+	aksAdmins := []string{s.aksAdmin}
+	if o.HA {
+		aksAdmins = []string{s.ha.gw("aks-a").admin, s.ha.gw("aks-b").admin}
 	}
-	for _, p := range st.Peers {
-		sum.TunnelRx += p.RxBytes
-		sum.TunnelTx += p.TxBytes
+	for _, a := range aksAdmins {
+		st, err := status(ctx, a)
+		if err != nil {
+			return sum, err
+		}
+		for _, p := range st.Peers {
+			sum.TunnelRx += p.RxBytes
+			sum.TunnelTx += p.TxBytes
+		}
 	}
 	fmt.Fprintf(o.Out, "\n%d/%d jobs succeeded in %v: %.0f jobs/s; end-to-end latency (submitted → result stored) p50 %v, p99 %v\n",
 		sum.Succeeded, sum.Jobs, sum.Elapsed.Round(time.Millisecond), sum.JobsPerSecond(), sum.P50, sum.P99)
 	fmt.Fprintf(o.Out, "every result checked (the SHA-256 of its payload); %d jobs needed a second attempt\n", sum.Retried)
 	fmt.Fprintf(o.Out, "through the tunnel: %s sent, %s received by the aks gateway (WireGuard, with overhead)\n", mb(sum.TunnelTx), mb(sum.TunnelRx))
+	if o.HA {
+		fmt.Fprintf(o.Out, "failover: gateway %s killed mid-run; longest pause between handled jobs %v; restarted, it rejoined (handshakes with eks-a and eks-b) %v after it started, nothing else restarted\n",
+			sum.Killed, sum.Pause.Round(time.Millisecond), sum.Rejoin.Round(time.Millisecond))
+		return sum, nil
+	}
 
 	if err := proveScope(ctx, o.Out, s, bins["tunnel"], &sum); err != nil {
 		return sum, err
@@ -227,7 +285,7 @@ func (b *submitter) submit(ctx context.Context, n int) error {
 // run submits total jobs, keeping at most window submitted and not yet
 // handled, and prints progress until every job has been handled, a
 // process dies, or ctx ends.
-func (b *submitter) run(ctx context.Context, out io.Writer, procs []*proc, handled *atomic.Int64, total, window int) error {
+func (b *submitter) run(ctx context.Context, out io.Writer, alive func() []*proc, onHandled func(int64), handled *atomic.Int64, total, window int) error {
 	start := time.Now()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -245,10 +303,13 @@ func (b *submitter) run(ctx context.Context, out io.Writer, procs []*proc, handl
 		case <-tick.C:
 			fmt.Fprintf(out, "  %5.1fs  %d/%d jobs handled by bunny\n", time.Since(start).Seconds(), handled.Load(), total)
 		case <-poll.C:
-			for _, p := range procs {
+			for _, p := range alive() {
 				if err := p.exited(); err != nil {
 					return err
 				}
+			}
+			if onHandled != nil {
+				onHandled(handled.Load())
 			}
 			if handled.Load() >= int64(total) {
 				return nil
@@ -406,6 +467,18 @@ func mb(n uint64) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 // ErrScope reports that something outside the exposed port answered.
 var ErrScope = errors.New("scope check failed")
 
+// startRelay starts relay on s's addresses and waits until it is ready.
+func startRelay(ctx context.Context, s *setup, bins map[string]string, procs *[]*proc) error {
+	p, err := start("relay", s.dir, bins["relay"], "serve", "--db", s.path("relay.db"), "--listen", s.relayQUIC, "--http", s.relayHTTP,
+		"--admin", s.relayAdmin, "--identity-cert", s.path("relay-id", "identity.crt"), "--identity-key", s.path("relay-id", "identity.key"),
+		"--workers", s.path("workers.yaml"), "--producers", s.path("producers.yaml"), "--lease-duration", "10s")
+	if err != nil {
+		return err
+	}
+	*procs = append(*procs, p)
+	return waitReady(ctx, p, "http://"+s.relayAdmin+"/readyz", 20*time.Second)
+}
+
 // startAll writes s's files and starts relay, the gateways and bunny,
 // adding each to procs as it starts, and waits for each to be ready.
 func startAll(ctx context.Context, s *setup, bins map[string]string, procs *[]*proc) error {
@@ -423,9 +496,7 @@ func startAll(ctx context.Context, s *setup, bins map[string]string, procs *[]*p
 		*procs = append(*procs, p)
 		return waitReady(ctx, p, "http://"+ready+"/readyz", 20*time.Second)
 	}
-	if err := run("relay", s.relayAdmin, bins["relay"], "serve", "--db", s.path("relay.db"), "--listen", s.relayQUIC, "--http", s.relayHTTP,
-		"--admin", s.relayAdmin, "--identity-cert", s.path("relay-id", "identity.crt"), "--identity-key", s.path("relay-id", "identity.key"),
-		"--workers", s.path("workers.yaml"), "--producers", s.path("producers.yaml"), "--lease-duration", "10s"); err != nil {
+	if err := startRelay(ctx, s, bins, procs); err != nil {
 		return err
 	}
 	if err := run("gateway-aks", s.aksAdmin, bins["tunnel"], "gateway", "--config", s.path("aks.yaml")); err != nil {

@@ -27,6 +27,8 @@ type setup struct {
 	eksPub, aksPub keys.PublicKey
 	relayPin       keys.Pin
 	bunnyPin       keys.Pin
+
+	ha *haSetup // the --ha demo's four gateways; nil for one pair
 }
 
 // Tunnel addresses, as in docs/examples.

@@ -41,3 +41,29 @@ func TestDemo(t *testing.T) {
 		t.Error("the demo printed no scope line")
 	}
 }
+
+// TestDemoHA runs `tunnel demo --ha`: two gateways a side on loopback,
+// aks-a (the one bunny starts on) SIGKILLed half-way and restarted. Every
+// job succeeds with the right result at its first attempt; the demo
+// reports the pause it measured and the rejoin.
+func TestDemoHA(t *testing.T) {
+	dir := filepath.Dir(bin(t, "tunnel"))
+	bin(t, "relay")
+	bin(t, "bunny")
+	var out bytes.Buffer
+	sum, err := demo.Run(context.Background(), demo.Options{BinDir: dir, Jobs: 1500, Concurrency: 8, Timeout: 2 * time.Minute, HA: true, Out: &out})
+	t.Logf("demo --ha output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Succeeded != 1500 || sum.Jobs != 1500 || sum.Retried != 0 {
+		t.Errorf("%d of %d jobs succeeded, %d retried; want 1500, none retried", sum.Succeeded, sum.Jobs, sum.Retried)
+	}
+	if sum.Killed != "aks-a" || sum.Pause <= 0 || sum.Rejoin <= 0 {
+		t.Errorf("failover figures: killed %q, pause %v, rejoin %v", sum.Killed, sum.Pause, sum.Rejoin)
+	}
+	if !strings.Contains(out.String(), "failover: gateway aks-a killed mid-run; longest pause between handled jobs") {
+		t.Error("the demo printed no failover line")
+	}
+	t.Logf("pause after killing aks-a: %v; rejoin %v", sum.Pause, sum.Rejoin)
+}

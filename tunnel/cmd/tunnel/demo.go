@@ -18,6 +18,7 @@ type demoCmd struct {
 	Timeout     time.Duration `default:"1m" help:"Give up after this long."`
 	BinDir      string        `placeholder:"DIR" help:"Where the relay and bunny binaries are (default: beside this tunnel binary, then PATH)."`
 	Keep        bool          `help:"Keep the temporary directory: keys, configs and each process's log."`
+	HA          bool          `name:"ha" help:"Two gateways a side, each with its own key; kill the one bunny uses (SIGKILL) half-way, restart it, and print the pause between handled jobs and how long it took to rejoin."`
 	cli.Logging
 }
 
@@ -41,7 +42,7 @@ func (c *demoCmd) Run(ctx context.Context, env cli.Env) error {
 	}
 	_, err := demo.Run(ctx, demo.Options{
 		BinDir: dir, Jobs: c.Jobs, PayloadSize: c.PayloadSize, Concurrency: c.Concurrency,
-		Timeout: c.Timeout, Keep: c.Keep, Out: env.Stdout, Logger: c.Logger(env.Stderr),
+		Timeout: c.Timeout, Keep: c.Keep, HA: c.HA, Out: env.Stdout, Logger: c.Logger(env.Stderr),
 	})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
