@@ -41,11 +41,16 @@ func (c *Client) probe(every, timeout time.Duration) {
 	ctx := c.conn.Context()
 	t := time.NewTimer(every)
 	defer t.Stop()
+	var moved <-chan struct{} // nil with one address: never ready
+	if c.paths != nil {
+		moved = c.paths.moved
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-moved:
 		}
 		start := time.Now()
 		pctx, cancel := context.WithTimeout(ctx, timeout)

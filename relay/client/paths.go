@@ -35,15 +35,21 @@ type pathConn struct {
 	virtual *net.UDPAddr
 	timeout time.Duration
 	log     *slog.Logger
+	// moved is signalled on each move, so that a probe goes out on the
+	// new path at once: its answer, acknowledged, shows relay which of
+	// its packets were lost on the old path, and it resends them without
+	// waiting out its retransmission timer.
+	moved chan struct{}
 
 	mu        sync.Mutex
 	cur       int
+	lastRecv  time.Time // the last packet from relay, or the dial
 	sentSince time.Time // first send since the last receive; zero when none
 	moves     int
 }
 
 func newPathConn(pc net.PacketConn, names []string, addrs []*net.UDPAddr, start int, timeout time.Duration, log *slog.Logger) *pathConn {
-	p := &pathConn{PacketConn: pc, names: names, virtual: addrs[0], timeout: timeout, log: log, cur: start % len(addrs)}
+	p := &pathConn{PacketConn: pc, names: names, virtual: addrs[0], timeout: timeout, log: log, cur: start % len(addrs), moved: make(chan struct{}, 1), lastRecv: time.Now()}
 	for _, a := range addrs {
 		p.addrs = append(p.addrs, addrPort(a))
 	}
@@ -78,26 +84,31 @@ func (p *pathConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			continue // not one of relay's paths
 		}
 		p.mu.Lock()
-		p.sentSince = time.Time{}
+		p.sentSince, p.lastRecv = time.Time{}, time.Now()
 		p.mu.Unlock()
 		return n, p.virtual, nil
 	}
 }
 
 // WriteTo sends to the current address, moving to the next one first if
-// this path has been silent for the timeout.
+// this path has been silent for the timeout: nothing received for that
+// long, and nothing in answer to what was sent a third of it ago or more.
 func (p *pathConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	now := time.Now()
 	p.mu.Lock()
 	if p.sentSince.IsZero() {
 		p.sentSince = now
-	} else if silent := now.Sub(p.sentSince); silent >= p.timeout && len(p.addrs) > 1 {
+	} else if silent := now.Sub(p.lastRecv); silent >= p.timeout && now.Sub(p.sentSince) >= p.timeout/3 && len(p.addrs) > 1 {
 		from := p.cur
 		p.cur = (p.cur + 1) % len(p.addrs)
-		p.sentSince = now
+		p.sentSince, p.lastRecv = now, now
 		p.moves++
 		p.log.Warn("no answer from relay on this path; moving to the next address",
 			"from", p.names[from], "to", p.names[p.cur], "silent_for", silent.Round(time.Millisecond).String())
+		select {
+		case p.moved <- struct{}{}:
+		default:
+		}
 	}
 	to := p.addrs[p.cur]
 	p.mu.Unlock()

@@ -76,13 +76,7 @@ func (s *setup) write() error {
 		return err
 	}
 	files := map[string]string{
-		"workers.yaml": fmt.Sprintf(`# relay's workers file: which worker identity may do what on which queue.
-workers:
-  - name: bunny-demo
-    pins: [%s]
-    queues:
-      %s: [lease, heartbeat, complete, fail]
-`, s.bunnyPin, queue),
+		"workers.yaml": s.workersYAML(),
 		// The EKS side dials out: no listen port, nothing inbound.
 		"eks.yaml": fmt.Sprintf(`# The EKS-side gateway: exposes relay's QUIC port to peer aks only, and dials out.
 interface:
@@ -137,7 +131,32 @@ admin:
   listen: %s
 `, s.path("aks-keys", keys.PrivateKeyFile), portOf(s.aksWG), aksTunnel, s.eksPub, eksTunnel, otherAddr,
 			s.aksForward, eksTunnel, relayPort, s.probeTCP, eksTunnel, s.probeUDP, otherAddr, relayPort, s.aksAdmin),
-		"bunny.yaml": fmt.Sprintf(`# bunny: leases jobs from relay through the aks gateway's forward port.
+		"bunny.yaml": s.bunnyYAML("leases jobs from relay through the aks gateway's forward port", s.aksForward),
+	}
+	for name, body := range files {
+		if err := os.WriteFile(s.path(name), []byte(body), 0o600); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// workersYAML is relay's workers file: bunny's identity may work the
+// demo's queue.
+func (s *setup) workersYAML() string {
+	return fmt.Sprintf(`# relay's workers file: which worker identity may do what on which queue.
+workers:
+  - name: bunny-demo
+    pins: [%s]
+    queues:
+      %s: [lease, heartbeat, complete, fail]
+`, s.bunnyPin, queue)
+}
+
+// bunnyYAML is bunny's config, reaching relay at address (one host:port
+// or a YAML list of them).
+func (s *setup) bunnyYAML(what, address string) string {
+	return fmt.Sprintf(`# bunny: %s.
 relay:
   address: %s
   pin: %s
@@ -153,14 +172,7 @@ queues:
     http:
       url: %s
       timeout: 30s
-`, s.aksForward, s.relayPin, s.path("bunny-id", keys.IdentityCertFile), s.path("bunny-id", keys.IdentityKeyFile), s.bunnyAdmin, s.concurrency, queue, s.handler),
-	}
-	for name, body := range files {
-		if err := os.WriteFile(s.path(name), []byte(body), 0o600); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-	}
-	return nil
+`, what, address, s.relayPin, s.path("bunny-id", keys.IdentityCertFile), s.path("bunny-id", keys.IdentityKeyFile), s.bunnyAdmin, s.concurrency, queue, s.handler)
 }
 
 func portOf(addr string) string {

@@ -87,24 +87,8 @@ func (s *setup) writeHA() error {
 	}
 	eksA, eksB, aksA, aksB := s.ha.gws[0], s.ha.gws[1], s.ha.gws[2], s.ha.gws[3]
 	files := map[string]string{
-		"workers.yaml": fmt.Sprintf("workers:\n  - name: bunny-demo\n    pins: [%s]\n    queues:\n      %s: [lease, heartbeat, complete, fail]\n", s.bunnyPin, queue),
-		"bunny.yaml": fmt.Sprintf(`# bunny: relay through either aks gateway, the first one first.
-relay:
-  address: [%s, %s]
-  pin: %s
-identity:
-  certFile: %s
-  keyFile: %s
-admin:
-  listen: %s
-concurrency: %d
-shutdownGrace: 10s
-queues:
-  - name: %s
-    http:
-      url: %s
-      timeout: 30s
-`, aksA.forward, aksB.forward, s.relayPin, s.path("bunny-id", keys.IdentityCertFile), s.path("bunny-id", keys.IdentityKeyFile), s.bunnyAdmin, s.concurrency, queue, s.handler),
+		"workers.yaml": s.workersYAML(),
+		"bunny.yaml":   s.bunnyYAML("relay through either aks gateway, the first one first", "["+aksA.forward+", "+aksB.forward+"]"),
 	}
 	for _, g := range []*haGateway{eksA, eksB} {
 		files[g.name+".yaml"] = fmt.Sprintf(`# %s: exposes relay's QUIC port to both aks gateways, and dials both.
@@ -153,22 +137,7 @@ func startGateway(ctx context.Context, s *setup, bins map[string]string, g *haGa
 // the other side since since, and its upstreams (AKS) are healthy.
 func warm(ctx context.Context, g *haGateway, since time.Time) bool {
 	st, err := status(ctx, g.admin)
-	if err != nil || len(st.Peers) != 2 {
-		return false
-	}
-	for _, p := range st.Peers {
-		if !p.LastHandshake.After(since) {
-			return false
-		}
-	}
-	for _, r := range st.Rules {
-		for _, u := range r.Upstreams {
-			if !u.Healthy {
-				return false
-			}
-		}
-	}
-	return true
+	return err == nil && len(st.Peers) == 2 && st.Warm(since)
 }
 
 // waitWarm waits until every gateway in gws is warm, up to timeout.

@@ -124,22 +124,7 @@ func (c *haClusters) gwStatus(name string) (tunnel.Status, error) {
 // other side since it started and, on AKS, both upstreams healthy.
 func (c *haClusters) warm(name string) bool {
 	st, err := c.gwStatus(name)
-	if err != nil || len(st.Peers) != 2 {
-		return false
-	}
-	for _, p := range st.Peers {
-		if !p.LastHandshake.After(c.gws[name].started) {
-			return false
-		}
-	}
-	for _, r := range st.Rules {
-		for _, u := range r.Upstreams {
-			if !u.Healthy {
-				return false
-			}
-		}
-	}
-	return true
+	return err == nil && len(st.Peers) == 2 && st.Warm(c.gws[name].started)
 }
 
 // waitWarm waits until every gateway is warm.
@@ -311,49 +296,11 @@ func TestHAGatewayFaults(t *testing.T) {
 		t.Fatal(p.err)
 	}
 	p.mu.Lock()
-	want := len(p.want)
+	submitted := len(p.want)
 	p.mu.Unlock()
-	testutil.EventuallyEvery(t, 2*time.Minute, 200*time.Millisecond, "every submitted job handled", func() bool {
-		n, err := c.succeeded(ctx)
-		return err == nil && n >= want
-	})
-	jobs, err := c.jobs(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(jobs) != len(p.want) {
-		t.Fatalf("relay holds %d jobs, %d submitted", len(jobs), len(p.want))
-	}
-	retried := 0
-	for _, j := range jobs {
-		exp, ok := p.want[j.ID]
-		switch {
-		case !ok:
-			t.Errorf("job %s was not submitted by the test", j.ID)
-		case j.State != "succeeded":
-			t.Errorf("job %s is %s (%s)", j.ID, j.State, j.LastError)
-		case string(j.Result) != exp:
-			t.Errorf("job %s: result %q, want %q", j.ID, j.Result, exp)
-		}
-		if j.Attempt != 1 {
-			retried++
-			if retried <= 5 {
-				t.Errorf("job %s took attempt %d (%s), want 1", j.ID, j.Attempt, j.LastError)
-			}
-		}
-	}
-	h.mu.Lock()
-	ran, twice := len(h.runs), 0
-	for _, n := range h.runs {
-		if n > 1 {
-			twice++
-		}
-	}
-	h.mu.Unlock()
-	if ran != len(p.want) || twice > 0 {
-		t.Errorf("the handler saw %d distinct payloads (%d more than once), want %d each once", ran, twice, len(p.want))
+	retried, twice := c.verifyJobs(ctx, p, h, submitted, 2*time.Minute)
+	if twice > 0 {
+		t.Errorf("%d payloads ran more than once, want each once", twice)
 	}
 	logs := c.bunny.Output()
 	var summary []string
@@ -361,7 +308,7 @@ func TestHAGatewayFaults(t *testing.T) {
 		summary = append(summary, fmt.Sprintf("%s: pause %v, rejoin %v", f.fault, f.pause.Round(time.Millisecond), f.rejoin.Round(time.Millisecond)))
 	}
 	t.Logf("%d jobs, each succeeded once with the right result; %d needed a second attempt; bunny moved between the AKS gateways %d times and reconnected %d times\n  %s",
-		len(p.want), retried, strings.Count(logs, "moving to the next address"), strings.Count(logs, "reconnected to relay"), strings.Join(summary, "\n  "))
+		submitted, retried, strings.Count(logs, "moving to the next address"), strings.Count(logs, "reconnected to relay"), strings.Join(summary, "\n  "))
 	if retried > 0 {
 		t.Errorf("%d jobs needed a second attempt, want none", retried)
 	}

@@ -155,6 +155,57 @@ func (c *clusters) produce(ctx context.Context, n, perSec int) *producer {
 	return p
 }
 
+// verifyJobs waits (up to wait) until relay's store holds n succeeded
+// jobs, then checks that it holds exactly the n jobs p submitted, each
+// succeeded with the right result, and that the handler saw each payload.
+// It returns how many jobs took more than one attempt and how many
+// payloads ran more than once.
+func (c *clusters) verifyJobs(ctx context.Context, p *producer, h *handler, n int, wait time.Duration) (retried, twice int) {
+	t := c.t
+	t.Helper()
+	testutil.EventuallyEvery(t, wait, 100*time.Millisecond, "every job succeeded", func() bool {
+		got, err := c.succeeded(ctx)
+		return err == nil && got >= n
+	})
+	jobs, err := c.jobs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(jobs) != n || len(p.want) != n {
+		t.Fatalf("relay holds %d jobs, %d submitted; want %d", len(jobs), len(p.want), n)
+	}
+	for _, j := range jobs {
+		exp, ok := p.want[j.ID]
+		switch {
+		case !ok:
+			t.Errorf("job %s was not submitted by the test", j.ID)
+		case j.State != "succeeded":
+			t.Errorf("job %s is %s (%s)", j.ID, j.State, j.LastError)
+		case string(j.Result) != exp:
+			t.Errorf("job %s: result %q, want %q", j.ID, j.Result, exp)
+		}
+		if j.Attempt > 1 {
+			retried++
+			if retried <= 5 {
+				t.Logf("job %s took attempt %d (%s)", j.ID, j.Attempt, j.LastError)
+			}
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, runs := range h.runs {
+		if runs > 1 {
+			twice++
+		}
+	}
+	if len(h.runs) != n {
+		t.Errorf("the handler saw %d distinct payloads, want %d", len(h.runs), n)
+	}
+	return retried, twice
+}
+
 // succeeded counts the queue's succeeded jobs in relay's store.
 func (c *clusters) succeeded(ctx context.Context) (int, error) {
 	jobs, err := c.jobs(ctx, "succeeded")
@@ -270,45 +321,7 @@ func TestClusterJobsSurviveFaults(t *testing.T) {
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
-	testutil.EventuallyEvery(t, 4*time.Minute, 100*time.Millisecond, "every job succeeded", func() bool {
-		n, err := c.succeeded(ctx)
-		return err == nil && n >= faultJobs
-	})
-	jobs, err := c.jobs(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(jobs) != faultJobs || len(p.want) != faultJobs {
-		t.Fatalf("relay holds %d jobs, %d submitted; want %d", len(jobs), len(p.want), faultJobs)
-	}
-	retried := 0
-	for _, j := range jobs {
-		exp, ok := p.want[j.ID]
-		switch {
-		case !ok:
-			t.Errorf("job %s was not submitted by the test", j.ID)
-		case j.State != "succeeded":
-			t.Errorf("job %s is %s (%s)", j.ID, j.State, j.LastError)
-		case string(j.Result) != exp:
-			t.Errorf("job %s: result %q, want %q", j.ID, j.Result, exp)
-		}
-		if j.Attempt > 1 {
-			retried++
-		}
-	}
-	h.mu.Lock()
-	ran, twice := len(h.runs), 0
-	for _, n := range h.runs {
-		if n > 1 {
-			twice++
-		}
-	}
-	h.mu.Unlock()
-	if ran != faultJobs {
-		t.Errorf("the handler saw %d distinct payloads, want %d", ran, faultJobs)
-	}
+	retried, twice := c.verifyJobs(ctx, p, h, faultJobs, 4*time.Minute)
 	t.Logf("%d jobs succeeded exactly once in relay's store with the right result; %d needed another attempt, %d payloads ran more than once (at-least-once delivery), %d handler runs in all; the producer retried %d batches while relay was away",
 		faultJobs, retried, twice, h.all.Load(), p.retry.Load())
 }
