@@ -145,4 +145,3 @@ func (r *Rotation) peerStatuses(ctx context.Context) ([]GatewayStatus, error) {
 	}
 	return all, nil
 }
-
