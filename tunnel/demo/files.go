@@ -64,15 +64,7 @@ func (s *setup) write() error {
 	if s.aksPub, err = keys.WriteKeyPair(s.path("aks-keys"), false); err != nil {
 		return fmt.Errorf("generating the aks gateway's key: %w", err)
 	}
-	if s.relayPin, err = keys.WriteIdentity(s.path("relay-id"), "relay", false); err != nil {
-		return fmt.Errorf("generating relay's identity: %w", err)
-	}
-	if s.bunnyPin, err = keys.WriteIdentity(s.path("bunny-id"), "bunny-demo", false); err != nil {
-		return fmt.Errorf("generating bunny's identity: %w", err)
-	}
-	// The demo is a producer like any other: a token of its own, whose
-	// hash alone goes in relay's producers file.
-	if s.token, err = producers.NewFile(s.path("producers.yaml"), "demo", queue); err != nil {
+	if err := s.writeIdentities(); err != nil {
 		return err
 	}
 	files := map[string]string{
@@ -137,6 +129,24 @@ admin:
 		if err := os.WriteFile(s.path(name), []byte(body), 0o600); err != nil {
 			return fmt.Errorf("writing %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// writeIdentities makes relay's and bunny's QUIC identities and the
+// demo's producer token.
+func (s *setup) writeIdentities() error {
+	var err error
+	if s.relayPin, err = keys.WriteIdentity(s.path("relay-id"), "relay", false); err != nil {
+		return fmt.Errorf("generating relay's identity: %w", err)
+	}
+	if s.bunnyPin, err = keys.WriteIdentity(s.path("bunny-id"), "bunny-demo", false); err != nil {
+		return fmt.Errorf("generating bunny's identity: %w", err)
+	}
+	// The demo is a producer like any other: a token of its own, whose
+	// hash alone goes in relay's producers file.
+	if s.token, err = producers.NewFile(s.path("producers.yaml"), "demo", queue); err != nil {
+		return err
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/keys"
-	"github.com/tunnel-dev/tunnel/relay/producers"
 )
 
 // The --ha demo: two gateways a side, each with its own key and tunnel
@@ -76,13 +75,7 @@ func (s *setup) writeHA() error {
 			}
 		}
 	}
-	if s.relayPin, err = keys.WriteIdentity(s.path("relay-id"), "relay", false); err != nil {
-		return fmt.Errorf("generating relay's identity: %w", err)
-	}
-	if s.bunnyPin, err = keys.WriteIdentity(s.path("bunny-id"), "bunny-demo", false); err != nil {
-		return fmt.Errorf("generating bunny's identity: %w", err)
-	}
-	if s.token, err = producers.NewFile(s.path("producers.yaml"), "demo", queue); err != nil {
+	if err := s.writeIdentities(); err != nil {
 		return err
 	}
 	eksA, eksB, aksA, aksB := s.ha.gws[0], s.ha.gws[1], s.ha.gws[2], s.ha.gws[3]
