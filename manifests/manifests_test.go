@@ -93,7 +93,8 @@ func TestOverlaysBuild(t *testing.T) {
 		{"alt/eks-postgres", slices.Concat(gatewayBase, slices.DeleteFunc(slices.Clone(relay), func(o obj) bool { return o.kind == "PersistentVolumeClaim" }),
 			[]obj{{"PodDisruptionBudget", "relay", "relay"}, {"NetworkPolicy", "relay", "relay-postgres"}}), 0, 18},
 		{"alt/eks-ha", slices.Concat(ha, relay), 0, 20},
-		{"alt/aks-ha", slices.Concat(ha, bunny, forward, []obj{{"Service", "tunnel", "tunnel-gateway-wireguard-a"}, {"Service", "tunnel", "tunnel-gateway-wireguard-b"}}), 2, 22},
+		{"alt/aks-ha", slices.Concat(ha, bunny, forward, []obj{{"Service", "tunnel", "tunnel-gateway-wireguard-a"}, {"Service", "tunnel", "tunnel-gateway-wireguard-b"},
+			{"Service", "tunnel", "tunnel-gateway-a"}, {"Service", "tunnel", "tunnel-gateway-b"}}), 2, 24},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
@@ -819,11 +820,27 @@ func onPostgres(spec *corev1.PodSpec) bool {
 
 // bunnyConfig is bunny's config file as bunny's docs fix it; decoded with
 // unknown fields refused.
+// addresses is bunny's relay.address: one host:port or a list.
+type addresses []string
+
+func (a *addresses) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*a = addresses{n.Value}
+		return nil
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return err
+	}
+	*a = l
+	return nil
+}
+
 type bunnyConfig struct {
 	Relay struct {
-		Address string `yaml:"address"`
-		Pin     string `yaml:"pin"`
-		PinFile string `yaml:"pinFile"`
+		Address addresses `yaml:"address"`
+		Pin     string    `yaml:"pin"`
+		PinFile string    `yaml:"pinFile"`
 	} `yaml:"relay"`
 	Identity struct {
 		CertFile string `yaml:"certFile"`
@@ -885,19 +902,33 @@ func TestBunny(t *testing.T) {
 			}
 			mustSecretItem(t, spec, c, bc.Identity.CertFile, "bunny-identity", keys.IdentityCertFile)
 			mustSecretItem(t, spec, c, bc.Identity.KeyFile, "bunny-identity", keys.IdentityKeyFile)
-			svc, sp, err := b.serviceFor(bc.Relay.Address)
-			if err != nil {
-				t.Fatalf("relay.address: %v", err)
-			}
-			// The Service reaches every gateway replica's forward listener.
-			for _, g := range gateways(t, b) {
-				if sp.Protocol != corev1.ProtocolUDP || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(g.pod.labels)) ||
-					targetPort(t, g.pod.spec, "gateway", sp.TargetPort, corev1.ProtocolUDP) != portOf(t, g.cfg.Forward[0].Listen) {
-					t.Errorf("relay.address %s does not reach gateway %s's forward listener %s", bc.Relay.Address, g.pod.name, g.cfg.Forward[0].Listen)
+			// Every address is a ClusterIP Service whose pods are gateways
+			// whose forward listener it targets, and every gateway replica
+			// is reached by one of them: one Service selecting every replica,
+			// or one Service per replica, listed in order.
+			reached := map[string]bool{}
+			for _, a := range bc.Relay.Address {
+				svc, sp, err := b.serviceFor(a)
+				if err != nil {
+					t.Fatalf("relay.address %s: %v", a, err)
+				}
+				if svc.Spec.Type != corev1.ServiceTypeClusterIP {
+					t.Errorf("the forward Service %s is %s, want ClusterIP", svc.Name, svc.Spec.Type)
+				}
+				for _, g := range gateways(t, b) {
+					if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(g.pod.labels)) {
+						continue
+					}
+					reached[g.pod.name] = true
+					if sp.Protocol != corev1.ProtocolUDP || targetPort(t, g.pod.spec, "gateway", sp.TargetPort, corev1.ProtocolUDP) != portOf(t, g.cfg.Forward[0].Listen) {
+						t.Errorf("relay.address %s does not reach gateway %s's forward listener %s", a, g.pod.name, g.cfg.Forward[0].Listen)
+					}
 				}
 			}
-			if svc.Spec.Type != corev1.ServiceTypeClusterIP {
-				t.Errorf("the forward Service is %s, want ClusterIP", svc.Spec.Type)
+			for _, g := range gateways(t, b) {
+				if !reached[g.pod.name] {
+					t.Errorf("no relay.address (%v) reaches gateway %s: bunny cannot fail over to it", bc.Relay.Address, g.pod.name)
+				}
 			}
 			checkAdmin(t, pod{ns: d.Namespace, name: d.Name, spec: spec, d: d}, c, portOf(t, bc.Admin.Listen))
 			if bc.Concurrency < 1 || bc.ShutdownGrace <= 0 || len(bc.Queues) == 0 {
@@ -1058,8 +1089,10 @@ func needs(t *testing.T, b *bundle, p pod) flows {
 			t.Fatal(err)
 		}
 		f.add("in", corev1.ProtocolTCP, portOf(t, bc.Admin.Listen))
-		f.add("out", corev1.ProtocolUDP, portOf(t, bc.Relay.Address))
-		dns(bc.Relay.Address)
+		for _, a := range bc.Relay.Address {
+			f.add("out", corev1.ProtocolUDP, portOf(t, a))
+			dns(a)
+		}
 	default:
 		t.Fatalf("no model of what %s needs", p.name)
 	}
