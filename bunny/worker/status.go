@@ -11,7 +11,8 @@ import (
 
 // Status is what the worker is doing, for bunny's /status.
 type Status struct {
-	// Relay is relay's address, as dialled.
+	// Relay is relay's address as dialled: the path in use while
+	// connected, every address (comma-separated) otherwise.
 	Relay string `json:"relay"`
 	// Connected says whether a connection is up; Since is when it came
 	// up, or when it was lost (zero if it never came up).
@@ -85,7 +86,7 @@ func (s *connStatus) failed(msg, hint string, err error) {
 
 // Status is what the worker is doing now.
 func (w *Worker) Status() Status {
-	st := Status{Relay: w.opts.Addr, Slots: w.opts.Concurrency}
+	st := Status{Relay: w.addrs(), Slots: w.opts.Concurrency}
 	w.status.mu.Lock()
 	st.Connected, st.Since, st.Reconnects = w.status.up, w.status.since.UTC(), w.status.reconnects
 	if p := w.status.problem; p != nil {
@@ -95,6 +96,9 @@ func (w *Worker) Status() Status {
 	w.status.mu.Unlock()
 	running := map[string]int{}
 	w.mu.Lock()
+	if w.cur != nil {
+		st.Relay = w.cur.Path()
+	}
 	st.Busy = len(w.held)
 	for _, h := range w.held {
 		running[h.job.Queue]++

@@ -337,7 +337,7 @@ func (w *Worker) connect(life context.Context) {
 			attrs = append(attrs, "hint", h)
 		}
 		w.log.Warn("disconnected from relay", attrs...)
-		w.status.failed("disconnected from relay at "+w.opts.Addr, lostHint(reason), reason)
+		w.status.failed("disconnected from relay at "+c.Path(), lostHint(reason), reason)
 	}
 }
 
