@@ -29,11 +29,11 @@ const (
 	// DefaultQueueBytes bounds the outbound queue in bytes: 2 MiB is ~1,500
 	// full-size packets, several milliseconds at the tunnel's speed.
 	DefaultQueueBytes = 2 << 20
-	DefaultBatchSize  = 128 // wireguard-go's conn.IdealBatchSize
+	DefaultBatchSize  = 64 // as many as the bind moves per system call
 	// DefaultMaxInFlight bounds packets handed to WireGuard and not yet
-	// sent: wireguard-go gives each a 64 KiB buffer, so 256 of them hold
-	// 16 MiB, two batches of 128.
-	DefaultMaxInFlight = 256
+	// sent: wireguard-go gives each a 64 KiB buffer, so 128 of them hold
+	// 8 MiB, two batches.
+	DefaultMaxInFlight = 128
 	// inFlightPatience is how long Read waits for sends before assuming
 	// the packets it counts were dropped inside WireGuard (no handshake,
 	// a full queue) and will never be reported sent.
