@@ -79,7 +79,7 @@ func TestQueueCloseReleases(t *testing.T) {
 	}
 }
 
-// Loss recovery is tuned: SACK and RACK on.
+// Loss recovery is tuned: SACK on, RACK off (see tune).
 func TestLossRecoveryTuned(t *testing.T) {
 	ns, err := New(Options{Addresses: []netip.Addr{netip.MustParseAddr("10.9.0.1")}, MTU: 1420})
 	if err != nil {
@@ -93,7 +93,7 @@ func TestLossRecoveryTuned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !bool(sack) || rec&tcpip.TCPRACKLossDetection == 0 {
+	if !bool(sack) || rec&tcpip.TCPRACKLossDetection != 0 {
 		t.Fatalf("SACK %v, recovery %b", sack, rec)
 	}
 }
