@@ -227,8 +227,11 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 	}
 	// The netstack paces its reads by what WireGuard has sent.
 	// The bind keeps a copy of each initiation, to name the key of one
-	// WireGuard refuses (strangers.go).
-	g.dev = device.NewDevice(g.ns, bind.Counting(bind.WatchInitiations(b, g.auth.strangers.seen), g.ns.Sent), wgLogger(g.log, &g.wgc))
+	// WireGuard refuses (strangers.go), and the netstack holds receives
+	// back while WireGuard holds too many packets on their way to it.
+	counted := bind.Counting(bind.WatchInitiations(b, g.auth.strangers.seen), g.ns.Sent)
+	counted.Receiving, counted.Received = g.ns.AwaitInbound, g.ns.Received
+	g.dev = device.NewDevice(g.ns, counted, wgLogger(g.log, &g.wgc))
 	if err := g.dev.IpcSet(uapiSet(*priv, c.Interface.ListenPort, peers)); err != nil {
 		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
 	}

@@ -149,3 +149,31 @@ func TestListeningClose(t *testing.T) {
 		t.Fatal("SetMark(1) succeeded without CAP_NET_ADMIN's promise")
 	}
 }
+
+// Counted tells its receive hooks of every receive, each function with a
+// timer of its own, and what it got.
+func TestCountedReceives(t *testing.T) {
+	var waits, got int
+	var timers []**time.Timer
+	c := Counting(NewListening(), func(int) {})
+	c.Receiving = func(timer **time.Timer) { waits++; timers = append(timers, timer) }
+	c.Received = func(n int) { got += n }
+	fns, port, err := c.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d := NewConnected(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port))
+	if _, _, err := d.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ep, _ := d.ParseEndpoint(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port).String())
+	if err := d.Send(train(), ep); err != nil {
+		t.Fatal(err)
+	}
+	receiveAll(t, fns[0], 101)
+	if got != 101 || waits == 0 || timers[0] != timers[len(timers)-1] {
+		t.Fatalf("received %d in %d receives, one timer: %v", got, waits, timers[0] == timers[len(timers)-1])
+	}
+}
