@@ -41,7 +41,7 @@ func Levers() []Variant {
 		{Name: "tunnel, no GRO", Impl: ImplTunnel, Tuning: tunnel.Tuning{NoGRO: true}},
 		{Name: "tunnel, checksums verified", Impl: ImplTunnel, Tuning: tunnel.Tuning{VerifyChecksums: true}},
 		{Name: "tunnel, no UDP GSO/GRO", Impl: ImplTunnel, Tuning: tunnel.Tuning{NoUDPOffload: true}},
-		{Name: "tunnel, listening bind", Impl: ImplTunnel, Tuning: tunnel.Tuning{DefaultBind: true}},
+		{Name: "tunnel, wireguard-go's bind", Impl: ImplTunnel, Tuning: tunnel.Tuning{DefaultBind: true}},
 		{Name: "tunnel, UDP through gVisor", Impl: ImplTunnel, Tuning: tunnel.Tuning{NoFastUDP: true}},
 		{Name: "tunnel, stock-like link (batch 1, queue 1024, no GSO/GRO)", Impl: ImplTunnel,
 			Tuning: tunnel.Tuning{NoGSO: true, NoGRO: true, VerifyChecksums: true, NoFastUDP: true, BatchSize: 1, QueueLen: 1024}},
