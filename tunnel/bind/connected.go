@@ -171,11 +171,7 @@ func (b *Connected) current(g *generation) (*socket, error) {
 }
 
 func (b *Connected) receiveFunc(g *generation) conn.ReceiveFunc {
-	msgs := make([]ipv4.Message, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-		msgs[i].OOB = make([]byte, oobSize)
-	}
+	msgs := newReceiveMessages()
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
 			s, err := b.current(g)
@@ -310,21 +306,39 @@ func (b *Connected) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	b.mu.Unlock()
 
-	sb := getSendBufs(&b.bufs)
-	defer b.bufs.Put(sb)
-	offload := s.offload.Load()
-	rest, err := sendBatches(s.batch, sb, bufs, offload, nil)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, syscall.ECONNREFUSED):
+	err := sendOn(s.batch, &b.bufs, &s.offload, bufs, nil)
+	if errors.Is(err, syscall.ECONNREFUSED) {
 		return nil // the peer is not up yet: as good as lost
-	case offload && errors.Is(err, syscall.EIO):
-		// The kernel or device cannot segment: carry on without.
-		s.offload.Store(false)
-		return b.Send(rest, ep)
 	}
 	return err
+}
+
+// newReceiveMessages makes a receive function's messages, one buffer each.
+func newReceiveMessages() []ipv4.Message {
+	msgs := make([]ipv4.Message, batchSize)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+		msgs[i].OOB = make([]byte, oobSize)
+	}
+	return msgs
+}
+
+// sendOn sends bufs on c to to (nil on a connected socket). Where the
+// kernel or device cannot segment, offload is turned off and the rest is
+// sent without it.
+func sendOn(c batchConn, pool *sync.Pool, offload *atomic.Bool, bufs [][]byte, to net.Addr) error {
+	sb := getSendBufs(pool)
+	defer pool.Put(sb)
+	for {
+		on := offload.Load()
+		rest, err := sendBatches(c, sb, bufs, on, to)
+		if on && errors.Is(err, syscall.EIO) {
+			offload.Store(false)
+			bufs = rest
+			continue
+		}
+		return err
+	}
 }
 
 func getSendBufs(pool *sync.Pool) *sendBufs {

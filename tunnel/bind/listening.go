@@ -78,11 +78,7 @@ func (b *Listening) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 }
 
 func (b *Listening) receiveFunc(s *listenSocket) conn.ReceiveFunc {
-	msgs := make([]ipv4.Message, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-		msgs[i].OOB = make([]byte, oobSize)
-	}
+	msgs := newReceiveMessages()
 	// The endpoint of the last sender, reused while it keeps sending: a
 	// point-to-point tunnel hears one peer almost always.
 	var last *Endpoint
@@ -141,16 +137,7 @@ func (b *Listening) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if s == nil {
 		return net.ErrClosed
 	}
-	sb := getSendBufs(&b.bufs)
-	defer b.bufs.Put(sb)
-	offload := s.offload.Load()
-	rest, err := sendBatches(s.batch, sb, bufs, offload, net.UDPAddrFromAddrPort(e.AddrPort))
-	if offload && errors.Is(err, syscall.EIO) {
-		// The kernel or device cannot segment: carry on without.
-		s.offload.Store(false)
-		return b.Send(rest, ep)
-	}
-	return err
+	return sendOn(s.batch, &b.bufs, &s.offload, bufs, net.UDPAddrFromAddrPort(e.AddrPort))
 }
 
 // ParseEndpoint implements conn.Bind.
