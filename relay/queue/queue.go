@@ -169,16 +169,16 @@ type Queue struct {
 
 	mu       sync.Mutex
 	closed   bool
-	paused   map[string]bool              // queues whose jobs are not leased
-	deleting map[string]int               // ids whose deletion is not yet durable
-	arena    arena                        // the live jobs' entries
-	byID     map[[16]byte]uint32          // live job id → arena slot
-	names    names                        // queue and worker names the entries refer to
-	ready    map[uint32]*readyHeap        // per queue: jobs that may be leased now
-	nready   int                          // jobs in all ready heaps
-	timers   timerHeap                    // when a lease expires or a job becomes ready
+	paused   map[string]bool                // queues whose jobs are not leased
+	deleting map[string]int                 // ids whose deletion is not yet durable
+	arena    arena                          // the live jobs' entries
+	byID     map[[16]byte]uint32            // live job id → arena slot
+	names    names                          // queue and worker names the entries refer to
+	ready    map[uint32]*readyHeap          // per queue: jobs that may be leased now
+	nready   int                            // jobs in all ready heaps
+	timers   timerHeap                      // when a lease expires or a job becomes ready
 	held     map[uint32]map[uint32]struct{} // per worker: the slots of its leased jobs
-	waiters  []*waiter                    // parked long polls, oldest first
+	waiters  []*waiter                      // parked long polls, oldest first
 	counts   map[store.QueueState]int
 	live     int
 	bytes    int64
