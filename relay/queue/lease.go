@@ -106,7 +106,7 @@ func (q *Queue) Lease(ctx context.Context, r LeaseRequest) ([]store.Job, error) 
 	return jobs, nil
 }
 
-// payloads reads the payloads of leased jobs from the store, once their
+// payloads reads the payloads (and creation times) of leased jobs from the store, once their
 // leases are durable (a job's body is written before any lease of it).
 // A job whose record is gone meanwhile (it can only have been finished
 // and deleted) is left out of the answer.
@@ -115,7 +115,7 @@ func (q *Queue) payloads(ctx context.Context, worker string, jobs []store.Job) (
 	for i := range jobs {
 		ids[i] = jobs[i].ID
 	}
-	ps, found, err := q.st.Payloads(ctx, ids)
+	bodies, found, err := q.st.Bodies(ctx, ids)
 	if err != nil {
 		refs := make([]Ref, len(jobs))
 		for i, j := range jobs {
@@ -127,7 +127,7 @@ func (q *Queue) payloads(ctx context.Context, worker string, jobs []store.Job) (
 	out := jobs[:0]
 	for i := range jobs {
 		if found[i] {
-			jobs[i].Payload = ps[i]
+			jobs[i].Payload, jobs[i].CreatedAt, jobs[i].IdempotencyKey = bodies[i].Payload, bodies[i].CreatedAt, bodies[i].IdempotencyKey
 			out = append(out, jobs[i])
 		}
 	}

@@ -511,31 +511,30 @@ func (s *Bolt) Get(ctx context.Context, id string) (Job, error) {
 	return j, nil
 }
 
-// Payloads implements Store.
-func (s *Bolt) Payloads(ctx context.Context, ids []string) ([][]byte, []bool, error) {
-	out, found := make([][]byte, len(ids)), make([]bool, len(ids))
+// Bodies implements Store.
+func (s *Bolt) Bodies(ctx context.Context, ids []string) ([]Job, []bool, error) {
+	out, found := make([]Job, len(ids)), make([]bool, len(ids))
 	err := s.db.View(func(tx *bolt.Tx) error {
 		bodies := tx.Bucket([]byte(bucketBodies))
 		for i, id := range ids {
 			rec := bodies.Get([]byte(id))
 			if rec == nil {
 				// Not in the file yet: a job whose enqueue is still
-				// being committed has its payload in the pending write.
+				// being committed has its body in the pending write.
 				if p, ok := s.pendingJob(id); ok && !p.deleted {
-					out[i], found[i] = p.job.Payload, true
+					out[i], found[i] = p.job, true
 				}
 				continue
 			}
-			var j Job
-			if err := decodeBody(&j, rec); err != nil {
+			if err := decodeBody(&out[i], rec); err != nil {
 				return fmt.Errorf("decoding job %s: %w", id, err)
 			}
-			out[i], found[i] = j.Payload, true
+			found[i] = true
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading payloads: %w", err)
+		return nil, nil, fmt.Errorf("reading job bodies: %w", err)
 	}
 	return out, found, nil
 }

@@ -26,9 +26,9 @@ type Store interface {
 	// Get returns one job as the Writes handed over so far have it
 	// (durable or not), or ErrNotFound.
 	Get(ctx context.Context, id string) (Job, error)
-	// Payloads reads the payloads of jobs; found[i] is false for a job
-	// that is not there.
-	Payloads(ctx context.Context, ids []string) (payloads [][]byte, found []bool, err error)
+	// Bodies reads the body fields of jobs (payload, idempotency key,
+	// creation time); found[i] is false for a job that is not there.
+	Bodies(ctx context.Context, ids []string) (bodies []Job, found []bool, err error)
 	// Finished lists up to limit jobs that finished before before, oldest
 	// first, for pruning.
 	Finished(ctx context.Context, before time.Time, limit int) ([]string, error)
