@@ -14,10 +14,10 @@ const (
 	pruneBatch = 1000
 )
 
-// maybePrune prunes if Options.Retain is set and pruneEvery has passed;
-// only run calls it.
+// maybePrune prunes if Options.Retain is set and pruneEvery (or the
+// retention, if shorter) has passed; only run calls it.
 func (q *Queue) maybePrune(now time.Time) {
-	if q.opts.Retain <= 0 || now.Sub(q.pruned) < pruneEvery {
+	if q.opts.Retain <= 0 || now.Sub(q.pruned) < min(pruneEvery, q.opts.Retain) {
 		return
 	}
 	q.pruned = now
@@ -26,7 +26,8 @@ func (q *Queue) maybePrune(now time.Time) {
 	}
 }
 
-// Prune deletes the jobs that finished before cutoff, with their
+// Prune deletes the succeeded, dead and cancelled jobs that finished
+// before cutoff (a failed one is kept until it is retried or deleted), with their
 // idempotency keys, in batches of pruneBatch, and returns how many it
 // deleted. Each batch is durable before the next is read.
 func (q *Queue) Prune(ctx context.Context, cutoff time.Time) (int, error) {
@@ -74,7 +75,7 @@ func (q *Queue) pruneBatch(ctx context.Context, cutoff time.Time) (int, error) {
 		if at.IsZero() {
 			at = j.UpdatedAt
 		}
-		if err != nil || !j.State.Terminal() || !at.Before(cutoff) {
+		if err != nil || j.State == store.Failed || !j.State.Terminal() || !at.Before(cutoff) {
 			continue // retried (and maybe finished again) since
 		}
 		finished = append(finished, j)

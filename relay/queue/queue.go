@@ -50,9 +50,9 @@ type Options struct {
 	// MaxBacklog is how many store writes may wait for a commit before
 	// new work is refused with ErrOverloaded (10,000).
 	MaxBacklog int
-	// Retain is how long finished jobs (succeeded, failed, dead,
-	// cancelled) are kept before they and their idempotency keys are
-	// deleted; zero keeps them.
+	// Retain is how long succeeded, dead and cancelled jobs are kept
+	// before they and their idempotency keys are deleted (as relay/pgqueue
+	// does); zero keeps them.
 	Retain time.Duration
 }
 

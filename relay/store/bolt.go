@@ -27,7 +27,7 @@ const (
 	bucketMeta     = "meta"
 	bucketJobs     = "jobs"     // id → meta record (codec.go)
 	bucketBodies   = "bodies"   // id → body record: payload, idempotency key
-	bucketFinished = "finished" // finished-at (8 bytes) id → nil, for retention
+	bucketFinished = "finished" // finished-at (8 bytes) id → nil, of jobs retention prunes
 	bucketByQS     = "by_qs"    // queue 0 state 0 id → nil
 	bucketByQ      = "by_q"     // queue 0 id → nil
 	bucketByS      = "by_s"     // state 0 id → nil
@@ -384,10 +384,11 @@ func put(tx *bolt.Tx, j *Job) error {
 }
 
 // finishedKey is j's key in the retention index, nil unless j is
-// finished: when it finished (its last update if that is not set), then
-// its id.
+// succeeded, dead or cancelled (what retention prunes; a failed job stays
+// until it is retried or deleted): when it finished (its last update if
+// that is not set), then its id.
 func finishedKey(j *Job, id string) []byte {
-	if !j.State.Terminal() {
+	if j.State != Succeeded && j.State != Dead && j.State != Cancelled {
 		return nil
 	}
 	at := j.FinishedAt

@@ -29,8 +29,8 @@ type Store interface {
 	// Bodies reads the body fields of jobs (payload, idempotency key,
 	// creation time); found[i] is false for a job that is not there.
 	Bodies(ctx context.Context, ids []string) (bodies []Job, found []bool, err error)
-	// Finished lists up to limit jobs that finished before before, oldest
-	// first, for pruning.
+	// Finished lists up to limit succeeded, dead or cancelled jobs that
+	// finished before before, oldest first, for pruning.
 	Finished(ctx context.Context, before time.Time, limit int) ([]string, error)
 	// List returns jobs matching f in id (creation) order, and the cursor
 	// of the next page, empty on the last one.

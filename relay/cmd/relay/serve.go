@@ -51,7 +51,7 @@ type serveCmd struct {
 	MaxLiveJobs   int           `default:"200000" help:"Most unfinished jobs relay holds; enqueues past it get 429. The default leaves headroom under the shipped 1Gi pod limit (docs/relay.md)."`
 	MaxLiveBytes  int64         `default:"134217728" help:"Most payload bytes of unfinished jobs relay holds (they live in memory, ~2.5 bytes each); enqueues past it get 429. The default (128 MiB) leaves headroom under the shipped 1Gi pod limit."`
 	MaxLeases     int           `default:"1000" help:"Most leases one worker may hold at once."`
-	Retain        retention     `default:"7d" help:"How long succeeded, dead and cancelled jobs are kept (7d, 36h; 0 keeps them); pruned by every replica. PostgreSQL store only for now."`
+	Retain        retention     `default:"7d" help:"How long succeeded, dead and cancelled jobs and their idempotency keys are kept (7d, 36h; 0 keeps them); pruned in batches, on either store."`
 
 	PacketSize       uint16        `default:"1372" help:"QUIC UDP payload size: the tunnel's inner MTU (1420) less 48, so no packet is fragmented."`
 	PathMTUDiscovery bool          `name:"pmtud" help:"Let QUIC probe for larger packets (off: inside the tunnel the size is known)."`
