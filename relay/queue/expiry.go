@@ -56,7 +56,7 @@ func (q *Queue) fire(now time.Time) {
 			continue
 		}
 		e := q.arena.at(t.slot)
-		if slot, ok := q.byID[e.id]; !ok || slot != t.slot || e.timerAt != t.at {
+		if slot, ok := q.byID.get(e.id); !ok || slot != t.slot || e.timerAt != t.at {
 			continue // stale: the job has a newer timer, or is gone
 		}
 		e.timerAt = 0

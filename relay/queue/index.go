@@ -216,7 +216,7 @@ func (q *Queue) find(id string) *entry {
 	if !ok {
 		return nil
 	}
-	if slot, ok := q.byID[k]; ok {
+	if slot, ok := q.byID.get(k); ok {
 		return q.arena.at(slot)
 	}
 	return nil

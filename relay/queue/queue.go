@@ -172,7 +172,7 @@ type Queue struct {
 	paused   map[string]bool                // queues whose jobs are not leased
 	deleting map[string]int                 // ids whose deletion is not yet durable
 	arena    arena                          // the live jobs' entries
-	byID     map[[16]byte]uint32            // live job id → arena slot
+	byID     idTable                        // live job id → arena slot
 	names    names                          // queue and worker names the entries refer to
 	ready    map[uint32]*readyHeap          // per queue: jobs that may be leased now
 	nready   int                            // jobs in all ready heaps
@@ -202,7 +202,6 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		opts:     opts,
 		st:       opts.Store,
 		log:      opts.Logger,
-		byID:     map[[16]byte]uint32{},
 		ready:    map[uint32]*readyHeap{},
 		held:     map[uint32]map[uint32]struct{}{},
 		paused:   map[string]bool{},
@@ -211,6 +210,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		closing:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
+	q.byID.a = &q.arena
 	var err error
 	if q.counts, err = q.st.Counts(ctx); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)
@@ -317,7 +317,7 @@ func (q *Queue) usable() error {
 func (q *Queue) add(e *entry) *entry {
 	p := q.arena.alloc(e)
 	p.heapIdx, p.timerAt = -1, 0
-	q.byID[p.id] = p.slot
+	q.byID.put(p.id, p.slot)
 	q.live++
 	q.bytes += int64(p.size)
 	return p
@@ -332,7 +332,7 @@ func (q *Queue) drop(e *entry) {
 	}
 	q.removeReady(e)
 	q.unhold(e)
-	delete(q.byID, e.id)
+	q.byID.remove(e.id)
 	q.live--
 	q.bytes -= int64(e.size)
 	q.arena.release(e)

@@ -91,10 +91,10 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,
-		// The free list is rebuilt on open instead of written on every
-		// commit: fewer pages per fsync.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		// The free list is written at every commit (a page or a few)
+		// rather than rebuilt at open, which reads every page of the file:
+		// seconds and the whole file in RSS with a large backlog.
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -154,7 +154,7 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 			}
 		}
 	}
-	s.releaseMap() // opening read every page to find the free ones
+	s.releaseMap() // a file without a free list was read whole to find one
 	go s.run()
 	return s, nil
 }
@@ -616,6 +616,7 @@ func hasPrefix(b, prefix []byte) bool {
 // Live implements Store. The records carry no payload, result or last
 // error: only what the queue keeps in memory (and PayloadSize).
 func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
+	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		recs := tx.Bucket([]byte(bucketJobs))
 		for _, st := range []State{Queued, Leased, Retrying} {
@@ -634,14 +635,17 @@ func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
 				if err := fn(j); err != nil {
 					return err
 				}
+				if n++; n%releaseRecords == 0 {
+					s.dropPages(tx)
+				}
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
+		s.dropPages(tx)
 		return nil
 	})
-	s.releaseMap()
 	return err
 }
 

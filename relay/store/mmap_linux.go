@@ -7,8 +7,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// releaseEvery bounds how often the committer lets go of the file's pages.
-const releaseEvery = 2 * time.Second
+// releaseEvery bounds how often the committer lets go of the file's
+// pages; Live lets go every releaseRecords records it reads.
+const (
+	releaseEvery   = 2 * time.Second
+	releaseRecords = 1 << 16
+)
 
 // releaseMap drops the pages of the file's memory map from relay's
 // resident memory (they stay in the page cache, and the next read maps
@@ -18,16 +22,20 @@ const releaseEvery = 2 * time.Second
 // meanwhile.
 func (s *Bolt) releaseMap() {
 	_ = s.db.View(func(tx *bolt.Tx) error {
-		data, size := s.db.Info().Data, uintptr(tx.Size())
-		if data == 0 || size == 0 {
-			return nil
-		}
-		_, _, errno := unix.Syscall(unix.SYS_MADVISE, data, size, unix.MADV_DONTNEED)
-		if errno != 0 {
-			s.log.Debug("releasing the store's mapped pages", "err", errno)
-		}
+		s.dropPages(tx)
 		return nil
 	})
+}
+
+// dropPages is releaseMap inside a transaction, which holds the map.
+func (s *Bolt) dropPages(tx *bolt.Tx) {
+	data, size := s.db.Info().Data, uintptr(tx.Size())
+	if data == 0 || size == 0 {
+		return
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_MADVISE, data, size, unix.MADV_DONTNEED); errno != 0 {
+		s.log.Debug("releasing the store's mapped pages", "err", errno)
+	}
 }
 
 // maybeReleaseMap is releaseMap at most every releaseEvery; only the
