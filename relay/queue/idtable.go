@@ -12,10 +12,17 @@ type idTable struct {
 	n     int
 }
 
-// hash spreads an id over the table: the id's last 8 bytes are random or
-// count up, so a multiply mixes them well enough.
+// hash spreads an id over the table. Ids made in one millisecond differ
+// only in their last bytes (they count up), so every bit is mixed into
+// the low ones the table uses (MurmurHash3's finalizer).
 func (t *idTable) hash(id *[16]byte) uint64 {
-	return (binary.LittleEndian.Uint64(id[8:]) ^ binary.LittleEndian.Uint64(id[:8])) * 0x9e3779b97f4a7c15
+	h := binary.BigEndian.Uint64(id[8:]) ^ binary.BigEndian.Uint64(id[:8])*0x9e3779b97f4a7c15
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }
 
 func (t *idTable) mask() uint64 { return uint64(len(t.slots) - 1) }

@@ -24,7 +24,7 @@ import (
 )
 
 // BenchmarkScale is docs/relay.md's scale table: a real relay serve with
-// a backlog of N 100-byte jobs, killed (SIGKILL) and restarted, then
+// a backlog of N 100-byte jobs (RELAY_SCALE_PAYLOAD bytes), killed (SIGKILL) and restarted, then
 // drained by one worker with 64 slots. Per store and backlog it reports
 // relay's RSS after the enqueue, the store's size, restart to ready, RSS
 // after the restart, peak RSS while draining (sampled every 100ms; the
@@ -37,6 +37,7 @@ import (
 //
 // The PostgreSQL store runs on a server internal/pgtest starts (skipped
 // without its binaries), fsync on like the embedded store.
+// RELAY_SCALE_DRAIN=0 stops after the restart (to measure a full relay).
 func BenchmarkScale(b *testing.B) {
 	jobs := []int{20_000}
 	if v := os.Getenv("RELAY_SCALE_JOBS"); v != "" {
@@ -49,6 +50,14 @@ func BenchmarkScale(b *testing.B) {
 			jobs = append(jobs, n)
 		}
 	}
+	payload := 100
+	if v := os.Getenv("RELAY_SCALE_PAYLOAD"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1<<20 {
+			b.Fatalf("RELAY_SCALE_PAYLOAD: %q is not a payload size (1 to 1048576 bytes)", v)
+		}
+		payload = n
+	}
 	stores := []string{"bolt", "postgres"}
 	if v := os.Getenv("RELAY_SCALE_STORES"); v != "" {
 		stores = strings.Split(v, ",")
@@ -56,7 +65,7 @@ func BenchmarkScale(b *testing.B) {
 	for _, st := range stores {
 		for _, n := range jobs {
 			b.Run(fmt.Sprintf("store=%s/jobs=%d", st, n), func(b *testing.B) {
-				r := runScale(b, st, n)
+				r := runScale(b, st, n, payload)
 				b.ReportMetric(r.rssEnqueued, "MiB-rss-enqueued")
 				b.ReportMetric(r.storeMiB, "MiB-store")
 				b.ReportMetric(r.restart.Seconds(), "s-restart")
@@ -79,11 +88,11 @@ type scaleResult struct {
 	drainRate, enqueueRate                            float64
 }
 
-func runScale(b *testing.B, storeName string, n int) scaleResult {
+func runScale(b *testing.B, storeName string, n, payload int) scaleResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
 	defer cancel()
 	s := newSetup(b)
-	extra := []string{"--max-live-jobs", strconv.Itoa(n + 1000), "--max-live-bytes", strconv.Itoa((n + 1000) * 200)}
+	extra := []string{"--max-live-jobs", strconv.Itoa(n + 1000), "--max-live-bytes", strconv.Itoa((n + 1000) * (payload + 100))}
 	var size func() float64
 	switch storeName {
 	case "bolt":
@@ -104,7 +113,7 @@ func runScale(b *testing.B, storeName string, n int) scaleResult {
 
 	p := startRelay(b, s, extra...)
 	start := time.Now()
-	enqueue(ctx, b, p.api(s), n)
+	enqueue(ctx, b, p.api(s), n, payload)
 	r.enqueueRate = float64(n) / time.Since(start).Seconds()
 	r.rssEnqueued = procMiB(b, p, "VmRSS")
 	r.storeMiB = size()
@@ -116,6 +125,10 @@ func runScale(b *testing.B, storeName string, n int) scaleResult {
 	r.restart = time.Since(start)
 	r.rssRestarted = procMiB(b, p, "VmRSS")
 
+	if os.Getenv("RELAY_SCALE_DRAIN") == "0" {
+		p.kill() // for the RSS of a full relay only
+		return r
+	}
 	start = time.Now()
 	peak := drain(ctx, b, s, p, n)
 	r.drainRate = float64(n) / time.Since(start).Seconds()
@@ -125,10 +138,12 @@ func runScale(b *testing.B, storeName string, n int) scaleResult {
 	return r
 }
 
-// enqueue adds n 100-byte jobs to queue default in batches of 1000 from
-// four producers, retrying what relay refuses as overloaded.
-func enqueue(ctx context.Context, b *testing.B, c *api.Client, n int) {
-	payload := bytes.Repeat([]byte("x"), 100)
+// enqueue adds n jobs of size bytes to queue default in batches of up to
+// 1000 (and 4 MiB) from four producers, retrying what relay refuses as
+// overloaded.
+func enqueue(ctx context.Context, b *testing.B, c *api.Client, n, size int) {
+	payload := bytes.Repeat([]byte("x"), size)
+	per := min(1000, max(1, 4<<20/size))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -137,11 +152,11 @@ func enqueue(ctx context.Context, b *testing.B, c *api.Client, n int) {
 		go func() {
 			defer wg.Done()
 			for {
-				from := int(next.Add(1000)) - 1000
+				from := int(next.Add(int64(per))) - per
 				if from >= n {
 					return
 				}
-				batch := make([]api.JobRequest, min(1000, n-from))
+				batch := make([]api.JobRequest, min(per, n-from))
 				for i := range batch {
 					batch[i] = api.JobRequest{Queue: "default", Payload: payload}
 				}
