@@ -52,15 +52,17 @@ func (q *Queue) Heartbeat(worker string, refs []Ref, allHeld bool) ([]LeaseStatu
 	}
 	wi, known := q.names.lookup(worker)
 	if allHeld && known {
-		listed := make(map[string]bool, len(refs))
+		listed := make(map[[16]byte]bool, len(refs))
 		for _, ref := range refs {
-			listed[ref.JobID] = true
+			if id, ok := parseID(ref.JobID); ok {
+				listed[id] = true
+			}
 		}
 		var released []*entry
 		var recs []store.Job
 		for slot := range q.held[wi] {
 			e := q.arena.at(slot)
-			if listed[q.idString(e.id)] || time.Duration(nowNS-e.leasedAt) < q.opts.ReleaseGrace {
+			if listed[e.id] || time.Duration(nowNS-e.leasedAt) < q.opts.ReleaseGrace {
 				continue
 			}
 			lastErr := fmt.Sprintf("released: worker %s no longer holds the lease of attempt %d", worker, e.attempt)

@@ -56,14 +56,14 @@ type Options struct {
 	Retain time.Duration
 }
 
-// The live-job defaults are sized for the shipped relay pod's 1 GiB memory
-// limit, from measurements of this queue with 100-byte payloads: ~1.4 KiB
-// of RSS per queued job (200,000 queued: 284 MiB) and ~2.5 bytes of memory
-// per payload byte. Both bounds full at once come to about 600 MiB, so
-// relay answers 429 well before the kernel would kill it.
+// The live-job defaults, measured with relay serve (docs/relay.md): a
+// live job costs ~130 bytes of memory (its index entry and id slot; the
+// payload is on disk), so 2,000,000 queued small jobs are about a third of
+// the shipped relay pod's 1 GiB limit, and payloads are bounded by what
+// the volume (10 GiB shipped) should give the backlog.
 const (
-	DefaultMaxLiveJobs  = 200_000
-	DefaultMaxLiveBytes = 128 << 20
+	DefaultMaxLiveJobs  = 2_000_000
+	DefaultMaxLiveBytes = 1 << 30
 )
 
 func (o *Options) setDefaults() {
