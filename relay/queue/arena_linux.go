@@ -44,3 +44,11 @@ func freeSlots(s []uint32) {
 	b := unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*4)
 	_ = unix.Munmap(b)
 }
+
+// freeChunk unmaps a block newChunk made.
+func freeChunk(c []entry) {
+	if len(c) == 0 {
+		return
+	}
+	_ = unix.Munmap(unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), len(c)*int(unsafe.Sizeof(entry{}))))
+}

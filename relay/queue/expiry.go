@@ -33,6 +33,7 @@ func (q *Queue) run() {
 		q.mu.Lock()
 		now := time.Now()
 		q.fire(now)
+		q.shrink()
 		wake := now.Add(idleWake)
 		if !q.next.IsZero() && q.next.Before(wake) {
 			wake = q.next
@@ -101,4 +102,15 @@ func (q *Queue) expire(e *entry, now time.Time) store.Job {
 	rec := q.jobOf(e, now)
 	rec.LastError = lastErr
 	return rec
+}
+
+// shrink gives the index's memory back once no job is live: a drained
+// backlog of a million leaves no 130 MiB behind.
+func (q *Queue) shrink() {
+	if q.live > 0 || q.arena.n == 0 {
+		return
+	}
+	q.arena.reset()
+	q.byID.reset()
+	q.timers = nil // every timer left is stale
 }

@@ -109,3 +109,9 @@ func (t *idTable) grow() {
 	}
 	freeSlots(old)
 }
+
+// reset frees the table; only while it is empty.
+func (t *idTable) reset() {
+	freeSlots(t.slots)
+	t.slots, t.n = nil, 0
+}

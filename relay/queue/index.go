@@ -151,6 +151,16 @@ func (a *arena) alloc(e *entry) *entry {
 	return p
 }
 
+// reset gives every block back once no slot is in use (after a backlog
+// drained), so memory shrinks to what is live again. No *entry may be
+// held across it: only run calls it, under q.mu.
+func (a *arena) reset() {
+	for _, c := range a.chunks {
+		freeChunk(c)
+	}
+	a.chunks, a.free, a.n = nil, nil, 0
+}
+
 // release frees e's slot. e keeps its fields until the slot is used
 // again, so a caller may still read it under the same lock.
 func (a *arena) release(e *entry) { a.free = append(a.free, e.slot) }

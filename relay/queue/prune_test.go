@@ -139,3 +139,43 @@ func TestPruneKeepsFailed(t *testing.T) {
 		t.Fatalf("failed job: %+v", got)
 	}
 }
+
+// Once no job is live the index gives its memory back, and works again
+// after.
+func TestIndexShrinksWhenDrained(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, Options{})
+	batch := make([]NewJob, MaxBatch)
+	for i := range batch {
+		batch[i] = NewJob{Queue: "default"}
+	}
+	var jobs []store.Job
+	for range arenaChunk/MaxBatch + 2 { // more than one block
+		jobs = append(jobs, h.enqueue(batch...)...)
+	}
+	for _, j := range jobs {
+		if _, err := h.q.Cancel(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; ; i++ {
+		h.q.mu.Lock()
+		chunks, slots := len(h.q.arena.chunks), len(h.q.byID.slots)
+		h.q.mu.Unlock()
+		if chunks == 0 && slots == 0 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("after 5s the drained index still holds %d blocks and %d id slots", chunks, slots)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	j := h.enqueue(NewJob{Queue: "default", Payload: []byte("again")})[0]
+	l := h.lease("w", 1, 0, "default")
+	if len(l) != 1 || l[0].ID != j.ID || string(l[0].Payload) != "again" {
+		t.Fatalf("after shrinking: leased %+v", l)
+	}
+	if _, err := h.q.Complete(ctx, "w", Ref{JobID: j.ID, Attempt: 1, Token: l[0].LeaseToken}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
