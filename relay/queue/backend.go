@@ -134,7 +134,10 @@ func AfterFailure(j *store.Job, permanent bool, retryAfter time.Duration, b Back
 const UseBackoff = useBackoff
 
 // LossReason says why ref does not name j's current lease.
-func LossReason(j *store.Job, ref Ref) string { return lossReason(&entry{job: *j}, ref) }
+func LossReason(j *store.Job, ref Ref) string {
+	tokenOK := len(ref.Token) > 0 && string(j.LeaseToken) == string(ref.Token)
+	return lossReason(j.State, j.LeaseEnd, j.Attempt, j.LeaseDeadline, tokenOK, ref)
+}
 
 // SetDefaults fills in the zero fields of o with the defaults named on
 // each; backends other than *Queue use it for the settings they share.

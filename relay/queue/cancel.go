@@ -19,37 +19,38 @@ func (q *Queue) Cancel(ctx context.Context, id string) (store.Job, error) {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("cancelling job %s: %w", id, err)
 	}
-	e, err := q.lookup(ctx, id)
+	e, rec, err := q.lookup(ctx, id)
 	if err != nil {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("cancelling job %s: %w", id, err)
 	}
 	now := time.Now()
-	switch e.job.State {
+	switch e.State() {
 	case store.Queued, store.Retrying:
-		q.setState(e, store.Cancelled, now)
-		q.finish(e, now)
+		q.setState(e, store.Cancelled)
+		q.finish(e)
 	case store.Leased:
-		if e.job.CancelRequested {
-			j := e.job
+		if e.cancel {
+			j, err := q.current(ctx, id)
 			q.mu.Unlock()
-			return j, nil
+			return j, err
 		}
-		e.job.CancelRequested = true
-		e.job.UpdatedAt = now
+		e.cancel = true
 	case store.Cancelled:
-		j := e.job
 		q.mu.Unlock()
-		return j, nil
+		return *rec, nil
 	default:
-		st := e.job.State
+		st := e.State()
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("cancelling job %s: %w: it is already %s", id, ErrConflict, st)
 	}
-	q.m.cancels.WithLabelValues(e.job.Queue).Inc()
-	c := q.write(e)
-	j := e.job
+	q.m.cancels.WithLabelValues(q.names.name(e.queue)).Inc()
+	c := q.write1(q.jobOf(e, now), e)
+	j, err := q.current(ctx, id)
 	q.mu.Unlock()
+	if err != nil {
+		return store.Job{}, fmt.Errorf("cancelling job %s: %w", id, err)
+	}
 	return j, wait(c, "cancelling job "+id)
 }
 
@@ -61,38 +62,36 @@ func (q *Queue) Retry(ctx context.Context, id string) (store.Job, error) {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("retrying job %s: %w", id, err)
 	}
-	e, err := q.lookup(ctx, id)
+	e, _, err := q.lookup(ctx, id)
 	if err != nil {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("retrying job %s: %w", id, err)
 	}
-	switch e.job.State {
+	switch st := e.State(); st {
 	case store.Dead, store.Failed, store.Cancelled:
 	default:
-		st := e.job.State
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("retrying job %s: %w: it is %s; only dead, failed or cancelled jobs can be retried", id, ErrConflict, st)
 	}
-	if q.live+1 > q.opts.MaxLiveJobs || q.bytes+int64(len(e.job.Payload)) > q.opts.MaxLiveBytes {
+	if q.live+1 > q.opts.MaxLiveJobs || q.bytes+int64(e.size) > q.opts.MaxLiveBytes {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("retrying job %s: %w", id, ErrFull)
 	}
 	now := time.Now()
-	q.adopt(e)
-	q.addLive(e)
-	j := &e.job
-	q.setState(e, store.Queued, now)
-	j.Attempt = 0
-	j.RunAfter = now
-	j.CancelRequested = false
-	j.LeaseToken, j.LeasedBy, j.LeasedAt, j.LeaseDeadline, j.LeaseEnd = nil, "", time.Time{}, time.Time{}, ""
-	j.Result = nil
-	j.FinishedAt = time.Time{}
+	e = q.adopt(e)
+	q.setState(e, store.Queued)
+	e.attempt = 0
+	e.runAfter = now.UnixNano()
+	e.cancel = false
+	e.token, e.worker, e.leasedAt, e.deadline, e.end = [16]byte{}, 0, 0, 0, 0
 	q.makeReady(e)
-	q.m.retries.WithLabelValues(j.Queue).Inc()
-	c := q.write(e)
+	q.m.retries.WithLabelValues(q.names.name(e.queue)).Inc()
+	c := q.write1(q.jobOf(e, now), e)
 	q.dispatch(now)
-	out := e.job
+	out, err := q.current(ctx, id)
 	q.mu.Unlock()
+	if err != nil {
+		return store.Job{}, fmt.Errorf("retrying job %s: %w", id, err)
+	}
 	return out, wait(c, "retrying job "+id)
 }

@@ -22,39 +22,45 @@ func (q *Queue) Complete(ctx context.Context, worker string, ref Ref, result []b
 		q.mu.Unlock()
 		return false, fmt.Errorf("completing job %s: %w", ref.JobID, err)
 	}
-	e, err := q.lookup(ctx, ref.JobID)
+	e, _, err := q.lookup(ctx, ref.JobID)
 	if err != nil {
 		q.mu.Unlock()
 		return false, fmt.Errorf("completing job %s: %w", ref.JobID, err)
 	}
 	late := false
+	st := e.State()
 	switch {
-	case holds(e, worker, ref):
-	case sameLease(e, worker, ref) && e.job.State == store.Succeeded && e.job.LeaseEnd == store.EndCompleted:
+	case q.holds(e, worker, ref):
+	case q.sameLease(e, worker, ref) && st == store.Succeeded && e.LeaseEnd() == store.EndCompleted:
 		q.mu.Unlock()
 		return true, nil
-	case sameLease(e, worker, ref) && (e.job.State == store.Retrying || e.job.State == store.Dead) &&
-		(e.job.LeaseEnd == store.EndExpired || e.job.LeaseEnd == store.EndReleased):
+	case q.sameLease(e, worker, ref) && (st == store.Retrying || st == store.Dead) &&
+		(e.LeaseEnd() == store.EndExpired || e.LeaseEnd() == store.EndReleased):
 		// No newer attempt has started: the first valid result wins.
 		late = true
 	default:
-		reason := lossReason(e, ref)
+		reason := q.lossReason(e, ref)
 		q.m.fenced.WithLabelValues("complete").Inc()
 		q.mu.Unlock()
 		return false, fmt.Errorf("completing job %s attempt %d: %w: %s", ref.JobID, ref.Attempt, ErrLeaseLost, reason)
 	}
 	now := time.Now()
-	q.adopt(e)
-	q.unhold(e)
-	e.job.Result = result
-	e.job.LeaseEnd = store.EndCompleted
-	q.setState(e, store.Succeeded, now)
-	q.finish(e, now)
-	q.m.completions.WithLabelValues(e.job.Queue).Inc()
-	if late {
-		q.log.Info("late result accepted: no newer attempt had started", "job", e.job.ID, "attempt", ref.Attempt, "worker", worker)
+	if e.slot == noSlot {
+		// A dead job read from the store: it counts as live while it
+		// finishes, so that the counts stay right.
+		e = q.adopt(e)
 	}
-	c := q.write(e)
+	q.unhold(e)
+	e.end = leaseEndCode(store.EndCompleted)
+	q.setState(e, store.Succeeded)
+	q.finish(e)
+	q.m.completions.WithLabelValues(q.names.name(e.queue)).Inc()
+	if late {
+		q.log.Info("late result accepted: no newer attempt had started", "job", ref.JobID, "attempt", ref.Attempt, "worker", worker)
+	}
+	rec := q.jobOf(e, now)
+	rec.Result = result
+	c := q.write1(rec, e)
 	q.mu.Unlock()
 	return false, wait(c, "completing job "+ref.JobID)
 }

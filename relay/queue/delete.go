@@ -18,38 +18,50 @@ func (q *Queue) Delete(ctx context.Context, id string) (store.Job, error) {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("%s: %w", what, err)
 	}
-	e, err := q.lookup(ctx, id)
+	if e := q.find(id); e != nil {
+		q.mu.Unlock()
+		return store.Job{}, fmt.Errorf("%s: %w", what, CheckDeletable(&store.Job{State: e.State()}))
+	}
+	_, rec, err := q.lookup(ctx, id)
 	if err != nil {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("%s: %w", what, err)
 	}
-	if err := CheckDeletable(&e.job); err != nil {
+	if err := CheckDeletable(rec); err != nil {
 		q.mu.Unlock()
 		return store.Job{}, fmt.Errorf("%s: %w", what, err)
 	}
-	if q.jobs[id] == e {
-		delete(q.jobs, id)
-		if k := (keyRef{e.job.Queue, e.job.IdempotencyKey}); q.keys[k] == e {
-			delete(q.keys, k)
-		}
-	}
-	k := store.QueueState{Queue: e.job.Queue, State: e.job.State}
-	if q.counts[k]--; q.counts[k] <= 0 {
-		delete(q.counts, k)
-	}
-	// Until the delete is durable the store still holds the record:
-	// lookup answers ErrNotFound for it meanwhile.
-	q.deleting[id]++
-	c := q.st.Delete(id)
-	j := e.job
+	c := q.remove([]store.Job{*rec})
 	q.mu.Unlock()
 	err = wait(c, what)
-	q.mu.Lock()
-	if q.deleting[id]--; q.deleting[id] <= 0 {
-		delete(q.deleting, id)
+	q.forgetDeleting(rec.ID)
+	return *rec, err
+}
+
+// remove hands the deletion of finished jobs to the store, keeping the
+// counts. Until it is durable the file still holds the records: lookup
+// answers ErrNotFound for them meanwhile (forgetDeleting ends that).
+func (q *Queue) remove(jobs []store.Job) *store.Commit {
+	ids := make([]string, len(jobs))
+	for i := range jobs {
+		k := store.QueueState{Queue: jobs[i].Queue, State: jobs[i].State}
+		if q.counts[k]--; q.counts[k] <= 0 {
+			delete(q.counts, k)
+		}
+		q.deleting[jobs[i].ID]++
+		ids[i] = jobs[i].ID
 	}
-	q.mu.Unlock()
-	return j, err
+	return q.st.Delete(ids...)
+}
+
+func (q *Queue) forgetDeleting(ids ...string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, id := range ids {
+		if q.deleting[id]--; q.deleting[id] <= 0 {
+			delete(q.deleting, id)
+		}
+	}
 }
 
 // deletable are the states a job may be deleted in.

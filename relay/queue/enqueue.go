@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -89,36 +90,48 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []NewJob) ([]Enqueued, error) 
 	now := time.Now()
 	out := make([]Enqueued, len(jobs))
 	var added []*entry
+	var recs []store.Job
+	var batchKeys map[keyRef]int // keys of this batch's new jobs → index in out
 	for i := range jobs {
 		n := &jobs[i]
 		if n.IdempotencyKey != "" {
+			k := keyRef{n.Queue, n.IdempotencyKey}
+			if first, ok := batchKeys[k]; ok {
+				out[i] = Enqueued{Job: out[first].Job, Existing: true}
+				continue
+			}
 			ex, err := q.byKey(ctx, n.Queue, n.IdempotencyKey)
 			if err != nil {
 				q.mu.Unlock()
 				return nil, fmt.Errorf("enqueueing: %w", err)
 			}
 			if ex != nil {
-				out[i] = Enqueued{Job: ex.job, Existing: true}
+				out[i] = Enqueued{Job: *ex, Existing: true}
 				continue
 			}
+			if batchKeys == nil {
+				batchKeys = map[keyRef]int{}
+			}
+			batchKeys[k] = i
 		}
-		e := q.newEntry(n, now)
-		q.addLive(e)
-		q.setState(e, store.Queued, now)
-		if now.Before(e.job.RunAfter) {
-			q.pushTimer(e, e.job.RunAfter)
+		tmp, j := q.newEntry(n, now)
+		e := q.add(&tmp)
+		q.setState(e, store.Queued)
+		if now.UnixNano() < e.runAfter {
+			q.pushTimer(e, e.runAfter)
 		} else {
 			q.makeReady(e)
 		}
 		added = append(added, e)
-		out[i] = Enqueued{Job: e.job}
+		recs = append(recs, j)
+		out[i] = Enqueued{Job: j}
 	}
 	var c *store.Commit
 	if len(added) > 0 {
-		c = q.write(added...)
-		for _, e := range added {
-			q.m.declare(e.job.Queue) // a new queue's series start at zero
-			q.m.enqueued.WithLabelValues(e.job.Queue).Inc()
+		c = q.write(recs, added)
+		for _, j := range recs {
+			q.m.declare(j.Queue) // a new queue's series start at zero
+			q.m.enqueued.WithLabelValues(j.Queue).Inc()
 		}
 		// Waiting workers get the new jobs now; their leases are written
 		// after the jobs, so they are durable no sooner.
@@ -133,29 +146,40 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []NewJob) ([]Enqueued, error) 
 	return out, nil
 }
 
-// byKey finds the job with an idempotency key: in memory (live, or
-// finished and not yet durable), else in the store.
-func (q *Queue) byKey(ctx context.Context, queue, key string) (*entry, error) {
-	if e := q.keys[keyRef{queue, key}]; e != nil {
-		return e, nil
-	}
+type keyRef struct{ queue, key string }
+
+// byKey finds the job with an idempotency key, as it is now; nil if there
+// is none. The store sees keys as soon as their jobs are handed to it.
+func (q *Queue) byKey(ctx context.Context, queue, key string) (*store.Job, error) {
 	id, ok, err := q.st.LookupKey(ctx, queue, key)
-	if err != nil || !ok {
+	if err != nil || !ok || q.deleting[id] > 0 {
 		return nil, err
 	}
-	return q.lookup(ctx, id)
+	j, err := q.current(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil // deleted meanwhile: the key is free
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &j, nil
 }
 
-func (q *Queue) newEntry(n *NewJob, now time.Time) *entry {
+// newEntry is the entry and first record of a new job.
+func (q *Queue) newEntry(n *NewJob, now time.Time) (entry, store.Job) {
+	id := q.ids.nextBytes(now)
 	j := store.Job{
-		ID:             q.ids.next(now),
+		ID:             q.idString(id),
 		Queue:          n.Queue,
+		State:          store.Queued,
 		Payload:        n.Payload,
+		PayloadSize:    len(n.Payload),
 		MaxAttempts:    n.MaxAttempts,
 		LeaseDuration:  n.LeaseDuration,
 		IdempotencyKey: n.IdempotencyKey,
 		RunAfter:       now,
 		CreatedAt:      now,
+		UpdatedAt:      now,
 	}
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = q.opts.DefaultMaxAttempts
@@ -166,5 +190,15 @@ func (q *Queue) newEntry(n *NewJob, now time.Time) *entry {
 	if n.RunAfter.After(now) {
 		j.RunAfter = n.RunAfter
 	}
-	return &entry{job: j, heapIdx: -1}
+	e := entry{
+		id:       id,
+		runAfter: j.RunAfter.UnixNano(),
+		leaseDur: j.LeaseDuration,
+		maxAtt:   j.MaxAttempts,
+		size:     uint32(len(n.Payload)),
+		heapIdx:  -1,
+		queue:    q.names.intern(n.Queue),
+		slot:     noSlot,
+	}
+	return e, j
 }

@@ -9,15 +9,14 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
-// sweepEvery is how often finished jobs whose records are durable are
-// dropped from memory when no timer is due sooner.
-const sweepEvery = time.Second
+// idleWake is how often run looks at the timers when none is due sooner.
+const idleWake = time.Second
 
-// run fires timers (lease deadlines, jobs becoming ready) and sweeps
-// finished jobs, until Close.
+// run fires timers (lease deadlines, jobs becoming ready) and prunes
+// finished jobs past the retention, until Close.
 func (q *Queue) run() {
 	defer close(q.stopped)
-	t := time.NewTimer(sweepEvery)
+	t := time.NewTimer(idleWake)
 	defer t.Stop()
 	for {
 		select {
@@ -34,12 +33,13 @@ func (q *Queue) run() {
 		q.mu.Lock()
 		now := time.Now()
 		q.fire(now)
-		q.sweep()
-		wake := now.Add(sweepEvery)
+		q.shrink()
+		wake := now.Add(idleWake)
 		if !q.next.IsZero() && q.next.Before(wake) {
 			wake = q.next
 		}
 		q.mu.Unlock()
+		q.maybePrune(now)
 		t.Reset(max(time.Until(wake), time.Millisecond))
 	}
 }
@@ -48,25 +48,30 @@ func (q *Queue) run() {
 // held-back jobs become ready, and parked long polls get what is ready.
 func (q *Queue) fire(now time.Time) {
 	var expired []*entry
+	var recs []store.Job
 	readied := false
-	for q.timers.Len() > 0 && !q.timers[0].at.After(now) {
+	nowNS := now.UnixNano()
+	for q.timers.Len() > 0 && q.timers[0].at <= nowNS {
 		t := heap.Pop(&q.timers).(timer)
-		e := t.e
-		if !e.timerAt.Equal(t.at) || q.jobs[e.job.ID] != e {
+		if t.slot >= q.arena.n {
+			continue
+		}
+		e := q.arena.at(t.slot)
+		if slot, ok := q.byID.get(e.id); !ok || slot != t.slot || e.timerAt != t.at {
 			continue // stale: the job has a newer timer, or is gone
 		}
-		e.timerAt = time.Time{}
-		switch e.job.State {
+		e.timerAt = 0
+		switch e.State() {
 		case store.Leased:
-			if now.Before(e.job.LeaseDeadline) {
-				q.pushTimer(e, e.job.LeaseDeadline) // extended by heartbeats
+			if nowNS < e.deadline {
+				q.pushTimer(e, e.deadline) // extended by heartbeats
 				continue
 			}
-			q.expire(e, now)
+			recs = append(recs, q.expire(e, now))
 			expired = append(expired, e)
 		case store.Queued, store.Retrying:
-			if now.Before(e.job.RunAfter) {
-				q.pushTimer(e, e.job.RunAfter)
+			if nowNS < e.runAfter {
+				q.pushTimer(e, e.runAfter)
 				continue
 			}
 			q.makeReady(e)
@@ -75,10 +80,10 @@ func (q *Queue) fire(now time.Time) {
 	}
 	q.next = time.Time{}
 	if q.timers.Len() > 0 {
-		q.next = q.timers[0].at
+		q.next = time.Unix(0, q.timers[0].at)
 	}
 	if len(expired) > 0 {
-		q.write(expired...)
+		q.write(recs, expired)
 		q.log.Info("leases expired", "jobs", len(expired))
 	}
 	if readied || len(expired) > 0 {
@@ -86,12 +91,26 @@ func (q *Queue) fire(now time.Time) {
 	}
 }
 
-// expire ends a lease whose deadline passed: a failed attempt.
-func (q *Queue) expire(e *entry, now time.Time) {
-	j := &e.job
-	j.LastError = fmt.Sprintf("lease expired: worker %s neither settled attempt %d nor heartbeat it by %s",
-		j.LeasedBy, j.Attempt, j.LeaseDeadline.UTC().Format(time.RFC3339Nano))
-	j.LeaseEnd = store.EndExpired
-	q.m.expirations.WithLabelValues(j.Queue).Inc()
-	q.failed(e, now, false, useBackoff)
+// expire ends a lease whose deadline passed: a failed attempt. It returns
+// the job's record to write.
+func (q *Queue) expire(e *entry, now time.Time) store.Job {
+	lastErr := fmt.Sprintf("lease expired: worker %s neither settled attempt %d nor heartbeat it by %s",
+		q.names.name(e.worker), e.attempt, timeOf(e.deadline).UTC().Format(time.RFC3339Nano))
+	e.end = leaseEndCode(store.EndExpired)
+	q.m.expirations.WithLabelValues(q.names.name(e.queue)).Inc()
+	q.failed(e, now, false, useBackoff, lastErr)
+	rec := q.jobOf(e, now)
+	rec.LastError = lastErr
+	return rec
+}
+
+// shrink gives the index's memory back once no job is live: a drained
+// backlog of a million leaves no 130 MiB behind.
+func (q *Queue) shrink() {
+	if q.live > 0 || q.arena.n == 0 {
+		return
+	}
+	q.arena.reset()
+	q.byID.reset()
+	q.timers = nil // every timer left is stale
 }

@@ -36,38 +36,39 @@ func (q *Queue) Fail(ctx context.Context, worker string, ref Ref, msg string, pe
 		q.mu.Unlock()
 		return FailResult{}, fmt.Errorf("failing job %s: %w", ref.JobID, err)
 	}
-	e, err := q.lookup(ctx, ref.JobID)
+	e, _, err := q.lookup(ctx, ref.JobID)
 	if err != nil {
 		q.mu.Unlock()
 		return FailResult{}, fmt.Errorf("failing job %s: %w", ref.JobID, err)
 	}
 	switch {
-	case holds(e, worker, ref):
-	case sameLease(e, worker, ref) && e.job.LeaseEnd == store.EndFailed:
-		res := FailResult{State: e.job.State, Duplicate: true}
-		if e.job.State == store.Retrying {
-			res.NextAttempt = e.job.RunAfter
+	case q.holds(e, worker, ref):
+	case q.sameLease(e, worker, ref) && e.LeaseEnd() == store.EndFailed:
+		res := FailResult{State: e.State(), Duplicate: true}
+		if res.State == store.Retrying {
+			res.NextAttempt = timeOf(e.runAfter)
 		}
 		q.mu.Unlock()
 		return res, nil
 	default:
-		reason := lossReason(e, ref)
+		reason := q.lossReason(e, ref)
 		q.m.fenced.WithLabelValues("fail").Inc()
 		q.mu.Unlock()
 		return FailResult{}, fmt.Errorf("failing job %s attempt %d: %w: %s", ref.JobID, ref.Attempt, ErrLeaseLost, reason)
 	}
 	now := time.Now()
-	e.job.LastError = msg
-	e.job.LeaseEnd = store.EndFailed
+	e.end = leaseEndCode(store.EndFailed)
 	if retryAfter == 0 {
 		retryAfter = useBackoff
 	}
-	q.failed(e, now, permanent, retryAfter)
-	res := FailResult{State: e.job.State}
-	if e.job.State == store.Retrying {
-		res.NextAttempt = e.job.RunAfter
+	q.failed(e, now, permanent, retryAfter, msg)
+	res := FailResult{State: e.State()}
+	if res.State == store.Retrying {
+		res.NextAttempt = timeOf(e.runAfter)
 	}
-	c := q.write(e)
+	rec := q.jobOf(e, now)
+	rec.LastError = msg
+	c := q.write1(rec, e)
 	q.dispatch(now)
 	q.mu.Unlock()
 	return res, wait(c, "failing job "+ref.JobID)
@@ -76,47 +77,55 @@ func (q *Queue) Fail(ctx context.Context, worker string, ref Ref, msg string, pe
 // failed moves a job whose lease just ended badly on: cancelled if that
 // was asked for, failed if permanent, dead on its last attempt, else
 // retrying after retryAfter (useBackoff for its backoff, 0 for at once).
-func (q *Queue) failed(e *entry, now time.Time, permanent bool, retryAfter time.Duration) {
-	j := &e.job
+// lastErr is why, for the log.
+func (q *Queue) failed(e *entry, now time.Time, permanent bool, retryAfter time.Duration, lastErr string) {
 	q.unhold(e)
-	out := AfterFailure(j, permanent, retryAfter, q.opts.Backoff)
-	q.setState(e, out.State, now)
+	j := store.Job{CancelRequested: e.cancel, Attempt: e.attempt, MaxAttempts: e.maxAtt}
+	out := AfterFailure(&j, permanent, retryAfter, q.opts.Backoff)
+	q.setState(e, out.State)
+	name := q.names.name(e.queue)
 	switch out.State {
 	case store.Cancelled, store.Failed:
-		q.finish(e, now)
+		q.finish(e)
 	case store.Dead:
-		q.finish(e, now)
-		q.log.Warn("job is dead: out of attempts", "job", j.ID, "queue", j.Queue, "attempts", j.Attempt, "last_error", j.LastError)
+		q.finish(e)
+		q.log.Warn("job is dead: out of attempts", "job", q.idString(e.id), "queue", name, "attempts", e.attempt, "last_error", lastErr)
 	default:
-		j.RunAfter = now.Add(out.Delay)
+		e.runAfter = now.Add(out.Delay).UnixNano()
 		if out.Delay == 0 {
 			q.makeReady(e)
 		} else {
-			q.pushTimer(e, j.RunAfter)
+			q.pushTimer(e, e.runAfter)
 		}
 	}
-	q.m.failures.WithLabelValues(j.Queue, string(j.State)).Inc()
+	q.m.failures.WithLabelValues(name, string(out.State)).Inc()
 }
 
 // lossReason says why ref does not name e's current lease.
-func lossReason(e *entry, ref Ref) string {
-	j := &e.job
+func (q *Queue) lossReason(e *entry, ref Ref) string {
+	return lossReason(e.State(), e.LeaseEnd(), e.attempt, timeOf(e.deadline), sameLeaseToken(e, ref), ref)
+}
+
+// lossReason says why ref does not name the lease of a job in state st
+// whose last lease (attempt, ending end, deadline) has the token ref has
+// if tokenOK.
+func lossReason(st store.State, end store.LeaseEnd, attempt uint32, deadline time.Time, tokenOK bool, ref Ref) string {
 	switch {
-	case j.Attempt != ref.Attempt:
-		return fmt.Sprintf("attempt %d is the job's current one (state %s)", j.Attempt, j.State)
-	case !sameLeaseToken(e, ref):
+	case attempt != ref.Attempt:
+		return fmt.Sprintf("attempt %d is the job's current one (state %s)", attempt, st)
+	case !tokenOK:
 		return "the lease token or worker does not match"
-	case j.State == store.Leased:
+	case st == store.Leased:
 		return "the lease is held"
-	case j.LeaseEnd == store.EndExpired:
-		return fmt.Sprintf("the lease expired at %s and the job is %s", j.LeaseDeadline.UTC().Format(time.RFC3339Nano), j.State)
+	case end == store.EndExpired:
+		return fmt.Sprintf("the lease expired at %s and the job is %s", deadline.UTC().Format(time.RFC3339Nano), st)
 	default:
-		return fmt.Sprintf("the job is %s", j.State)
+		return fmt.Sprintf("the job is %s", st)
 	}
 }
 
 func sameLeaseToken(e *entry, ref Ref) bool {
-	return len(ref.Token) > 0 && string(e.job.LeaseToken) == string(ref.Token)
+	return len(ref.Token) == len(e.token) && e.token != ([16]byte{}) && string(e.token[:]) == string(ref.Token)
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.

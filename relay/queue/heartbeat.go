@@ -32,41 +32,50 @@ func (q *Queue) Heartbeat(worker string, refs []Ref, allHeld bool) ([]LeaseStatu
 	}
 	now := time.Now()
 	out := make([]LeaseStatus, len(refs))
+	nowNS := now.UnixNano()
 	for i, ref := range refs {
 		out[i] = LeaseStatus{JobID: ref.JobID, State: proto.LeaseLost}
-		e := q.jobs[ref.JobID]
-		if e == nil || !holds(e, worker, ref) {
+		e := q.find(ref.JobID)
+		if e == nil || !q.holds(e, worker, ref) {
 			q.m.fenced.WithLabelValues("heartbeat").Inc()
 			continue
 		}
-		if d := now.Add(e.job.LeaseDuration); d.After(e.job.LeaseDeadline) {
-			e.job.LeaseDeadline = d
+		if d := now.Add(e.leaseDur).UnixNano(); d > e.deadline {
+			e.deadline = d
 		}
-		out[i].Deadline = e.job.LeaseDeadline
-		if e.job.CancelRequested {
+		out[i].Deadline = timeOf(e.deadline)
+		if e.cancel {
 			out[i].State = proto.LeaseCancelRequested
 		} else {
 			out[i].State = proto.LeaseHeld
 		}
 	}
-	if allHeld {
-		listed := make(map[string]bool, len(refs))
+	wi, known := q.names.lookup(worker)
+	if allHeld && known {
+		listed := make(map[[16]byte]bool, len(refs))
 		for _, ref := range refs {
-			listed[ref.JobID] = true
+			if id, ok := parseID(ref.JobID); ok {
+				listed[id] = true
+			}
 		}
 		var released []*entry
-		for id, e := range q.held[worker] {
-			if listed[id] || now.Sub(e.job.LeasedAt) < q.opts.ReleaseGrace {
+		var recs []store.Job
+		for slot := range q.held[wi] {
+			e := q.arena.at(slot)
+			if listed[e.id] || time.Duration(nowNS-e.leasedAt) < q.opts.ReleaseGrace {
 				continue
 			}
-			e.job.LastError = fmt.Sprintf("released: worker %s no longer holds the lease of attempt %d", worker, e.job.Attempt)
-			e.job.LeaseEnd = store.EndReleased
-			q.m.released.WithLabelValues(e.job.Queue).Inc()
-			q.failed(e, now, false, 0)
+			lastErr := fmt.Sprintf("released: worker %s no longer holds the lease of attempt %d", worker, e.attempt)
+			e.end = leaseEndCode(store.EndReleased)
+			q.m.released.WithLabelValues(q.names.name(e.queue)).Inc()
+			q.failed(e, now, false, 0, lastErr)
+			rec := q.jobOf(e, now)
+			rec.LastError = lastErr
 			released = append(released, e)
+			recs = append(recs, rec)
 		}
 		if len(released) > 0 {
-			q.write(released...)
+			q.write(recs, released)
 			q.log.Info("leases released: the worker's heartbeat does not list them", "worker", worker, "jobs", len(released))
 			q.dispatch(now)
 		}

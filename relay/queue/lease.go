@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -35,7 +34,7 @@ type waiter struct {
 	maxBytes int
 	bytes    int
 
-	jobs     []store.Job
+	jobs     []store.Job // their records, without payloads until Lease reads them
 	commit   *store.Commit
 	servedAt time.Time
 	done     chan struct{} // closed when served while parked
@@ -56,7 +55,10 @@ func (q *Queue) Lease(ctx context.Context, r LeaseRequest) ([]store.Job, error) 
 		q.mu.Unlock()
 		return nil, fmt.Errorf("leasing: %w", err)
 	}
-	held := len(q.held[r.Worker])
+	held := 0
+	if wi, ok := q.names.lookup(r.Worker); ok {
+		held = len(q.held[wi])
+	}
 	room := q.opts.MaxLeasesPerWorker - held
 	if room <= 0 {
 		q.mu.Unlock()
@@ -96,8 +98,40 @@ func (q *Queue) Lease(ctx context.Context, r LeaseRequest) ([]store.Job, error) 
 	if err := wait(c, "leasing"); err != nil {
 		return nil, err
 	}
+	jobs, err := q.payloads(ctx, r.Worker, jobs)
+	if err != nil {
+		return nil, err
+	}
 	q.m.leaseLatency.Observe(time.Since(servedAt).Seconds())
 	return jobs, nil
+}
+
+// payloads reads the payloads (and creation times) of leased jobs from the store, once their
+// leases are durable (a job's body is written before any lease of it).
+// A job whose record is gone meanwhile (it can only have been finished
+// and deleted) is left out of the answer.
+func (q *Queue) payloads(ctx context.Context, worker string, jobs []store.Job) ([]store.Job, error) {
+	ids := make([]string, len(jobs))
+	for i := range jobs {
+		ids[i] = jobs[i].ID
+	}
+	bodies, found, err := q.st.Bodies(ctx, ids)
+	if err != nil {
+		refs := make([]Ref, len(jobs))
+		for i, j := range jobs {
+			refs[i] = Ref{JobID: j.ID, Attempt: j.Attempt, Token: j.LeaseToken}
+		}
+		q.Unlease(worker, refs)
+		return nil, fmt.Errorf("leasing: %w", err)
+	}
+	out := jobs[:0]
+	for i := range jobs {
+		if found[i] {
+			jobs[i].Payload, jobs[i].CreatedAt, jobs[i].IdempotencyKey = bodies[i].Payload, bodies[i].CreatedAt, bodies[i].IdempotencyKey
+			out = append(out, jobs[i])
+		}
+	}
+	return out, nil
 }
 
 // checkLease checks a Lease call's fields.
@@ -140,19 +174,19 @@ func (q *Queue) serve(w *waiter, now time.Time) {
 		if e == nil {
 			break
 		}
-		if w.maxBytes > 0 && len(w.jobs) > 0 && w.bytes+len(e.job.Payload) > w.maxBytes {
+		if w.maxBytes > 0 && len(w.jobs) > 0 && w.bytes+int(e.size) > w.maxBytes {
 			break
 		}
 		q.removeReady(e)
 		q.lease(e, w.worker, now)
-		w.jobs = append(w.jobs, e.job)
-		w.bytes += len(e.job.Payload)
+		w.jobs = append(w.jobs, q.jobOf(e, now))
+		w.bytes += int(e.size)
 		leased = append(leased, e)
 	}
 	if len(leased) == 0 {
 		return
 	}
-	w.commit = q.write(leased...)
+	w.commit = q.write(slices.Clone(w.jobs[len(w.jobs)-len(leased):]), leased)
 	w.servedAt = now
 	if w.parked {
 		q.unpark(w)
@@ -179,11 +213,15 @@ func (q *Queue) oldestReady(queues []string) *entry {
 		if q.paused[name] {
 			continue
 		}
-		h := q.ready[name]
+		qi, ok := q.names.lookup(name)
+		if !ok {
+			continue
+		}
+		h := q.ready[qi]
 		if h == nil || h.Len() == 0 {
 			continue
 		}
-		if e := (*h)[0]; best == nil || before(e, best) {
+		if e := h.top(); best == nil || before(e, best) {
 			best = e
 		}
 	}
@@ -192,32 +230,32 @@ func (q *Queue) oldestReady(queues []string) *entry {
 
 // lease gives e to worker: a new attempt, token and deadline.
 func (q *Queue) lease(e *entry, worker string, now time.Time) {
-	j := &e.job
-	q.m.jobWait.Observe(now.Sub(j.RunAfter).Seconds())
-	q.setState(e, store.Leased, now)
-	j.Attempt++
-	j.LeaseToken = newToken()
-	j.LeasedBy = worker
-	j.LeasedAt = now
-	j.LeaseDeadline = now.Add(j.LeaseDuration)
-	j.LeaseEnd = ""
-	q.holdings(worker)[j.ID] = e
-	q.pushTimer(e, j.LeaseDeadline)
-	q.m.leases.WithLabelValues(j.Queue).Inc()
-	if j.Attempt > 1 {
-		q.m.redeliveries.WithLabelValues(j.Queue).Inc()
+	name := q.names.name(e.queue)
+	q.m.jobWait.Observe(now.Sub(timeOf(e.runAfter)).Seconds())
+	q.setState(e, store.Leased)
+	e.attempt++
+	e.token = newToken()
+	e.worker = q.names.intern(worker)
+	e.leasedAt = now.UnixNano()
+	e.deadline = now.Add(e.leaseDur).UnixNano()
+	e.end = 0
+	q.hold(e)
+	q.pushTimer(e, e.deadline)
+	q.m.leases.WithLabelValues(name).Inc()
+	if e.attempt > 1 {
+		q.m.redeliveries.WithLabelValues(name).Inc()
 	}
 }
 
 // holds reports whether ref names e's current lease, held by worker.
-func holds(e *entry, worker string, ref Ref) bool {
-	return e.job.State == store.Leased && sameLease(e, worker, ref)
+func (q *Queue) holds(e *entry, worker string, ref Ref) bool {
+	return e.State() == store.Leased && q.sameLease(e, worker, ref)
 }
 
 // sameLease reports whether ref names e's current or last lease, by
 // worker.
-func sameLease(e *entry, worker string, ref Ref) bool {
-	return e.job.Attempt == ref.Attempt && e.job.LeasedBy == worker && len(ref.Token) > 0 && bytes.Equal(e.job.LeaseToken, ref.Token)
+func (q *Queue) sameLease(e *entry, worker string, ref Ref) bool {
+	return e.attempt == ref.Attempt && q.names.name(e.worker) == worker && sameLeaseToken(e, ref)
 }
 
 // Unlease undoes leases whose Lease answer could not be sent: the jobs are
@@ -231,23 +269,22 @@ func (q *Queue) Unlease(worker string, refs []Ref) {
 	now := time.Now()
 	var undone []*entry
 	for _, ref := range refs {
-		e := q.jobs[ref.JobID]
-		if e == nil || !holds(e, worker, ref) {
+		e := q.find(ref.JobID)
+		if e == nil || !q.holds(e, worker, ref) {
 			continue
 		}
 		q.unhold(e)
-		q.setState(e, store.Queued, now)
-		e.job.Attempt--
-		e.job.LeaseToken = nil
-		e.job.LeasedBy = ""
-		e.job.LeasedAt = time.Time{}
-		e.job.LeaseDeadline = time.Time{}
-		e.job.RunAfter = now
+		q.setState(e, store.Queued)
+		e.attempt--
+		e.token = [16]byte{}
+		e.worker = 0
+		e.leasedAt, e.deadline = 0, 0
+		e.runAfter = now.UnixNano()
 		q.makeReady(e)
 		undone = append(undone, e)
 	}
 	if len(undone) > 0 {
-		q.write(undone...)
+		q.writeAll(undone, now)
 		q.log.Info("leases undone: the answer could not be sent", "worker", worker, "jobs", len(undone))
 		q.dispatch(now)
 	}

@@ -42,23 +42,28 @@ type Options struct {
 	// MaxLeasesPerWorker bounds how many leases one worker holds (1000).
 	MaxLeasesPerWorker int
 	// MaxLiveJobs and MaxLiveBytes bound the jobs (and payload bytes) not
-	// yet finished, which relay holds in memory: an enqueue past them is
-	// refused with ErrFull (DefaultMaxLiveJobs, DefaultMaxLiveBytes).
+	// yet finished: an enqueue past them is refused with ErrFull
+	// (DefaultMaxLiveJobs, DefaultMaxLiveBytes). Memory holds an index
+	// entry per live job; payloads are in the store.
 	MaxLiveJobs  int
 	MaxLiveBytes int64
 	// MaxBacklog is how many store writes may wait for a commit before
 	// new work is refused with ErrOverloaded (10,000).
 	MaxBacklog int
+	// Retain is how long succeeded, dead and cancelled jobs are kept
+	// before they and their idempotency keys are deleted (as relay/pgqueue
+	// does); zero keeps them.
+	Retain time.Duration
 }
 
-// The live-job defaults are sized for the shipped relay pod's 1 GiB memory
-// limit, from measurements of this queue with 100-byte payloads: ~1.4 KiB
-// of RSS per queued job (200,000 queued: 284 MiB) and ~2.5 bytes of memory
-// per payload byte. Both bounds full at once come to about 600 MiB, so
-// relay answers 429 well before the kernel would kill it.
+// The live-job defaults, measured with relay serve (docs/relay.md): a
+// live job costs ~130 bytes of memory (its index entry and id slot; the
+// payload is on disk), so 2,000,000 queued small jobs are about a third of
+// the shipped relay pod's 1 GiB limit, and payloads are bounded by what
+// the volume (10 GiB shipped) should give the backlog.
 const (
-	DefaultMaxLiveJobs  = 200_000
-	DefaultMaxLiveBytes = 128 << 20
+	DefaultMaxLiveJobs  = 2_000_000
+	DefaultMaxLiveBytes = 1 << 30
 )
 
 func (o *Options) setDefaults() {
@@ -164,44 +169,27 @@ type Queue struct {
 
 	mu       sync.Mutex
 	closed   bool
-	paused   map[string]bool              // queues whose jobs are not leased
-	deleting map[string]int               // ids whose deletion is not yet durable
-	jobs     map[string]*entry            // live jobs, and finished ones until their record is durable
-	ready    map[string]*readyHeap        // per queue: jobs that may be leased now
-	nready   int                          // jobs in all ready heaps
-	timers   timerHeap                    // when a lease expires or a job becomes ready
-	held     map[string]map[string]*entry // per worker: its leased jobs
-	keys     map[keyRef]*entry            // idempotency keys of jobs in jobs
-	waiters  []*waiter                    // parked long polls, oldest first
-	settling []settle                     // finished jobs waiting for their record to be durable
+	paused   map[string]bool                // queues whose jobs are not leased
+	deleting map[string]int                 // ids whose deletion is not yet durable
+	arena    arena                          // the live jobs' entries
+	byID     idTable                        // live job id → arena slot
+	names    names                          // queue and worker names the entries refer to
+	ready    map[uint32]*readyHeap          // per queue: jobs that may be leased now
+	nready   int                            // jobs in all ready heaps
+	timers   timerHeap                      // when a lease expires or a job becomes ready
+	held     map[uint32]map[uint32]struct{} // per worker: the slots of its leased jobs
+	waiters  []*waiter                      // parked long polls, oldest first
 	counts   map[store.QueueState]int
 	live     int
 	bytes    int64
 	seq      uint64
 	ids      idGen
 	next     time.Time // when run next wakes for timers
+	pruned   time.Time // when run last pruned
 
 	kick    chan struct{}
 	closing chan struct{}
 	stopped chan struct{}
-}
-
-// entry is one job in memory.
-type entry struct {
-	job     store.Job
-	seq     uint64    // ready order among jobs ready at the same time
-	heapIdx int       // in its queue's ready heap, or -1
-	timerAt time.Time // the pending timer, or zero
-	ver     uint64    // records handed to the store
-	live    bool      // counted in q.live and q.bytes
-}
-
-type keyRef struct{ queue, key string }
-
-type settle struct {
-	c   *store.Commit
-	e   *entry
-	ver uint64
 }
 
 // Open loads the live jobs from the store and starts the queue.
@@ -214,16 +202,15 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		opts:     opts,
 		st:       opts.Store,
 		log:      opts.Logger,
-		jobs:     map[string]*entry{},
-		ready:    map[string]*readyHeap{},
-		held:     map[string]map[string]*entry{},
-		keys:     map[keyRef]*entry{},
+		ready:    map[uint32]*readyHeap{},
+		held:     map[uint32]map[uint32]struct{}{},
 		paused:   map[string]bool{},
 		deleting: map[string]int{},
 		kick:     make(chan struct{}, 1),
 		closing:  make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
+	q.byID.a = &q.arena
 	var err error
 	if q.counts, err = q.st.Counts(ctx); err != nil {
 		return nil, fmt.Errorf("opening queue: %w", err)
@@ -248,31 +235,34 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// load brings the store's live jobs into memory. Leases get the restart
+// load builds the index of the store's live jobs. Leases get the restart
 // grace.
 func (q *Queue) load(ctx context.Context, now time.Time) error {
 	var leased, ready, later int
 	err := q.st.Live(ctx, func(j store.Job) error {
-		e := &entry{job: j, heapIdx: -1}
-		q.addLive(e)
+		tmp, ok := q.entryOf(&j)
+		if !ok {
+			return fmt.Errorf("job %q: not an id this relay makes", j.ID)
+		}
+		e := q.add(&tmp)
 		switch j.State {
 		case store.Leased:
 			grace := q.opts.RestartGrace
 			if grace <= 0 {
 				grace = j.LeaseDuration
 			}
-			if d := now.Add(grace); j.LeaseDeadline.Before(d) {
-				e.job.LeaseDeadline = d
+			if d := now.Add(grace).UnixNano(); e.deadline < d {
+				e.deadline = d
 			}
-			q.holdings(j.LeasedBy)[j.ID] = e
-			q.pushTimer(e, e.job.LeaseDeadline)
+			q.hold(e)
+			q.pushTimer(e, e.deadline)
 			leased++
 		default:
-			if !now.Before(j.RunAfter) {
+			if now.UnixNano() >= e.runAfter {
 				q.makeReady(e)
 				ready++
 			} else {
-				q.pushTimer(e, j.RunAfter)
+				q.pushTimer(e, e.runAfter)
 				later++
 			}
 		}
@@ -323,130 +313,145 @@ func (q *Queue) usable() error {
 	return nil
 }
 
-// addLive starts tracking e as a live job.
-func (q *Queue) addLive(e *entry) {
-	q.jobs[e.job.ID] = e
-	if e.job.IdempotencyKey != "" {
-		q.keys[keyRef{e.job.Queue, e.job.IdempotencyKey}] = e
+// add puts a copy of e in the index as a live job.
+func (q *Queue) add(e *entry) *entry {
+	p := q.arena.alloc(e)
+	p.heapIdx, p.timerAt = -1, 0
+	q.byID.put(p.id, p.slot)
+	q.live++
+	q.bytes += int64(p.size)
+	return p
+}
+
+// drop takes a job that just finished out of memory: from now on the
+// store answers for it (it sees the finishing record as soon as it is
+// handed over). A job read from the store is not in memory.
+func (q *Queue) drop(e *entry) {
+	if e.slot == noSlot {
+		return
 	}
-	if !e.live {
-		e.live = true
-		q.live++
-		q.bytes += int64(len(e.job.Payload))
-	}
+	q.removeReady(e)
+	q.unhold(e)
+	q.byID.remove(e.id)
+	q.live--
+	q.bytes -= int64(e.size)
+	q.arena.release(e)
 }
 
 // setState moves e to st, keeping the counts.
-func (q *Queue) setState(e *entry, st store.State, now time.Time) {
-	q.rate.moved(e.job.Queue, e.job.State, st, now)
-	if old := e.job.State; old != "" {
-		k := store.QueueState{Queue: e.job.Queue, State: old}
+func (q *Queue) setState(e *entry, st store.State) {
+	name := q.names.name(e.queue)
+	q.rate.moved(name, e.State(), st, time.Now())
+	if old := e.State(); old != "" {
+		k := store.QueueState{Queue: name, State: old}
 		if q.counts[k]--; q.counts[k] <= 0 {
 			delete(q.counts, k)
 		}
 	}
-	q.counts[store.QueueState{Queue: e.job.Queue, State: st}]++
-	e.job.State = st
-	e.job.UpdatedAt = now
+	q.counts[store.QueueState{Queue: name, State: st}]++
+	e.state = stateCode(st)
 }
 
-// finish takes a job that just reached an end state out of the live
-// structures; it stays in q.jobs until its record is durable.
-func (q *Queue) finish(e *entry, now time.Time) {
+// finish takes a job that just reached an end state out of the ready
+// heap and its worker's leases; write then drops it from memory.
+func (q *Queue) finish(e *entry) {
 	q.removeReady(e)
 	q.unhold(e)
-	e.job.FinishedAt = now
-	if e.live {
-		e.live = false
-		q.live--
-		q.bytes -= int64(len(e.job.Payload))
+}
+
+// hold records e as leased by its worker.
+func (q *Queue) hold(e *entry) {
+	h := q.held[e.worker]
+	if h == nil {
+		h = map[uint32]struct{}{}
+		q.held[e.worker] = h
 	}
+	h[e.slot] = struct{}{}
 }
 
 // unhold takes e out of its worker's leases.
 func (q *Queue) unhold(e *entry) {
-	if h := q.held[e.job.LeasedBy]; h != nil && h[e.job.ID] == e {
-		delete(h, e.job.ID)
-		if len(h) == 0 {
-			delete(q.held, e.job.LeasedBy)
+	if e.slot == noSlot {
+		return
+	}
+	if h := q.held[e.worker]; h != nil {
+		if _, ok := h[e.slot]; ok {
+			delete(h, e.slot)
+			if len(h) == 0 {
+				delete(q.held, e.worker)
+			}
 		}
 	}
 }
 
-// write hands the records of es to the store, in order.
-func (q *Queue) write(es ...*entry) *store.Commit {
-	jobs := make([]store.Job, len(es))
-	for i, e := range es {
-		e.ver++
-		jobs[i] = e.job
-	}
-	c := q.st.Write(jobs...)
+// write hands the records of jobs to the store, in order, and drops the
+// finished ones from memory. Each record is jobOf its entry, with what
+// the caller adds (a last error, a result).
+func (q *Queue) write(recs []store.Job, es []*entry) *store.Commit {
+	c := q.st.Write(recs...)
 	for _, e := range es {
-		if e.job.State.Terminal() {
-			q.settling = append(q.settling, settle{c: c, e: e, ver: e.ver})
+		if e.State().Terminal() {
+			q.drop(e)
 		}
 	}
 	return c
 }
 
-// sweep forgets finished jobs whose records are durable: from then on the
-// store answers for them.
-func (q *Queue) sweep() {
-	n := 0
-	for _, s := range q.settling {
-		select {
-		case <-s.c.Done():
-		default:
-			q.settling[n] = s
-			n++
-			continue
-		}
-		if q.jobs[s.e.job.ID] == s.e && s.e.ver == s.ver && s.e.job.State.Terminal() {
-			delete(q.jobs, s.e.job.ID)
-			k := keyRef{s.e.job.Queue, s.e.job.IdempotencyKey}
-			if q.keys[k] == s.e {
-				delete(q.keys, k)
-			}
-		}
-	}
-	clear(q.settling[n:])
-	q.settling = q.settling[:n]
+// write1 is write of one entry's record.
+func (q *Queue) write1(rec store.Job, e *entry) *store.Commit {
+	return q.write([]store.Job{rec}, []*entry{e})
 }
 
-// lookup finds a job: in memory if it is live (or just finished), else in
-// the store. A job from the store is not in q.jobs; adopt puts it there
-// before it changes.
-func (q *Queue) lookup(ctx context.Context, id string) (*entry, error) {
-	if e := q.jobs[id]; e != nil {
-		return e, nil
+// writeAll is write of entries' records as they are.
+func (q *Queue) writeAll(es []*entry, now time.Time) *store.Commit {
+	recs := make([]store.Job, len(es))
+	for i, e := range es {
+		recs[i] = q.jobOf(e, now)
+	}
+	return q.write(recs, es)
+}
+
+// lookup finds a job: its live entry, else an entry (not in memory) for
+// its record in the store; adopt makes such an entry live. rec is the
+// store's record when it was read.
+func (q *Queue) lookup(ctx context.Context, id string) (e *entry, rec *store.Job, err error) {
+	if e := q.find(id); e != nil {
+		return e, nil, nil
 	}
 	if q.deleting[id] > 0 {
-		return nil, store.ErrNotFound
+		return nil, nil, store.ErrNotFound
 	}
 	j, err := q.st.Get(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &entry{job: j, heapIdx: -1}, nil
+	tmp, ok := q.entryOf(&j)
+	if !ok {
+		return nil, nil, fmt.Errorf("job %q: not an id this relay makes", id)
+	}
+	return &tmp, &j, nil
 }
 
-// adopt makes a job read from the store the one in memory.
-func (q *Queue) adopt(e *entry) {
-	if q.jobs[e.job.ID] == nil {
-		q.jobs[e.job.ID] = e
-		if e.job.IdempotencyKey != "" {
-			q.keys[keyRef{e.job.Queue, e.job.IdempotencyKey}] = e
-		}
+// adopt makes an entry lookup read from the store live again.
+func (q *Queue) adopt(e *entry) *entry {
+	if e.slot != noSlot {
+		return e
 	}
+	return q.add(e)
 }
 
-func (q *Queue) holdings(worker string) map[string]*entry {
-	h := q.held[worker]
-	if h == nil {
-		h = map[string]*entry{}
-		q.held[worker] = h
+// current is the job as it is now: the store's record (which every change
+// is handed to at once) with what only memory has, a heartbeat's later
+// lease deadline.
+func (q *Queue) current(ctx context.Context, id string) (store.Job, error) {
+	j, err := q.st.Get(ctx, id)
+	if err != nil {
+		return store.Job{}, err
 	}
-	return h
+	if e := q.find(id); e != nil && e.State() == store.Leased && e.state == stateCode(j.State) && e.attempt == j.Attempt {
+		j.LeaseDeadline = timeOf(e.deadline)
+	}
+	return j, nil
 }
 
 // wait waits for c; the store's commits are bounded by the disk, so it

@@ -10,23 +10,11 @@ import (
 // Get returns a job as it is now.
 func (q *Queue) Get(ctx context.Context, id string) (store.Job, error) {
 	q.mu.Lock()
-	if e := q.jobs[id]; e != nil {
-		j := e.job
-		q.mu.Unlock()
-		return j, nil
-	}
-	q.mu.Unlock()
-	j, err := q.st.Get(ctx, id)
-	if err != nil {
-		return store.Job{}, err
-	}
-	// The job may have come back to life between the two looks.
-	q.mu.Lock()
 	defer q.mu.Unlock()
-	if e := q.jobs[id]; e != nil {
-		return e.job, nil
+	if q.deleting[id] > 0 {
+		return store.Job{}, fmt.Errorf("getting job %s: %w", id, store.ErrNotFound)
 	}
-	return j, nil
+	return q.current(ctx, id)
 }
 
 // List pages through jobs as the store has them (every acknowledged
@@ -56,8 +44,8 @@ func (q *Queue) Counts() map[store.QueueState]int {
 // QueueOf is the queue job id belongs to.
 func (q *Queue) QueueOf(ctx context.Context, id string) (string, error) {
 	q.mu.Lock()
-	if e := q.jobs[id]; e != nil {
-		name := e.job.Queue
+	if e := q.find(id); e != nil {
+		name := q.names.name(e.queue)
 		q.mu.Unlock()
 		return name, nil
 	}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +16,7 @@ import (
 
 // schemaVersion is the layout of the file; a file of another version is
 // refused rather than misread.
-const schemaVersion = "1"
+const schemaVersion = "2"
 
 // maxBatchJobs bounds one transaction; more waiting records go into the
 // next one.
@@ -25,19 +24,20 @@ const maxBatchJobs = 8192
 
 // Buckets of the file.
 const (
-	bucketMeta   = "meta"
-	bucketJobs   = "jobs"   // id → JSON record
-	bucketStates = "states" // id → state
-	bucketByQS   = "by_qs"  // queue 0 state 0 id → nil
-	bucketByQ    = "by_q"   // queue 0 id → nil
-	bucketByS    = "by_s"   // state 0 id → nil
-	bucketKeys   = "keys"   // queue 0 idempotency key → id
-	bucketCounts = "counts" // queue 0 state → uint64
-	bucketPaused = "paused" // queue → nil, for each paused queue
+	bucketMeta     = "meta"
+	bucketJobs     = "jobs"     // id → meta record (codec.go)
+	bucketBodies   = "bodies"   // id → body record: payload, idempotency key
+	bucketFinished = "finished" // finished-at (8 bytes) id → nil, of jobs retention prunes
+	bucketByQS     = "by_qs"    // queue 0 state 0 id → nil
+	bucketByQ      = "by_q"     // queue 0 id → nil
+	bucketByS      = "by_s"     // state 0 id → nil
+	bucketKeys     = "keys"     // queue 0 idempotency key → id
+	bucketCounts   = "counts"   // queue 0 state → uint64
+	bucketPaused   = "paused"   // queue → nil, for each paused queue
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketJobs, bucketStates, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts, bucketPaused}
+	return []string{bucketMeta, bucketJobs, bucketBodies, bucketFinished, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts, bucketPaused}
 }
 
 // BoltOptions configure OpenBolt.
@@ -57,8 +57,11 @@ type Bolt struct {
 	db  *bolt.DB
 	log *slog.Logger
 
+	lastMap time.Time // the committer's last releaseMap
+
 	mu      sync.Mutex
 	pending []writeReq
+	over    overlay // what pending holds, by job id and idempotency key
 	closed  bool
 	failed  error
 	wake    chan struct{}
@@ -88,10 +91,10 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,
-		// The free list is rebuilt on open instead of written on every
-		// commit: fewer pages per fsync.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		// The free list is written at every commit (a page or a few)
+		// rather than rebuilt at open, which reads every page of the file:
+		// seconds and the whole file in RSS with a large backlog.
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -109,11 +112,16 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 		switch v := meta.Get([]byte("schema")); {
 		case v == nil:
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
+		case string(v) == "1":
+			return errUpgrade
 		case string(v) != schemaVersion:
 			return fmt.Errorf("the file has schema version %q; this relay reads version %s", v, schemaVersion)
 		}
 		return nil
 	})
+	if errors.Is(err, errUpgrade) {
+		err = upgradeV1(db, opts.Logger)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening store %s: %w", opts.Path, err)
@@ -146,6 +154,7 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 			}
 		}
 	}
+	s.releaseMap() // a file without a free list was read whole to find one
 	go s.run()
 	return s, nil
 }
@@ -170,6 +179,7 @@ func (s *Bolt) enqueue(w writeReq) *Commit {
 	c := newCommit()
 	w.c = c
 	s.pending = append(s.pending, w)
+	s.over.add(&w)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -251,6 +261,14 @@ func (s *Bolt) run() {
 				w.c.finish(err)
 			}
 		}
+		if err == nil {
+			s.mu.Lock()
+			for i := range batch {
+				s.over.done(&batch[i])
+			}
+			s.mu.Unlock()
+			s.maybeReleaseMap()
+		}
 		for _, w := range batch {
 			w.c.finish(err)
 		}
@@ -279,32 +297,67 @@ func (s *Bolt) Close() error {
 	return nil
 }
 
-// put writes one record and keeps the indexes and counts in step.
+// put writes one record and keeps the indexes and counts in step. The
+// first record of a job writes its body too; later ones only its meta
+// (see merge).
 func put(tx *bolt.Tx, j *Job) error {
 	if j.ID == "" || j.Queue == "" || !j.State.Valid() {
 		return fmt.Errorf("invalid record (id %q, queue %q, state %q)", j.ID, j.Queue, j.State)
 	}
-	rec, err := json.Marshal(j)
-	if err != nil {
-		return err
-	}
 	id := []byte(j.ID)
-	if err := tx.Bucket([]byte(bucketJobs)).Put(id, rec); err != nil {
+	jobs := tx.Bucket([]byte(bucketJobs))
+	jobs.FillPercent = 0.9 // ids grow: pages fill from the right
+	var old Job
+	if rec := jobs.Get(id); rec != nil {
+		if err := decodeMeta(&old, rec, true); err != nil {
+			return fmt.Errorf("decoding the record before: %w", err)
+		}
+		if old.Queue != j.Queue {
+			return fmt.Errorf("record moves the job from queue %s to %s", old.Queue, j.Queue)
+		}
+		rec := *j
+		rec.PayloadSize = old.PayloadSize
+		if rec.LastError == "" {
+			rec.LastError = old.LastError
+		}
+		j = &rec
+	} else {
+		bodies := tx.Bucket([]byte(bucketBodies))
+		bodies.FillPercent = 0.9
+		if err := bodies.Put(id, encodeBody(j)); err != nil {
+			return err
+		}
+		rec := *j
+		rec.PayloadSize = len(j.Payload)
+		j = &rec
+	}
+	if err := jobs.Put(id, encodeMeta(j)); err != nil {
 		return err
 	}
-	states := tx.Bucket([]byte(bucketStates))
-	old := State(states.Get(id))
-	if old == j.State {
+	if fk, nk := finishedKey(&old, j.ID), finishedKey(j, j.ID); string(fk) != string(nk) {
+		fin := tx.Bucket([]byte(bucketFinished))
+		if fk != nil {
+			if err := fin.Delete(fk); err != nil {
+				return err
+			}
+		}
+		if nk != nil {
+			if err := fin.Put(nk, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if old.State == j.State {
 		return nil
 	}
-	if old != "" {
-		if err := tx.Bucket([]byte(bucketByQS)).Delete(key(j.Queue, string(old), j.ID)); err != nil {
+	if old.State != "" {
+		if err := tx.Bucket([]byte(bucketByQS)).Delete(key(j.Queue, string(old.State), j.ID)); err != nil {
 			return err
 		}
-		if err := tx.Bucket([]byte(bucketByS)).Delete(key(string(old), j.ID)); err != nil {
+		if err := tx.Bucket([]byte(bucketByS)).Delete(key(string(old.State), j.ID)); err != nil {
 			return err
 		}
-		if err := addCount(tx, j.Queue, old, -1); err != nil {
+		if err := addCount(tx, j.Queue, old.State, -1); err != nil {
 			return err
 		}
 	} else {
@@ -321,9 +374,6 @@ func put(tx *bolt.Tx, j *Job) error {
 			}
 		}
 	}
-	if err := states.Put(id, []byte(j.State)); err != nil {
-		return err
-	}
 	if err := tx.Bucket([]byte(bucketByQS)).Put(key(j.Queue, string(j.State), j.ID), nil); err != nil {
 		return err
 	}
@@ -333,15 +383,29 @@ func put(tx *bolt.Tx, j *Job) error {
 	return addCount(tx, j.Queue, j.State, 1)
 }
 
+// finishedKey is j's key in the retention index, nil unless j is
+// succeeded, dead or cancelled (what retention prunes; a failed job stays
+// until it is retried or deleted): when it finished (its last update if
+// that is not set), then its id.
+func finishedKey(j *Job, id string) []byte {
+	if j.State != Succeeded && j.State != Dead && j.State != Cancelled {
+		return nil
+	}
+	at := j.FinishedAt
+	if at.IsZero() {
+		at = j.UpdatedAt
+	}
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(id)), uint64(max(at.UnixNano(), 0)))
+	return append(b, id...)
+}
+
 // remove deletes one record with its index entries and count; a missing
 // one is no error.
 func remove(tx *bolt.Tx, id string) error {
-	recs := tx.Bucket([]byte(bucketJobs))
-	rec := recs.Get([]byte(id))
-	if rec == nil {
+	j, err := read(tx, []byte(id))
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
-	j, err := decode([]byte(id), rec)
 	if err != nil {
 		return err
 	}
@@ -350,11 +414,15 @@ func remove(tx *bolt.Tx, id string) error {
 		key    []byte
 	}{
 		{bucketJobs, []byte(id)},
-		{bucketStates, []byte(id)},
+		{bucketBodies, []byte(id)},
 		{bucketByQS, key(j.Queue, string(j.State), id)},
 		{bucketByQ, key(j.Queue, id)},
 		{bucketByS, key(string(j.State), id)},
+		{bucketFinished, finishedKey(&j, id)},
 	} {
+		if d.key == nil {
+			continue
+		}
 		if err := tx.Bucket([]byte(d.bucket)).Delete(d.key); err != nil {
 			return err
 		}
@@ -402,37 +470,85 @@ func key(parts ...string) []byte {
 	return b
 }
 
-func decode(id, rec []byte) (Job, error) {
-	var j Job
-	if err := json.Unmarshal(rec, &j); err != nil {
+// read is one whole job as the file has it, or ErrNotFound.
+func read(tx *bolt.Tx, id []byte) (Job, error) {
+	rec := tx.Bucket([]byte(bucketJobs)).Get(id)
+	if rec == nil {
+		return Job{}, ErrNotFound
+	}
+	j := Job{ID: string(id)}
+	if err := decodeMeta(&j, rec, true); err != nil {
 		return Job{}, fmt.Errorf("decoding job %s: %w", id, err)
+	}
+	if body := tx.Bucket([]byte(bucketBodies)).Get(id); body != nil {
+		if err := decodeBody(&j, body); err != nil {
+			return Job{}, fmt.Errorf("decoding job %s: %w", id, err)
+		}
 	}
 	return j, nil
 }
 
-// Get implements Store.
+// Get implements Store: the job as the last Write handed over has it,
+// durable or not.
 func (s *Bolt) Get(ctx context.Context, id string) (Job, error) {
+	p, pending := s.pendingJob(id)
+	if pending && p.deleted {
+		return Job{}, fmt.Errorf("getting job %s: %w", id, ErrNotFound)
+	}
 	var j Job
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec := tx.Bucket([]byte(bucketJobs)).Get([]byte(id))
-		if rec == nil {
-			return ErrNotFound
-		}
 		var err error
-		j, err = decode([]byte(id), rec)
+		j, err = read(tx, []byte(id))
 		return err
 	})
-	if err != nil {
+	switch {
+	case pending && errors.Is(err, ErrNotFound):
+		return p.job, nil // not in the file yet
+	case err != nil:
 		return Job{}, fmt.Errorf("getting job %s: %w", id, err)
+	case pending:
+		return merge(j, p.job), nil
 	}
 	return j, nil
+}
+
+// Bodies implements Store.
+func (s *Bolt) Bodies(ctx context.Context, ids []string) ([]Job, []bool, error) {
+	out, found := make([]Job, len(ids)), make([]bool, len(ids))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		bodies := tx.Bucket([]byte(bucketBodies))
+		for i, id := range ids {
+			rec := bodies.Get([]byte(id))
+			if rec == nil {
+				// Not in the file yet: a job whose enqueue is still
+				// being committed has its body in the pending write.
+				if p, ok := s.pendingJob(id); ok && !p.deleted {
+					out[i], found[i] = p.job, true
+				}
+				continue
+			}
+			if err := decodeBody(&out[i], rec); err != nil {
+				return fmt.Errorf("decoding job %s: %w", id, err)
+			}
+			found[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading job bodies: %w", err)
+	}
+	return out, found, nil
 }
 
 // LookupKey implements Store.
 func (s *Bolt) LookupKey(ctx context.Context, queue, idemKey string) (string, bool, error) {
+	k := key(queue, idemKey)
+	if id, ok := s.pendingKey(k); ok {
+		return id, true, nil
+	}
 	var id string
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bucketKeys)).Get(key(queue, idemKey)); v != nil {
+		if v := tx.Bucket([]byte(bucketKeys)).Get(k); v != nil {
 			id = string(v)
 		}
 		return nil
@@ -464,7 +580,6 @@ func (s *Bolt) List(ctx context.Context, f Filter) ([]Job, string, error) {
 	var jobs []Job
 	var next string
 	err := s.db.View(func(tx *bolt.Tx) error {
-		recs := tx.Bucket([]byte(bucketJobs))
 		c := tx.Bucket([]byte(bucket)).Cursor()
 		start := append(append([]byte(nil), prefix...), f.After...)
 		k, _ := c.Seek(start)
@@ -477,11 +592,10 @@ func (s *Bolt) List(ctx context.Context, f Filter) ([]Job, string, error) {
 				next = jobs[len(jobs)-1].ID
 				return nil
 			}
-			rec := recs.Get(id)
-			if rec == nil {
+			j, err := read(tx, id)
+			if errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("index names job %s, which has no record", id)
 			}
-			j, err := decode(id, rec)
 			if err != nil {
 				return err
 			}
@@ -499,9 +613,11 @@ func hasPrefix(b, prefix []byte) bool {
 	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
 }
 
-// Live implements Store.
+// Live implements Store. The records carry no payload, result or last
+// error: only what the queue keeps in memory (and PayloadSize).
 func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
 		recs := tx.Bucket([]byte(bucketJobs))
 		for _, st := range []State{Queued, Leased, Retrying} {
 			prefix := key(string(st), "")
@@ -512,20 +628,44 @@ func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
 				if rec == nil {
 					return fmt.Errorf("loading live jobs: index names job %s, which has no record", id)
 				}
-				j, err := decode(id, rec)
-				if err != nil {
-					return fmt.Errorf("loading live jobs: %w", err)
+				j := Job{ID: string(id)}
+				if err := decodeMeta(&j, rec, false); err != nil {
+					return fmt.Errorf("loading live jobs: decoding job %s: %w", id, err)
 				}
 				if err := fn(j); err != nil {
 					return err
+				}
+				if n++; n%releaseRecords == 0 {
+					s.dropPages(tx)
 				}
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
+		s.dropPages(tx)
 		return nil
 	})
+	return err
+}
+
+// Finished implements Store.
+func (s *Bolt) Finished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket([]byte(bucketFinished)).Cursor()
+		for k, _ := c.First(); k != nil && len(ids) < limit; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= before.UnixNano() {
+				break
+			}
+			ids = append(ids, string(k[8:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finding finished jobs: %w", err)
+	}
+	return ids, nil
 }
 
 // Counts implements Store.

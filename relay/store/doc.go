@@ -3,15 +3,21 @@
 // Store is the interface the rest of relay uses, so that another backend
 // can follow without touching the protocol or the queue logic. relay's
 // queue (package relay/queue) is the only writer: it decides every change
-// in memory and hands the store whole job records to write. The store
-// writes them in the order they were handed over, all the records of one
-// Write atomically, and says when they are durable; the queue acknowledges
-// nothing before that.
+// and hands the store job records to write. The store writes them in the
+// order they were handed over, all the records of one Write atomically,
+// and says when they are durable; the queue acknowledges nothing before
+// that. Until then Get and LookupKey already see them (an overlay of the
+// pending writes), so the queue keeps no copy of a record.
 //
 // Bolt, the embedded implementation, is one bbolt file. A single committer
 // goroutine takes every record waiting, writes them in one transaction and
 // fsyncs once (group commit), so many concurrent callers share one fsync
-// and durability does not cap throughput. Indexes by queue, by state and
-// by both, the idempotency keys and the counts by queue and state are kept
-// in the same transactions, so they are never out of step with the jobs.
+// and durability does not cap throughput. A job is two binary records: a
+// body (payload, idempotency key, creation time) written once, and a meta
+// record (state, attempts, lease, outcome) rewritten at each change.
+// Indexes by queue, by state and by both, the idempotency keys, a
+// finished-at index for retention and the counts by queue and state are
+// kept in the same transactions, so they are never out of step with the
+// jobs. Pages of the file's memory map that reads brought in are released
+// from relay's RSS every few seconds (they stay in the page cache).
 package store

@@ -103,4 +103,8 @@ type Job struct {
 	Result     []byte    `json:"result,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+
+	// PayloadSize is len(Payload) as the store has it, also on the
+	// records Live gives, which carry no payload.
+	PayloadSize int `json:"-"`
 }

@@ -3,13 +3,18 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Store keeps job records. The queue is its only writer.
 type Store interface {
 	// Write hands records over for writing and returns at once. Records are
 	// written in the order Write is called; the records of one call are
-	// written atomically, each replacing the job's earlier record. The
+	// written atomically, each replacing the job's earlier record, except
+	// that a job's payload, idempotency key and creation time are those of
+	// its first record, and a record with no LastError keeps the one
+	// before. Get and LookupKey see a record as soon as it is handed over.
+	// The
 	// Commit says when they are durable. After a failed commit the store
 	// refuses every later Write with ErrFailed.
 	Write(jobs ...Job) *Commit
@@ -18,15 +23,23 @@ type Store interface {
 	Delete(ids ...string) *Commit
 	// Backlog is how many Writes are waiting to be committed.
 	Backlog() int
-	// Get returns one job, or ErrNotFound.
+	// Get returns one job as the Writes handed over so far have it
+	// (durable or not), or ErrNotFound.
 	Get(ctx context.Context, id string) (Job, error)
+	// Bodies reads the body fields of jobs (payload, idempotency key,
+	// creation time); found[i] is false for a job that is not there.
+	Bodies(ctx context.Context, ids []string) (bodies []Job, found []bool, err error)
+	// Finished lists up to limit succeeded, dead or cancelled jobs that
+	// finished before before, oldest first, for pruning.
+	Finished(ctx context.Context, before time.Time, limit int) ([]string, error)
 	// List returns jobs matching f in id (creation) order, and the cursor
 	// of the next page, empty on the last one.
 	List(ctx context.Context, f Filter) (jobs []Job, next string, err error)
 	// LookupKey finds the job enqueued with an idempotency key in a queue.
 	LookupKey(ctx context.Context, queue, key string) (id string, ok bool, err error)
-	// Live calls fn for every job that is queued, leased or retrying, in
-	// id order.
+	// Live calls fn for every job that is queued, leased or retrying, by
+	// state then id, with the job's state and lease but not its payload,
+	// result or last error (PayloadSize is set).
 	Live(ctx context.Context, fn func(Job) error) error
 	// Counts is the number of jobs in each queue and state.
 	Counts(ctx context.Context) (map[QueueState]int, error)

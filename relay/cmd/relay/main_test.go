@@ -47,7 +47,7 @@ type setup struct {
 	producerA keys.Identity
 }
 
-func newSetup(t *testing.T) *setup {
+func newSetup(t testing.TB) *setup {
 	t.Helper()
 	dir := t.TempDir()
 	s := &setup{dir: dir}
@@ -83,14 +83,14 @@ func newSetup(t *testing.T) *setup {
 	return s
 }
 
-func (s *setup) writeWorkers(t *testing.T, body string) {
+func (s *setup) writeWorkers(t testing.TB, body string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(s.dir, "workers.yaml"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (s *setup) writeProducers(t *testing.T, entries ...string) {
+func (s *setup) writeProducers(t testing.TB, entries ...string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(s.dir, "producers.yaml"), []byte("producers:\n"+strings.Join(entries, "")), 0o644); err != nil {
 		t.Fatal(err)
@@ -125,14 +125,14 @@ type proc struct {
 }
 
 // startRelay runs `relay serve` and waits until it listens.
-func startRelay(t *testing.T, s *setup, extra ...string) *proc {
+func startRelay(t testing.TB, s *setup, extra ...string) *proc {
 	t.Helper()
 	return startRelayIn(t, "", s.serveArgs(extra...))
 }
 
 // startRelayIn runs relay with args in the working directory dir ("" is
 // the test's).
-func startRelayIn(t *testing.T, dir string, args []string) *proc {
+func startRelayIn(t testing.TB, dir string, args []string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Dir = dir

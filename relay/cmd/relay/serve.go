@@ -17,6 +17,7 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/admin"
 	"github.com/tunnel-dev/tunnel/internal/buildinfo"
 	"github.com/tunnel-dev/tunnel/internal/cli"
+	"github.com/tunnel-dev/tunnel/internal/memlimit"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/auth"
@@ -48,10 +49,10 @@ type serveCmd struct {
 	MaxWait       time.Duration `default:"60s" help:"Longest a worker's long poll is held."`
 	MaxPayload    int           `default:"1048576" help:"Largest job payload, in bytes (at most 1 MiB)."`
 	MaxResult     int           `default:"1048576" help:"Largest job result, in bytes (at most 1 MiB)."`
-	MaxLiveJobs   int           `default:"200000" help:"Most unfinished jobs relay holds; enqueues past it get 429. The default leaves headroom under the shipped 1Gi pod limit (docs/relay.md)."`
-	MaxLiveBytes  int64         `default:"134217728" help:"Most payload bytes of unfinished jobs relay holds (they live in memory, ~2.5 bytes each); enqueues past it get 429. The default (128 MiB) leaves headroom under the shipped 1Gi pod limit."`
+	MaxLiveJobs   int           `default:"2000000" help:"Most unfinished jobs relay holds; enqueues past it get 429. Each costs ~130 bytes of memory (an index entry; its payload is on disk): the default, full, is about a third of the shipped 1Gi pod limit (docs/relay.md)."`
+	MaxLiveBytes  int64         `default:"1073741824" help:"Most payload bytes of unfinished jobs relay holds; enqueues past it get 429. Payloads are on disk, not in memory: the default (1 GiB) bounds the backlog's share of the volume (10Gi shipped)."`
 	MaxLeases     int           `default:"1000" help:"Most leases one worker may hold at once."`
-	Retain        retention     `default:"7d" help:"How long succeeded, dead and cancelled jobs are kept (7d, 36h; 0 keeps them); pruned by every replica. PostgreSQL store only for now."`
+	Retain        retention     `default:"7d" help:"How long succeeded, dead and cancelled jobs and their idempotency keys are kept (7d, 36h; 0 keeps them); pruned in batches, on either store."`
 
 	PacketSize       uint16        `default:"1372" help:"QUIC UDP payload size: the tunnel's inner MTU (1420) less 48, so no packet is fragmented."`
 	PathMTUDiscovery bool          `name:"pmtud" help:"Let QUIC probe for larger packets (off: inside the tunnel the size is known)."`
@@ -110,6 +111,13 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	log := slog.New(conns.tap(c.Logger(env.Stderr).Handler()))
 	if err := c.validate(); err != nil {
 		return cli.Usage(err)
+	}
+	// The garbage collector works harder near the pod's limit rather than
+	// let the kernel kill relay.
+	if limit, from, err := memlimit.FromCgroup(); err != nil {
+		log.Warn("no Go memory limit from the cgroup", "err", err)
+	} else if limit > 0 {
+		log.Info("Go memory limit set", "bytes", limit, "from", from)
 	}
 	id, err := keys.LoadIdentity(c.IdentityCert, c.IdentityKey)
 	if err != nil {

@@ -146,6 +146,7 @@ func (c *serveCmd) openQueue(ctx context.Context, dsn string, log *slog.Logger, 
 		return nil, nil, nil, dbError(c.DB, err)
 	}
 	opts.Store = st
+	opts.Retain = time.Duration(c.Retain)
 	eq, err := queue.Open(ctx, opts)
 	if err != nil {
 		_ = st.Close()
