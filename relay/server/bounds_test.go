@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/tunnel-dev/tunnel/internal/procstat"
 	"github.com/tunnel-dev/tunnel/internal/relaytest"
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
@@ -56,13 +55,11 @@ func heapInUse() uint64 {
 }
 
 func vmRSS() string {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			return strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
-		}
+	v, err := procstat.Field(procstat.Self, "VmRSS")
+	if err != nil {
+		return "?"
 	}
-	return "?"
+	return v
 }
 
 // The attack at a small scale: streams that each declare a ~1 MiB

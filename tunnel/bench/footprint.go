@@ -8,10 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/procstat"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -95,19 +94,7 @@ func freeTCP() (string, error) {
 }
 
 // currentRSS is a process's resident set (VmRSS), in bytes.
-func currentRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS for process %d", pid)
-}
+func currentRSS(pid int) (uint64, error) { return procstat.RSS(pid) }
 
 // measureFlows opens n idle UDP flows and then n idle TCP connections
 // through a tunnel of two node processes and reports the resident set each

@@ -5,12 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/tunnel-dev/tunnel/internal/procstat"
 )
 
 // tcpThroughput runs streams TCP connections to addr, each sending for d,
@@ -120,16 +119,4 @@ func udpRTTOn(ctx context.Context, c net.Conn, addr string, count int) (p50, p99
 }
 
 // peakRSS is a process's peak resident set (VmHWM), in bytes.
-func peakRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM for process %d", pid)
-}
+func peakRSS(pid int) (uint64, error) { return procstat.PeakRSS(pid) }

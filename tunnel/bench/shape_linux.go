@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/netns"
+	"github.com/tunnel-dev/tunnel/internal/procstat"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -578,18 +579,17 @@ func (sh *shape) iperf(ctx context.Context, host, port string, streams int, d ti
 // checkUnprivileged confirms that a process runs as the unprivileged user
 // with no effective capabilities: the row measures what it claims.
 func checkUnprivileged(pid int) error {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	uids, err := procstat.Field(pid, "Uid")
 	if err != nil {
 		return err
 	}
-	var uid, capEff string
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
-			uid = strings.Fields(v)[1] // effective
-		}
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			capEff = strings.TrimSpace(v)
-		}
+	capEff, err := procstat.Field(pid, "CapEff")
+	if err != nil {
+		return err
+	}
+	var uid string
+	if f := strings.Fields(uids); len(f) > 1 {
+		uid = f[1] // effective
 	}
 	if uid != strconv.Itoa(unprivUID) || strings.Trim(capEff, "0") != "" {
 		return fmt.Errorf("unprivileged gateway runs as UID %s with capabilities %s", uid, capEff)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tunnel-dev/tunnel/internal/pgtest"
+	"github.com/tunnel-dev/tunnel/internal/procstat"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/client"
 )
@@ -276,23 +276,11 @@ func drain(ctx context.Context, b *testing.B, s *setup, p *proc, n int) float64 
 
 // procMiB is a field of /proc/PID/status (VmRSS, VmHWM) of relay, in MiB.
 func procMiB(b *testing.B, p *proc, field string) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	n, err := procstat.Bytes(p.cmd.Process.Pid, field)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			if err != nil {
-				b.Fatalf("/proc/%d/status %s: %v", p.cmd.Process.Pid, field, err)
-			}
-			return kb / 1024
-		}
-	}
-	b.Fatalf("/proc/%d/status has no %s", p.cmd.Process.Pid, field)
-	return 0
+	return float64(n) / (1 << 20)
 }
 
 func fileMiB(b *testing.B, path string) float64 {
