@@ -250,6 +250,13 @@ func (r *Relay) revoke() {
 	}
 }
 
+// Server is the running worker server (nil while stopped).
+func (r *Relay) Server() *server.Server {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.srv
+}
+
 // Queue is the running relay's queue (to enqueue, get and cancel jobs).
 func (r *Relay) Queue() *queue.Queue {
 	r.mu.Lock()

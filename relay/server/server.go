@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +110,33 @@ func (s *Server) logRefusal(pin keys.Pin, msg string, attrs ...any) {
 type connState struct {
 	pin    keys.Pin
 	worker string
+	remote net.Addr
+	since  time.Time
 	large  atomic.Int32 // calls in flight with a large request frame
+}
+
+// Conn is one worker connection open now.
+type Conn struct {
+	// Worker is the worker's name in the workers file, Pin its key.
+	Worker string
+	Pin    keys.Pin
+	// Remote is where the connection comes from (a gateway's address when
+	// it comes through the tunnel).
+	Remote net.Addr
+	// Since is when the connection was accepted.
+	Since time.Time
+}
+
+// Connections are the worker connections open now, oldest first.
+func (s *Server) Connections() []Conn {
+	s.mu.Lock()
+	out := make([]Conn, 0, len(s.conns))
+	for _, cs := range s.conns {
+		out = append(out, Conn{Worker: cs.worker, Pin: cs.pin, Remote: cs.remote, Since: cs.since})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Conn) int { return a.Since.Compare(b.Since) })
+	return out
 }
 
 // New checks opts and builds a Server.
@@ -307,7 +334,7 @@ func (s *Server) handleConn(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	log := s.log.With("worker", w.Name, "remote", conn.RemoteAddr().String())
-	cs := &connState{pin: pin, worker: w.Name}
+	cs := &connState{pin: pin, worker: w.Name, remote: conn.RemoteAddr(), since: time.Now()}
 	s.mu.Lock()
 	if s.perPin[pin] >= s.opts.MaxConnsPerIdentity {
 		s.mu.Unlock()

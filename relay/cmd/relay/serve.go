@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -107,8 +106,7 @@ func (c *serveCmd) quic() proto.QUICOptions {
 }
 
 func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
-	conns := &workerConns{} // for /status
-	log := slog.New(conns.tap(c.Logger(env.Stderr).Handler()))
+	log := c.Logger(env.Stderr)
 	if err := c.validate(); err != nil {
 		return cli.Usage(err)
 	}
@@ -181,7 +179,7 @@ func (c *serveCmd) Run(ctx context.Context, env cli.Env) error {
 	}
 	defer apiSrv.Close()
 	kind, where := storeKind(c.DB, dsn)
-	status := &statusSource{build: build, started: time.Now(), kind: kind, loc: where, quic: c.Listen, api: apiSrv.URL(), q: q, storeErr: storeErr, conns: conns}
+	status := &statusSource{build: build, started: time.Now(), kind: kind, loc: where, quic: c.Listen, api: apiSrv.URL(), q: q, storeErr: storeErr, conns: srv.Connections}
 	adm, err := admin.Start(ctx, admin.Options{Addr: c.Admin, Registry: reg, Ready: q.Ready, Logger: log,
 		Handlers: map[string]http.Handler{"/status": status.handler()}})
 	if err != nil {

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/pgqueue"
 	"github.com/tunnel-dev/tunnel/relay/queue"
+	"github.com/tunnel-dev/tunnel/relay/server"
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
@@ -73,7 +71,7 @@ type statusSource struct {
 	quic, api string
 	q         queue.Backend
 	storeErr  func() error
-	conns     *workerConns
+	conns     func() []server.Conn // the worker server's connections
 }
 
 func (s *statusSource) status(ctx context.Context) (any, error) {
@@ -96,7 +94,9 @@ func (s *statusSource) status(ctx context.Context) (any, error) {
 	if err != nil {
 		st.QueuesError = err.Error()
 	}
-	st.Workers = s.conns.list()
+	for _, c := range s.conns() {
+		st.Workers = append(st.Workers, workerConn{Name: c.Worker, Pin: c.Pin.String(), Address: c.Remote.String(), Since: c.Since.UTC()})
+	}
 	for i := range st.Workers {
 		st.Workers[i].Leases = held[st.Workers[i].Name]
 	}
@@ -121,97 +121,6 @@ func leasesByWorker(ctx context.Context, q queue.Backend) (map[string]int, error
 		f.After = next
 	}
 	return out, nil
-}
-
-// workerConns are the worker connections open now. The worker server
-// reports each as its "worker connected" and "worker disconnected" log
-// records (with the worker, remote and pin attributes); tap, wrapped
-// around relay's log handler, follows them.
-type workerConns struct {
-	mu    sync.Mutex
-	conns []workerConn
-}
-
-func (c *workerConns) list() []workerConn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.conns)
-}
-
-func (c *workerConns) add(w workerConn) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.conns = append(c.conns, w)
-}
-
-func (c *workerConns) remove(name, addr string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if i := slices.IndexFunc(c.conns, func(w workerConn) bool { return w.Name == name && w.Address == addr }); i >= 0 {
-		c.conns = slices.Delete(c.conns, i, i+1)
-	}
-}
-
-// tap returns a handler that passes every record on to next and follows
-// the worker connections.
-func (c *workerConns) tap(next slog.Handler) slog.Handler { return connTap{next: next, conns: c} }
-
-type connTap struct {
-	next    slog.Handler
-	conns   *workerConns
-	attrs   []slog.Attr // from WithAttrs
-	grouped bool        // attributes after a group are not the server's
-}
-
-// Enabled lets info records through even when next drops them: the
-// connection records are info.
-func (h connTap) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
-}
-
-func (h connTap) Handle(ctx context.Context, r slog.Record) error {
-	if !h.grouped && (r.Message == "worker connected" || r.Message == "worker disconnected") {
-		var w workerConn
-		take := func(a slog.Attr) bool {
-			switch a.Key {
-			case "worker":
-				w.Name = a.Value.String()
-			case "remote":
-				w.Address = a.Value.String()
-			case "pin":
-				w.Pin = a.Value.String()
-			}
-			return true
-		}
-		for _, a := range h.attrs {
-			take(a)
-		}
-		r.Attrs(take)
-		if r.Message == "worker connected" {
-			w.Since = r.Time.UTC()
-			h.conns.add(w)
-		} else {
-			h.conns.remove(w.Name, w.Address)
-		}
-	}
-	if !h.next.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h connTap) WithAttrs(as []slog.Attr) slog.Handler {
-	h.next = h.next.WithAttrs(as)
-	if !h.grouped {
-		h.attrs = append(slices.Clip(h.attrs), as...)
-	}
-	return h
-}
-
-func (h connTap) WithGroup(name string) slog.Handler {
-	h.next = h.next.WithGroup(name)
-	h.grouped = true
-	return h
 }
 
 // handler serves /status on the admin endpoint.

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -89,26 +87,3 @@ func TestStatusCommand(t *testing.T) {
 	}
 }
 
-// The tap follows connections through loggers derived with With, even
-// when relay logs only warnings, and passes on what the handler wants.
-func TestConnTap(t *testing.T) {
-	var buf bytes.Buffer
-	var conns workerConns
-	log := slog.New(conns.tap(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	a := log.With("worker", "bunny", "remote", "10.0.0.2:4000")
-	b := log.With("worker", "bunny", "remote", "10.0.0.2:4001")
-	a.Info("worker connected", "pin", "sha256/a")
-	b.Info("worker connected", "pin", "sha256/a")
-	log.WithGroup("g").With("worker", "x", "remote", "y").Info("worker connected") // not the server's
-	if got := conns.list(); len(got) != 2 || got[0].Address != "10.0.0.2:4000" || got[0].Pin != "sha256/a" || got[0].Since.IsZero() || got[1].Address != "10.0.0.2:4001" {
-		t.Fatalf("after two connections: %+v", got)
-	}
-	a.Info("worker disconnected", "reason", "idle")
-	if got := conns.list(); len(got) != 1 || got[0].Address != "10.0.0.2:4001" {
-		t.Fatalf("after a's end: %+v", got)
-	}
-	a.Warn("something else")
-	if out := buf.String(); strings.Contains(out, "worker connected") || !strings.Contains(out, "something else") || !strings.Contains(out, "remote=10.0.0.2:4000") {
-		t.Fatalf("the handler got:\n%s", out)
-	}
-}
