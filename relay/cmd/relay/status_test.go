@@ -86,4 +86,3 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("status of a stopped relay: exit %d: %s", code, errOut)
 	}
 }
-
