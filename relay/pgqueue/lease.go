@@ -59,7 +59,7 @@ func (q *Queue) Lease(ctx context.Context, r queue.LeaseRequest) ([]store.Job, e
 // leaseOnce runs one lease statement. With no job leased it says when the
 // next held-back job of the queues is due (zero if none).
 func (q *Queue) leaseOnce(ctx context.Context, worker string, queues []string, n, maxBytes int) ([]store.Job, time.Time, error) {
-	jobs, err := q.leaseGrouped(ctx, worker, queues, n)
+	jobs, err := q.leaseGrouped(worker, queues, n)
 	if err != nil {
 		return nil, time.Time{}, err
 	}

@@ -91,8 +91,7 @@ type Queue struct {
 	ids    queue.IDs
 	wake   *wakeups
 	qof    queueOf
-	done   chan *completion
-	groups leaseGroups
+	pend   *pending
 
 	rateCache rateCache // for Rates (rate.go)
 
@@ -139,12 +138,11 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		log:          opts.Logger,
 		secret:       secret,
 		wake:         newWakeups(),
-		done:         make(chan *completion, 4*completeBatch),
+		pend:         newPending(),
 		healthySince: time.Now(),
 		counts:       map[store.QueueState]int{},
 	}
 	q.qof.init()
-	q.groups.running = map[string]*leaseGroup{}
 	q.ctx, q.cancel = context.WithCancel(context.Background())
 	if err := q.refreshCounts(ctx); err != nil {
 		pool.Close()
@@ -154,7 +152,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		pool.Close()
 		return nil, err
 	}
-	q.start(completers, q.complete)
+	q.start(flushers, q.flusher)
 	q.start(1, func() { q.every(q.opts.ExpiryInterval, q.expireOnce) })
 	q.start(1, func() { q.every(q.opts.HealthInterval, q.checkHealth) })
 	q.start(1, func() { q.every(q.opts.CountsInterval, q.countOnce) })

@@ -10,21 +10,6 @@ import (
 	"github.com/tunnel-dev/tunnel/relay/store"
 )
 
-// Completions from concurrent calls go to completers goroutines, each of
-// which settles up to completeBatch of them in one statement.
-const (
-	completers    = 4
-	completeBatch = 256
-)
-
-type completion struct {
-	ctx    context.Context
-	worker string
-	ref    queue.Ref
-	result []byte
-	won    chan error // nil: this call's UPDATE took; else the error
-}
-
 // completeSQL completes each listed lease that is still the worker's: held,
 // or ended by expiry or release with no newer attempt started (the first
 // valid result wins).
@@ -40,33 +25,55 @@ const completeSQL = `UPDATE relay_jobs j SET state = 'succeeded', result = u.res
 // the first result; a lease that expired may still complete the job while
 // no newer attempt has started, after that it gets queue.ErrLeaseLost.
 func (q *Queue) Complete(ctx context.Context, worker string, ref queue.Ref, result []byte) (bool, error) {
-	if err := queue.CheckResult(result, q.opts.Queue.MaxResult); err != nil {
-		return false, err
+	res := q.CompleteBatch(ctx, worker, []queue.Completion{{Ref: ref, Result: result}})
+	return res[0].Duplicate, res[0].Err
+}
+
+// CompleteBatch settles several of worker's leases, each as Complete
+// would, in one statement and one commit (shared with this replica's
+// other calls waiting at the time).
+func (q *Queue) CompleteBatch(ctx context.Context, worker string, cs []queue.Completion) []queue.CompleteResult {
+	out := make([]queue.CompleteResult, len(cs))
+	var sent []*completion
+	var at []int // sent[k] answers out[at[k]]
+	for i, c := range cs {
+		what := "completing job " + c.Ref.JobID
+		if err := queue.CheckResult(c.Result, q.opts.Queue.MaxResult); err != nil {
+			out[i].Err = err
+			continue
+		}
+		if err := q.check(what); err != nil {
+			out[i].Err = err
+			continue
+		}
+		result := c.Result
+		if result == nil {
+			result = []byte{}
+		}
+		sent = append(sent, &completion{worker: worker, ref: c.Ref, result: result, won: make(chan error, 1)})
+		at = append(at, i)
 	}
-	what := "completing job " + ref.JobID
-	if err := q.check(what); err != nil {
-		return false, err
+	if len(sent) == 0 {
+		return out
 	}
-	if result == nil {
-		result = []byte{}
-	}
-	c := &completion{ctx: ctx, worker: worker, ref: ref, result: result, won: make(chan error, 1)}
-	select {
-	case q.done <- c:
-	case <-ctx.Done():
-		return false, fmt.Errorf("%s: %w", what, ctx.Err())
-	case <-q.ctx.Done():
-		return false, fmt.Errorf("%s: %w", what, queue.ErrClosed)
+	if err := q.pend.addCompletions(sent...); err != nil {
+		for _, i := range at {
+			out[i].Err = fmt.Errorf("completing job %s: %w", cs[i].Ref.JobID, err)
+		}
+		return out
 	}
 	// Once handed over the statement runs whatever ctx does: its outcome
 	// decides the answer.
-	if err := <-c.won; err != nil {
+	for k, c := range sent {
+		i := at[k]
+		err := <-c.won
 		if errors.Is(err, errNotUpdated) {
-			return q.completeLost(ctx, worker, ref)
+			out[i].Duplicate, out[i].Err = q.completeLost(ctx, worker, c.ref)
+			continue
 		}
-		return false, err
+		out[i].Err = err
 	}
-	return false, nil
+	return out
 }
 
 var errNotUpdated = errors.New("not updated")
@@ -82,92 +89,6 @@ func (q *Queue) completeLost(ctx context.Context, worker string, ref queue.Ref) 
 		return true, nil
 	}
 	return false, fmt.Errorf("completing job %s attempt %d: %w: %s", ref.JobID, ref.Attempt, queue.ErrLeaseLost, queue.LossReason(&j, ref))
-}
-
-// complete is a completer: it takes what is waiting, up to a batch, and
-// settles it in one statement.
-func (q *Queue) complete() {
-	for {
-		var first *completion
-		select {
-		case <-q.ctx.Done():
-			return
-		case first = <-q.done:
-		}
-		batch := []*completion{first}
-	more:
-		for len(batch) < completeBatch {
-			select {
-			case c := <-q.done:
-				batch = append(batch, c)
-			default:
-				break more
-			}
-		}
-		q.completeBatch(batch)
-	}
-}
-
-func (q *Queue) completeBatch(batch []*completion) {
-	var (
-		ids, workers    []string
-		attempts        []int32
-		tokens, results [][]byte
-		now             []*completion
-		again           []*completion // a second completion of a job in this batch
-	)
-	seen := map[string]bool{}
-	for _, c := range batch {
-		if seen[c.ref.JobID] {
-			again = append(again, c)
-			continue
-		}
-		seen[c.ref.JobID] = true
-		t := c.ref.Token
-		if t == nil {
-			t = []byte{}
-		}
-		ids, attempts, tokens = append(ids, c.ref.JobID), append(attempts, int32(c.ref.Attempt)), append(tokens, t)
-		workers, results = append(workers, c.worker), append(results, c.result)
-		now = append(now, c)
-	}
-	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
-	defer cancel()
-	rows, err := q.pool.Query(ctx, completeSQL, ids, attempts, tokens, workers, results)
-	won := map[string]bool{}
-	if err == nil {
-		for rows.Next() {
-			var id string
-			var late bool
-			if err = rows.Scan(&id, &late); err != nil {
-				break
-			}
-			won[id] = true
-			if late {
-				q.log.Info("late result accepted: no newer attempt had started", "job", id)
-			}
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-	}
-	if err != nil {
-		err = q.dbErr(ctx, "completing jobs", err)
-	}
-	for _, c := range now {
-		switch {
-		case err != nil:
-			c.won <- err
-		case won[c.ref.JobID]:
-			c.won <- nil
-		default:
-			c.won <- errNotUpdated
-		}
-	}
-	for _, c := range again {
-		c.won <- errNotUpdated
-	}
 }
 
 // sameLease reports whether ref names j's current or last lease, by

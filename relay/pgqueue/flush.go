@@ -1,0 +1,305 @@
+package pgqueue
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tunnel-dev/tunnel/relay/queue"
+	"github.com/tunnel-dev/tunnel/relay/store"
+)
+
+// A replica's completions and lease calls wait in one pending set, which
+// flushers goroutines drain: each takes what is waiting (up to
+// completeBatch completions and, per queue set, one lease statement's
+// calls) and sends it as one pipelined batch, which PostgreSQL runs as
+// one implicit transaction: one round trip and one commit for all of it.
+// Nobody is answered before that commit. A lone call goes out at once;
+// under load, calls that arrive while a batch runs share the next one.
+const (
+	flushers      = 2
+	completeBatch = 256
+	// groupRequests bounds the lease calls one statement serves, each
+	// worker once (so its lease limit holds).
+	groupRequests = 64
+)
+
+// completion is one Complete waiting for a batch.
+type completion struct {
+	worker string
+	ref    queue.Ref
+	result []byte
+	won    chan error // nil: this call's UPDATE took; else the error
+}
+
+// leaseCall is one Lease waiting for a batch.
+type leaseCall struct {
+	worker string
+	n      int
+	done   chan leaseOutcome
+}
+
+type leaseOutcome struct {
+	jobs []store.Job
+	err  error
+}
+
+// pending is what waits for the next batch, grouped with its lock.
+type pending struct {
+	mu     sync.Mutex
+	closed bool
+	comps  []*completion
+	leases map[string]*leaseSet // by queue set
+	kick   chan struct{}        // a flusher should look
+}
+
+// leaseSet is the lease calls waiting for one queue set.
+type leaseSet struct {
+	queues []string
+	calls  []*leaseCall
+}
+
+// round is one batch's work.
+type round struct {
+	comps  []*completion
+	leases []leaseSet
+}
+
+func newPending() *pending {
+	return &pending{leases: map[string]*leaseSet{}, kick: make(chan struct{}, 1)}
+}
+
+func (p *pending) signal() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// addCompletions queues cs for the next batch.
+func (p *pending) addCompletions(cs ...*completion) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return queue.ErrClosed
+	}
+	p.comps = append(p.comps, cs...)
+	p.signal()
+	return nil
+}
+
+// addLease queues c for the next lease statement of queues.
+func (p *pending) addLease(queues []string, c *leaseCall) error {
+	key := strings.Join(queues, "\x00")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return queue.ErrClosed
+	}
+	s := p.leases[key]
+	if s == nil {
+		s = &leaseSet{queues: queues}
+		p.leases[key] = s
+	}
+	s.calls = append(s.calls, c)
+	p.signal()
+	return nil
+}
+
+// take splits off the next round; it is empty when nothing waits. What
+// is left over kicks another flusher.
+func (p *pending) take() round {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var r round
+	n := min(len(p.comps), completeBatch)
+	r.comps = p.comps[:n:n]
+	p.comps = p.comps[n:]
+	left := len(p.comps) > 0
+	for key, s := range p.leases {
+		batch, rest := takeBatch(s.calls)
+		r.leases = append(r.leases, leaseSet{queues: s.queues, calls: batch})
+		if len(rest) == 0 {
+			delete(p.leases, key)
+		} else {
+			s.calls, left = rest, true
+		}
+	}
+	if left {
+		p.signal()
+	}
+	return r
+}
+
+// close answers everything waiting with err; later adds fail.
+func (p *pending) close(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.comps {
+		c.won <- err
+	}
+	p.comps = nil
+	for key, s := range p.leases {
+		for _, c := range s.calls {
+			c.done <- leaseOutcome{err: err}
+		}
+		delete(p.leases, key)
+	}
+}
+
+// takeBatch splits off the next statement's calls: in order, each worker
+// once, at most groupRequests.
+func takeBatch(waiting []*leaseCall) (batch, rest []*leaseCall) {
+	seen := map[string]bool{}
+	for _, c := range waiting {
+		if len(batch) < groupRequests && !seen[c.worker] {
+			seen[c.worker] = true
+			batch = append(batch, c)
+			continue
+		}
+		rest = append(rest, c)
+	}
+	return batch, rest
+}
+
+// flusher runs rounds until Close.
+func (q *Queue) flusher() {
+	for {
+		select {
+		case <-q.ctx.Done():
+			q.pend.close(fmt.Errorf("settling and leasing: %w", queue.ErrClosed))
+			return
+		case <-q.pend.kick:
+		}
+		for q.ctx.Err() == nil {
+			r := q.pend.take()
+			if len(r.comps) == 0 && len(r.leases) == 0 {
+				break
+			}
+			q.flush(r)
+		}
+	}
+}
+
+// flush runs one round as one pipelined batch and answers its calls once
+// the batch has committed.
+func (q *Queue) flush(r round) {
+	ctx, cancel := context.WithTimeout(q.ctx, 30*time.Second)
+	defer cancel()
+	b := &pgx.Batch{}
+	var first, again []*completion // again: a second completion of a job in this round
+	if len(r.comps) > 0 {
+		var args []any
+		args, first, again = completeArgs(r.comps)
+		b.Queue(completeSQL, args...)
+	}
+	for _, s := range r.leases {
+		workers := make([]string, len(s.calls))
+		ns := make([]int32, len(s.calls))
+		for i, c := range s.calls {
+			workers[i], ns[i] = c.worker, int32(c.n)
+		}
+		b.Queue(groupLeaseSQL, s.queues, workers, ns, q.opts.Queue.MaxLeasesPerWorker)
+	}
+	br := q.pool.SendBatch(ctx, b)
+	var won map[string]bool
+	var err error
+	if len(r.comps) > 0 {
+		won, err = q.readCompleted(br)
+	}
+	leased := make([][]store.Job, len(r.leases))
+	for i := range r.leases {
+		if err != nil {
+			break
+		}
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			leased[i], err = scanJobs(rows)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr // the commit
+	}
+	for _, c := range first {
+		switch {
+		case err != nil:
+			c.won <- q.dbErr(ctx, "completing jobs", err)
+		case won[c.ref.JobID]:
+			c.won <- nil
+		default:
+			c.won <- errNotUpdated
+		}
+	}
+	for _, c := range again {
+		c.won <- errNotUpdated
+	}
+	for i, s := range r.leases {
+		if err != nil {
+			lerr := q.dbErr(ctx, "leasing", err)
+			for _, c := range s.calls {
+				c.done <- leaseOutcome{err: lerr}
+			}
+			continue
+		}
+		byWorker := map[string][]store.Job{}
+		for _, j := range leased[i] {
+			byWorker[j.LeasedBy] = append(byWorker[j.LeasedBy], j)
+		}
+		for _, c := range s.calls {
+			c.done <- leaseOutcome{jobs: byWorker[c.worker]}
+		}
+	}
+}
+
+// completeArgs are completeSQL's arguments for cs, one row per job:
+// first holds the completions in the statement, again the repeats.
+func completeArgs(cs []*completion) (args []any, first, again []*completion) {
+	var (
+		ids, workers    []string
+		attempts        []int32
+		tokens, results [][]byte
+	)
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if seen[c.ref.JobID] {
+			again = append(again, c)
+			continue
+		}
+		seen[c.ref.JobID] = true
+		t := c.ref.Token
+		if t == nil {
+			t = []byte{}
+		}
+		ids, attempts, tokens = append(ids, c.ref.JobID), append(attempts, int32(c.ref.Attempt)), append(tokens, t)
+		workers, results = append(workers, c.worker), append(results, c.result)
+		first = append(first, c)
+	}
+	return []any{ids, attempts, tokens, workers, results}, first, again
+}
+
+// readCompleted reads completeSQL's answer: the jobs it completed.
+func (q *Queue) readCompleted(br pgx.BatchResults) (map[string]bool, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	won := map[string]bool{}
+	for rows.Next() {
+		var id string
+		var late bool
+		if err := rows.Scan(&id, &late); err != nil {
+			return nil, err
+		}
+		won[id] = true
+		if late {
+			q.log.Info("late result accepted: no newer attempt had started", "job", id)
+		}
+	}
+	return won, rows.Err()
+}
