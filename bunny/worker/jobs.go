@@ -171,7 +171,8 @@ func (w *Worker) failBack(life context.Context, h *heldJob) {
 
 func (w *Worker) complete(life context.Context, h *heldJob, result []byte) {
 	err := w.settle(life, h, "complete", func(ctx context.Context, c *client.Client) error {
-		_, err := c.Complete(ctx, h.job.Lease, result)
+		// Completions of slots finishing together share one call.
+		_, err := c.CompleteShared(ctx, h.job.Lease, result)
 		return err
 	})
 	switch {

@@ -61,6 +61,7 @@ type Client struct {
 	ownsPC bool
 	once   sync.Once
 	paths  *pathConn // with several addresses
+	batch  batcher   // batch.go
 
 	failMu  sync.Mutex
 	failErr error // why the Client ended the connection itself

@@ -189,6 +189,7 @@ type Request struct {
 	//	*Request_Heartbeat
 	//	*Request_Complete
 	//	*Request_Fail
+	//	*Request_CompleteBatch
 	Call          isRequest_Call `protobuf_oneof:"call"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -274,6 +275,15 @@ func (x *Request) GetFail() *FailRequest {
 	return nil
 }
 
+func (x *Request) GetCompleteBatch() *CompleteBatchRequest {
+	if x != nil {
+		if x, ok := x.Call.(*Request_CompleteBatch); ok {
+			return x.CompleteBatch
+		}
+	}
+	return nil
+}
+
 type isRequest_Call interface {
 	isRequest_Call()
 }
@@ -294,6 +304,10 @@ type Request_Fail struct {
 	Fail *FailRequest `protobuf:"bytes,13,opt,name=fail,proto3,oneof"`
 }
 
+type Request_CompleteBatch struct {
+	CompleteBatch *CompleteBatchRequest `protobuf:"bytes,14,opt,name=complete_batch,json=completeBatch,proto3,oneof"`
+}
+
 func (*Request_Lease) isRequest_Call() {}
 
 func (*Request_Heartbeat) isRequest_Call() {}
@@ -301,6 +315,8 @@ func (*Request_Heartbeat) isRequest_Call() {}
 func (*Request_Complete) isRequest_Call() {}
 
 func (*Request_Fail) isRequest_Call() {}
+
+func (*Request_CompleteBatch) isRequest_Call() {}
 
 // Response is the one frame relay sends back. Exactly one of error and
 // the result matching the request's call is set.
@@ -313,6 +329,7 @@ type Response struct {
 	//	*Response_Heartbeat
 	//	*Response_Complete
 	//	*Response_Fail
+	//	*Response_CompleteBatch
 	Result        isResponse_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -398,6 +415,15 @@ func (x *Response) GetFail() *FailResponse {
 	return nil
 }
 
+func (x *Response) GetCompleteBatch() *CompleteBatchResponse {
+	if x != nil {
+		if x, ok := x.Result.(*Response_CompleteBatch); ok {
+			return x.CompleteBatch
+		}
+	}
+	return nil
+}
+
 type isResponse_Result interface {
 	isResponse_Result()
 }
@@ -418,6 +444,10 @@ type Response_Fail struct {
 	Fail *FailResponse `protobuf:"bytes,13,opt,name=fail,proto3,oneof"`
 }
 
+type Response_CompleteBatch struct {
+	CompleteBatch *CompleteBatchResponse `protobuf:"bytes,14,opt,name=complete_batch,json=completeBatch,proto3,oneof"`
+}
+
 func (*Response_Lease) isResponse_Result() {}
 
 func (*Response_Heartbeat) isResponse_Result() {}
@@ -425,6 +455,8 @@ func (*Response_Heartbeat) isResponse_Result() {}
 func (*Response_Complete) isResponse_Result() {}
 
 func (*Response_Fail) isResponse_Result() {}
+
+func (*Response_CompleteBatch) isResponse_Result() {}
 
 type ResponseError struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1024,6 +1056,152 @@ func (x *CompleteResponse) GetDuplicate() bool {
 	return false
 }
 
+// CompleteBatchRequest settles several leases with their results in one
+// call, each as a CompleteRequest would (at most MaxCompleteBatch). A
+// relay that predates it answers INVALID_ARGUMENT (no call named); the
+// worker then completes them one by one.
+type CompleteBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Completions   []*CompleteRequest     `protobuf:"bytes,1,rep,name=completions,proto3" json:"completions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteBatchRequest) Reset() {
+	*x = CompleteBatchRequest{}
+	mi := &file_relay_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteBatchRequest) ProtoMessage() {}
+
+func (x *CompleteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteBatchRequest.ProtoReflect.Descriptor instead.
+func (*CompleteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_relay_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CompleteBatchRequest) GetCompletions() []*CompleteRequest {
+	if x != nil {
+		return x.Completions
+	}
+	return nil
+}
+
+type CompleteBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results are in the order of the request's completions.
+	Results       []*CompleteResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteBatchResponse) Reset() {
+	*x = CompleteBatchResponse{}
+	mi := &file_relay_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteBatchResponse) ProtoMessage() {}
+
+func (x *CompleteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteBatchResponse.ProtoReflect.Descriptor instead.
+func (*CompleteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_relay_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CompleteBatchResponse) GetResults() []*CompleteResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// CompleteResult is one completion's answer: error unset on success.
+type CompleteResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *ResponseError         `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Duplicate     bool                   `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteResult) Reset() {
+	*x = CompleteResult{}
+	mi := &file_relay_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteResult) ProtoMessage() {}
+
+func (x *CompleteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteResult.ProtoReflect.Descriptor instead.
+func (*CompleteResult) Descriptor() ([]byte, []int) {
+	return file_relay_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CompleteResult) GetError() *ResponseError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *CompleteResult) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 // FailRequest settles a lease with an error.
 type FailRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1040,7 +1218,7 @@ type FailRequest struct {
 
 func (x *FailRequest) Reset() {
 	*x = FailRequest{}
-	mi := &file_relay_proto_msgTypes[12]
+	mi := &file_relay_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1230,7 @@ func (x *FailRequest) String() string {
 func (*FailRequest) ProtoMessage() {}
 
 func (x *FailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_relay_proto_msgTypes[12]
+	mi := &file_relay_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1243,7 @@ func (x *FailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailRequest.ProtoReflect.Descriptor instead.
 func (*FailRequest) Descriptor() ([]byte, []int) {
-	return file_relay_proto_rawDescGZIP(), []int{12}
+	return file_relay_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FailRequest) GetLease() *LeaseRef {
@@ -1111,7 +1289,7 @@ type FailResponse struct {
 
 func (x *FailResponse) Reset() {
 	*x = FailResponse{}
-	mi := &file_relay_proto_msgTypes[13]
+	mi := &file_relay_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1301,7 @@ func (x *FailResponse) String() string {
 func (*FailResponse) ProtoMessage() {}
 
 func (x *FailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_relay_proto_msgTypes[13]
+	mi := &file_relay_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1314,7 @@ func (x *FailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailResponse.ProtoReflect.Descriptor instead.
 func (*FailResponse) Descriptor() ([]byte, []int) {
-	return file_relay_proto_rawDescGZIP(), []int{13}
+	return file_relay_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FailResponse) GetState() string {
@@ -1164,22 +1342,24 @@ var File_relay_proto protoreflect.FileDescriptor
 
 const file_relay_proto_rawDesc = "" +
 	"\n" +
-	"\vrelay.proto\x12\brelay.v1\"\xfd\x01\n" +
+	"\vrelay.proto\x12\brelay.v1\"\xc6\x02\n" +
 	"\aRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
 	"\x05lease\x18\n" +
 	" \x01(\v2\x16.relay.v1.LeaseRequestH\x00R\x05lease\x12:\n" +
 	"\theartbeat\x18\v \x01(\v2\x1a.relay.v1.HeartbeatRequestH\x00R\theartbeat\x127\n" +
 	"\bcomplete\x18\f \x01(\v2\x19.relay.v1.CompleteRequestH\x00R\bcomplete\x12+\n" +
-	"\x04fail\x18\r \x01(\v2\x15.relay.v1.FailRequestH\x00R\x04failB\x06\n" +
-	"\x04call\"\x99\x02\n" +
+	"\x04fail\x18\r \x01(\v2\x15.relay.v1.FailRequestH\x00R\x04fail\x12G\n" +
+	"\x0ecomplete_batch\x18\x0e \x01(\v2\x1e.relay.v1.CompleteBatchRequestH\x00R\rcompleteBatchB\x06\n" +
+	"\x04call\"\xe3\x02\n" +
 	"\bResponse\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.relay.v1.ResponseErrorR\x05error\x12/\n" +
 	"\x05lease\x18\n" +
 	" \x01(\v2\x17.relay.v1.LeaseResponseH\x00R\x05lease\x12;\n" +
 	"\theartbeat\x18\v \x01(\v2\x1b.relay.v1.HeartbeatResponseH\x00R\theartbeat\x128\n" +
 	"\bcomplete\x18\f \x01(\v2\x1a.relay.v1.CompleteResponseH\x00R\bcomplete\x12,\n" +
-	"\x04fail\x18\r \x01(\v2\x16.relay.v1.FailResponseH\x00R\x04failB\b\n" +
+	"\x04fail\x18\r \x01(\v2\x16.relay.v1.FailResponseH\x00R\x04fail\x12H\n" +
+	"\x0ecomplete_batch\x18\x0e \x01(\v2\x1f.relay.v1.CompleteBatchResponseH\x00R\rcompleteBatchB\b\n" +
 	"\x06result\"s\n" +
 	"\rResponseError\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.relay.v1.CodeR\x04code\x12\x18\n" +
@@ -1221,7 +1401,14 @@ const file_relay_proto_rawDesc = "" +
 	"\x05lease\x18\x01 \x01(\v2\x12.relay.v1.LeaseRefR\x05lease\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\fR\x06result\"0\n" +
 	"\x10CompleteResponse\x12\x1c\n" +
-	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"\x91\x01\n" +
+	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"S\n" +
+	"\x14CompleteBatchRequest\x12;\n" +
+	"\vcompletions\x18\x01 \x03(\v2\x19.relay.v1.CompleteRequestR\vcompletions\"K\n" +
+	"\x15CompleteBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.relay.v1.CompleteResultR\aresults\"]\n" +
+	"\x0eCompleteResult\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.relay.v1.ResponseErrorR\x05error\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\x91\x01\n" +
 	"\vFailRequest\x12(\n" +
 	"\x05lease\x18\x01 \x01(\v2\x12.relay.v1.LeaseRefR\x05lease\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1c\n" +
@@ -1261,48 +1448,56 @@ func file_relay_proto_rawDescGZIP() []byte {
 }
 
 var file_relay_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_relay_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_relay_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_relay_proto_goTypes = []any{
-	(Code)(0),                 // 0: relay.v1.Code
-	(LeaseStatus_State)(0),    // 1: relay.v1.LeaseStatus.State
-	(*Request)(nil),           // 2: relay.v1.Request
-	(*Response)(nil),          // 3: relay.v1.Response
-	(*ResponseError)(nil),     // 4: relay.v1.ResponseError
-	(*LeaseRequest)(nil),      // 5: relay.v1.LeaseRequest
-	(*LeaseResponse)(nil),     // 6: relay.v1.LeaseResponse
-	(*Job)(nil),               // 7: relay.v1.Job
-	(*LeaseRef)(nil),          // 8: relay.v1.LeaseRef
-	(*HeartbeatRequest)(nil),  // 9: relay.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil), // 10: relay.v1.HeartbeatResponse
-	(*LeaseStatus)(nil),       // 11: relay.v1.LeaseStatus
-	(*CompleteRequest)(nil),   // 12: relay.v1.CompleteRequest
-	(*CompleteResponse)(nil),  // 13: relay.v1.CompleteResponse
-	(*FailRequest)(nil),       // 14: relay.v1.FailRequest
-	(*FailResponse)(nil),      // 15: relay.v1.FailResponse
+	(Code)(0),                     // 0: relay.v1.Code
+	(LeaseStatus_State)(0),        // 1: relay.v1.LeaseStatus.State
+	(*Request)(nil),               // 2: relay.v1.Request
+	(*Response)(nil),              // 3: relay.v1.Response
+	(*ResponseError)(nil),         // 4: relay.v1.ResponseError
+	(*LeaseRequest)(nil),          // 5: relay.v1.LeaseRequest
+	(*LeaseResponse)(nil),         // 6: relay.v1.LeaseResponse
+	(*Job)(nil),                   // 7: relay.v1.Job
+	(*LeaseRef)(nil),              // 8: relay.v1.LeaseRef
+	(*HeartbeatRequest)(nil),      // 9: relay.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 10: relay.v1.HeartbeatResponse
+	(*LeaseStatus)(nil),           // 11: relay.v1.LeaseStatus
+	(*CompleteRequest)(nil),       // 12: relay.v1.CompleteRequest
+	(*CompleteResponse)(nil),      // 13: relay.v1.CompleteResponse
+	(*CompleteBatchRequest)(nil),  // 14: relay.v1.CompleteBatchRequest
+	(*CompleteBatchResponse)(nil), // 15: relay.v1.CompleteBatchResponse
+	(*CompleteResult)(nil),        // 16: relay.v1.CompleteResult
+	(*FailRequest)(nil),           // 17: relay.v1.FailRequest
+	(*FailResponse)(nil),          // 18: relay.v1.FailResponse
 }
 var file_relay_proto_depIdxs = []int32{
 	5,  // 0: relay.v1.Request.lease:type_name -> relay.v1.LeaseRequest
 	9,  // 1: relay.v1.Request.heartbeat:type_name -> relay.v1.HeartbeatRequest
 	12, // 2: relay.v1.Request.complete:type_name -> relay.v1.CompleteRequest
-	14, // 3: relay.v1.Request.fail:type_name -> relay.v1.FailRequest
-	4,  // 4: relay.v1.Response.error:type_name -> relay.v1.ResponseError
-	6,  // 5: relay.v1.Response.lease:type_name -> relay.v1.LeaseResponse
-	10, // 6: relay.v1.Response.heartbeat:type_name -> relay.v1.HeartbeatResponse
-	13, // 7: relay.v1.Response.complete:type_name -> relay.v1.CompleteResponse
-	15, // 8: relay.v1.Response.fail:type_name -> relay.v1.FailResponse
-	0,  // 9: relay.v1.ResponseError.code:type_name -> relay.v1.Code
-	7,  // 10: relay.v1.LeaseResponse.jobs:type_name -> relay.v1.Job
-	8,  // 11: relay.v1.Job.lease:type_name -> relay.v1.LeaseRef
-	8,  // 12: relay.v1.HeartbeatRequest.leases:type_name -> relay.v1.LeaseRef
-	11, // 13: relay.v1.HeartbeatResponse.statuses:type_name -> relay.v1.LeaseStatus
-	1,  // 14: relay.v1.LeaseStatus.state:type_name -> relay.v1.LeaseStatus.State
-	8,  // 15: relay.v1.CompleteRequest.lease:type_name -> relay.v1.LeaseRef
-	8,  // 16: relay.v1.FailRequest.lease:type_name -> relay.v1.LeaseRef
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 3: relay.v1.Request.fail:type_name -> relay.v1.FailRequest
+	14, // 4: relay.v1.Request.complete_batch:type_name -> relay.v1.CompleteBatchRequest
+	4,  // 5: relay.v1.Response.error:type_name -> relay.v1.ResponseError
+	6,  // 6: relay.v1.Response.lease:type_name -> relay.v1.LeaseResponse
+	10, // 7: relay.v1.Response.heartbeat:type_name -> relay.v1.HeartbeatResponse
+	13, // 8: relay.v1.Response.complete:type_name -> relay.v1.CompleteResponse
+	18, // 9: relay.v1.Response.fail:type_name -> relay.v1.FailResponse
+	15, // 10: relay.v1.Response.complete_batch:type_name -> relay.v1.CompleteBatchResponse
+	0,  // 11: relay.v1.ResponseError.code:type_name -> relay.v1.Code
+	7,  // 12: relay.v1.LeaseResponse.jobs:type_name -> relay.v1.Job
+	8,  // 13: relay.v1.Job.lease:type_name -> relay.v1.LeaseRef
+	8,  // 14: relay.v1.HeartbeatRequest.leases:type_name -> relay.v1.LeaseRef
+	11, // 15: relay.v1.HeartbeatResponse.statuses:type_name -> relay.v1.LeaseStatus
+	1,  // 16: relay.v1.LeaseStatus.state:type_name -> relay.v1.LeaseStatus.State
+	8,  // 17: relay.v1.CompleteRequest.lease:type_name -> relay.v1.LeaseRef
+	12, // 18: relay.v1.CompleteBatchRequest.completions:type_name -> relay.v1.CompleteRequest
+	16, // 19: relay.v1.CompleteBatchResponse.results:type_name -> relay.v1.CompleteResult
+	4,  // 20: relay.v1.CompleteResult.error:type_name -> relay.v1.ResponseError
+	8,  // 21: relay.v1.FailRequest.lease:type_name -> relay.v1.LeaseRef
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_relay_proto_init() }
@@ -1315,12 +1510,14 @@ func file_relay_proto_init() {
 		(*Request_Heartbeat)(nil),
 		(*Request_Complete)(nil),
 		(*Request_Fail)(nil),
+		(*Request_CompleteBatch)(nil),
 	}
 	file_relay_proto_msgTypes[1].OneofWrappers = []any{
 		(*Response_Lease)(nil),
 		(*Response_Heartbeat)(nil),
 		(*Response_Complete)(nil),
 		(*Response_Fail)(nil),
+		(*Response_CompleteBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1328,7 +1525,7 @@ func file_relay_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relay_proto_rawDesc), len(file_relay_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -28,16 +28,27 @@ type BatchCompleter interface {
 
 // CompleteBatch settles cs for worker on b: in one call if b is a
 // BatchCompleter, else with one Complete each, run at once so a store
-// that commits in groups commits them together.
+// that commits in groups commits them together. Completions of one job
+// are settled in order either way: the first valid one wins.
 func CompleteBatch(ctx context.Context, b Backend, worker string, cs []Completion) []CompleteResult {
 	if bc, ok := b.(BatchCompleter); ok {
 		return bc.CompleteBatch(ctx, worker, cs)
 	}
+	byJob := map[string][]int{}
+	var order []string
+	for i, c := range cs {
+		if byJob[c.Ref.JobID] == nil {
+			order = append(order, c.Ref.JobID)
+		}
+		byJob[c.Ref.JobID] = append(byJob[c.Ref.JobID], i)
+	}
 	out := make([]CompleteResult, len(cs))
 	var wg sync.WaitGroup
-	for i, c := range cs {
+	for _, id := range order {
 		wg.Go(func() {
-			out[i].Duplicate, out[i].Err = b.Complete(ctx, worker, c.Ref, c.Result)
+			for _, i := range byJob[id] {
+				out[i].Duplicate, out[i].Err = b.Complete(ctx, worker, cs[i].Ref, cs[i].Result)
+			}
 		})
 	}
 	wg.Wait()

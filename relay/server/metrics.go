@@ -10,7 +10,9 @@ import (
 )
 
 // callNames are the calls a worker makes (the call label).
-func callNames() []string { return []string{"lease", "heartbeat", "complete", "fail"} }
+func callNames() []string {
+	return []string{"lease", "heartbeat", "complete", "complete_batch", "fail"}
+}
 
 // refusalReasons are the reason label's values: every series exists at
 // zero from the start.

@@ -172,9 +172,11 @@ func (s *Server) serve(ctx context.Context, pin keys.Pin, req *proto.Request, lo
 		return name, c.complete(r.Complete), nil
 	case *proto.Request_Fail:
 		return name, c.fail(r.Fail), nil
+	case *proto.Request_CompleteBatch:
+		return name, c.completeBatch(r.CompleteBatch), nil
 	default:
 		s.m.refused.WithLabelValues("invalid_argument").Inc()
-		return name, errResponse(proto.Errorf(proto.Code_INVALID_ARGUMENT, "request names no call (lease, heartbeat, complete or fail)")), nil
+		return name, errResponse(proto.Errorf(proto.Code_INVALID_ARGUMENT, "request names no call (lease, heartbeat, complete, complete_batch or fail)")), nil
 	}
 }
 
@@ -188,6 +190,8 @@ func callName(req *proto.Request) string {
 		return "complete"
 	case *proto.Request_Fail:
 		return "fail"
+	case *proto.Request_CompleteBatch:
+		return "complete_batch"
 	}
 	return "unknown"
 }
