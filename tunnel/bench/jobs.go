@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -34,37 +36,78 @@ type JobsResult struct {
 	Err  string        `json:"error,omitempty"`
 }
 
-// relayProc is a relay process with its files.
-type relayProc struct {
-	cmd      *exec.Cmd
-	quic     string
-	api      *api.Client
-	relayPin keys.Pin
-	worker   keys.Identity
-	dir      string
+// JobsStore is where relay keeps jobs in a jobs measurement.
+type JobsStore struct {
+	// DSN, if set, is a PostgreSQL database (postgres:// URL) for the
+	// PostgreSQL rows; it may hold a password, so it goes to relay in a
+	// 0600 file and is never printed. Each run uses queues of its own.
+	DSN string
+	// Replicas are the replica counts to measure on PostgreSQL (1 and 3,
+	// say), each beside the embedded store in the same run.
+	Replicas []int
 }
 
-func startRelay(ctx context.Context, exe string) (*relayProc, error) {
+// relaySetup is what the relay replicas of one measurement share: the
+// identities, the workers and producers files, the DSN file.
+type relaySetup struct {
+	dir      string
+	relayPin keys.Pin
+	worker   keys.Identity
+	token    string
+	dsnFile  string // "" for the embedded store
+	queues   [2]string
+}
+
+func newRelaySetup(dsn string) (*relaySetup, error) {
 	dir, err := os.MkdirTemp("", "tunnel-bench-relay-")
 	if err != nil {
 		return nil, err
 	}
-	r := &relayProc{dir: dir}
-	fail := func(err error) (*relayProc, error) { r.Close(); return nil, err }
-	if r.relayPin, err = keys.WriteIdentity(filepath.Join(dir, "relay"), "relay", false); err != nil {
+	s := &relaySetup{dir: dir}
+	fail := func(err error) (*relaySetup, error) { s.Close(); return nil, err }
+	// Queues of their own: a database may hold earlier runs' backlogs.
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	s.queues = [2]string{"bench-" + hex.EncodeToString(b[:]), "bench-paced-" + hex.EncodeToString(b[:])}
+	if s.relayPin, err = keys.WriteIdentity(filepath.Join(dir, "relay"), "relay", false); err != nil {
 		return fail(err)
 	}
 	wpin, err := keys.WriteIdentity(filepath.Join(dir, "worker"), "bench", false)
 	if err != nil {
 		return fail(err)
 	}
-	if r.worker, err = keys.LoadIdentity(filepath.Join(dir, "worker", keys.IdentityCertFile), filepath.Join(dir, "worker", keys.IdentityKeyFile)); err != nil {
+	if s.worker, err = keys.LoadIdentity(filepath.Join(dir, "worker", keys.IdentityCertFile), filepath.Join(dir, "worker", keys.IdentityKeyFile)); err != nil {
 		return fail(err)
 	}
-	workers := fmt.Sprintf("workers:\n  - name: bench\n    pins: [%s]\n    queues:\n      bench: [lease, heartbeat, complete, fail]\n      bench-paced: [lease, heartbeat, complete, fail]\n", wpin)
+	workers := fmt.Sprintf("workers:\n  - name: bench\n    pins: [%s]\n    queues:\n      %s: [lease, heartbeat, complete, fail]\n      %s: [lease, heartbeat, complete, fail]\n", wpin, s.queues[0], s.queues[1])
 	if err := os.WriteFile(filepath.Join(dir, "workers.yaml"), []byte(workers), 0o600); err != nil {
 		return fail(err)
 	}
+	if s.token, err = producers.NewFile(filepath.Join(dir, "producers.yaml"), "bench", s.queues[0], s.queues[1]); err != nil {
+		return fail(err)
+	}
+	if dsn != "" {
+		s.dsnFile = filepath.Join(dir, "store.dsn")
+		if err := os.WriteFile(s.dsnFile, []byte(dsn), 0o600); err != nil {
+			return fail(err)
+		}
+	}
+	return s, nil
+}
+
+func (s *relaySetup) Close() { os.RemoveAll(s.dir) }
+
+// relayProc is one relay process.
+type relayProc struct {
+	cmd  *exec.Cmd
+	quic string
+	api  *api.Client
+}
+
+// startRelay starts replica i of setup s.
+func startRelay(ctx context.Context, exe string, s *relaySetup, i int) (*relayProc, error) {
+	r := &relayProc{}
+	fail := func(err error) (*relayProc, error) { r.Close(); return nil, err }
 	quicPort, err := freeUDP()
 	if err != nil {
 		return fail(err)
@@ -77,19 +120,21 @@ func startRelay(ctx context.Context, exe string) (*relayProc, error) {
 	if err != nil {
 		return fail(err)
 	}
-	token, err := producers.NewFile(filepath.Join(dir, "producers.yaml"), "bench", "bench", "bench-paced")
-	if err != nil {
-		return fail(err)
-	}
 	r.quic = quicPort
-	r.cmd = exec.CommandContext(ctx, exe, "serve", "--db", filepath.Join(dir, "relay.db"), "--listen", quicPort, "--http", httpAddr,
-		"--identity-cert", filepath.Join(dir, "relay", keys.IdentityCertFile), "--identity-key", filepath.Join(dir, "relay", keys.IdentityKeyFile),
-		"--workers", filepath.Join(dir, "workers.yaml"), "--log-level", "warn",
-		"--admin", adminAddr, "--producers", filepath.Join(dir, "producers.yaml"))
+	store := []string{"--db", filepath.Join(s.dir, fmt.Sprintf("relay%d.db", i))}
+	if s.dsnFile != "" {
+		store = []string{"--store-file", s.dsnFile}
+	}
+	args := append([]string{"serve"}, store...)
+	args = append(args, "--listen", quicPort, "--http", httpAddr,
+		"--identity-cert", filepath.Join(s.dir, "relay", keys.IdentityCertFile), "--identity-key", filepath.Join(s.dir, "relay", keys.IdentityKeyFile),
+		"--workers", filepath.Join(s.dir, "workers.yaml"), "--log-level", "warn",
+		"--admin", adminAddr, "--producers", filepath.Join(s.dir, "producers.yaml"))
+	r.cmd = exec.CommandContext(ctx, exe, args...)
 	if err := r.cmd.Start(); err != nil {
 		return fail(fmt.Errorf("starting relay: %w", err))
 	}
-	r.api = &api.Client{BaseURL: "https://" + httpAddr, HTTP: api.HTTPClient(api.ClientTLS(r.relayPin, nil), 30*time.Second), Token: token}
+	r.api = &api.Client{BaseURL: "https://" + httpAddr, HTTP: api.HTTPClient(api.ClientTLS(s.relayPin, nil), 30*time.Second), Token: s.token}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
@@ -111,7 +156,6 @@ func (r *relayProc) Close() {
 		_ = r.cmd.Process.Kill()
 		_ = r.cmd.Wait()
 	}
-	os.RemoveAll(r.dir)
 }
 
 func freeUDP() (string, error) {
@@ -123,11 +167,13 @@ func freeUDP() (string, error) {
 	return pc.LocalAddr().String(), nil
 }
 
-// jobRun drives jobs through relay at addr: a producer on relay's API and
-// inFlight workers on one QUIC connection.
+// jobRun drives jobs through relay replicas at addrs: a producer on the
+// replicas' APIs in turn, and inFlight worker slots spread over one QUIC
+// connection per replica, their completions sharing calls as bunny's do.
 type jobRun struct {
-	relay    *relayProc
-	addr     string
+	setup    *relaySetup
+	relays   []*relayProc
+	addrs    []string
 	queue    string
 	inFlight int
 	seq      atomic.Int64
@@ -137,11 +183,19 @@ type jobRun struct {
 // backlog (saturation); otherwise it enqueues rate jobs a second. It
 // returns the jobs completed and their enqueue-to-completion latencies.
 func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, []time.Duration, error) {
-	c, err := client.Dial(ctx, client.Options{Addr: j.addr, Identity: j.relay.worker, RelayPin: j.relay.relayPin})
-	if err != nil {
-		return 0, nil, fmt.Errorf("dialling relay at %s: %w", j.addr, err)
+	var cs []*client.Client
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	for _, addr := range j.addrs {
+		c, err := client.Dial(ctx, client.Options{Addr: addr, Identity: j.setup.worker, RelayPin: j.setup.relayPin})
+		if err != nil {
+			return 0, nil, fmt.Errorf("dialling relay at %s: %w", addr, err)
+		}
+		cs = append(cs, c)
 	}
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	end := time.Now().Add(d)
@@ -169,7 +223,7 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		start := time.Now()
-		for ctx.Err() == nil {
+		for k := 0; ctx.Err() == nil; k++ {
 			n := batch
 			if rate > 0 {
 				want := int64(rate * time.Since(start).Seconds())
@@ -193,7 +247,7 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 			for i := range reqs {
 				reqs[i] = api.JobRequest{Queue: j.queue, PayloadText: fmt.Sprintf("job %d", j.seq.Add(1))}
 			}
-			jobs, err := j.relay.api.EnqueueBatch(ctx, reqs)
+			jobs, err := j.relays[k%len(j.relays)].api.EnqueueBatch(ctx, reqs)
 			now := time.Now()
 			if err != nil {
 				setErr(fmt.Errorf("enqueueing: %w", err))
@@ -207,7 +261,8 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 			queued.Add(int64(len(jobs)))
 		}
 	}()
-	for range j.inFlight {
+	for slot := range j.inFlight {
+		c := cs[slot%len(cs)]
 		wg.Add(1)
 		go func() { // a worker slot
 			defer wg.Done()
@@ -218,7 +273,7 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 					return
 				}
 				for _, job := range jobs {
-					if _, err := c.Complete(ctx, job.Lease, job.Payload); err != nil {
+					if _, err := c.CompleteShared(ctx, job.Lease, job.Payload); err != nil {
 						setErr(fmt.Errorf("completing: %w", err))
 						return
 					}
@@ -242,38 +297,59 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 }
 
 // measureJobs measures one path: direct to relay, or through two gateway
-// processes.
-func measureJobs(ctx context.Context, o Options, relayExe string, throughTunnel bool) JobsResult {
+// processes; on the embedded store, or with dsn set on PostgreSQL with
+// replicas relay processes.
+func measureJobs(ctx context.Context, o Options, relayExe string, throughTunnel bool, dsn string, replicas int) JobsResult {
 	res := JobsResult{Path: "direct to relay", InFlight: 64}
 	if throughTunnel {
 		res.Path = "through the tunnel"
 	}
-	r, err := startRelay(ctx, relayExe)
+	if dsn != "" {
+		res.Path += fmt.Sprintf(", PostgreSQL, %d replica(s)", replicas)
+	} else {
+		replicas = 1
+	}
+	s, err := newRelaySetup(dsn)
 	if err != nil {
 		res.Err = err.Error()
 		return res
 	}
-	defer r.Close()
-	addr := r.quic
+	defer s.Close()
+	var relays []*relayProc
+	defer func() {
+		for _, r := range relays {
+			r.Close()
+		}
+	}()
+	var addrs []string
+	for i := range replicas {
+		r, err := startRelay(ctx, relayExe, s, i)
+		if err != nil {
+			res.Err = err.Error()
+			return res
+		}
+		relays = append(relays, r)
+		addrs = append(addrs, r.quic)
+	}
 	if throughTunnel {
-		p, err := startPath(ctx, o, Tunnel, "127.0.0.1:1", r.quic)
+		p, err := startPath(ctx, o, Tunnel, "127.0.0.1:1", relays[0].quic)
 		if err != nil {
 			res.Err = err.Error()
 			return res
 		}
 		defer p.Close()
-		addr = p.aks.ready.UDPForward
+		addrs = []string{p.aks.ready.UDPForward}
 	}
 	// Each run has a queue of its own: the saturated run leaves a backlog
 	// behind, which the paced run's jobs must not queue behind.
-	jr := &jobRun{relay: r, addr: addr, queue: "bench", inFlight: res.InFlight}
+	jr := &jobRun{setup: s, relays: relays, addrs: addrs, queue: s.queues[0], inFlight: res.InFlight}
 	n, _, err := jr.run(ctx, o.Duration, 0)
 	if err != nil {
 		res.Err = err.Error()
 		return res
 	}
 	res.JobsPerSecond = float64(n) / o.Duration.Seconds()
-	jr = &jobRun{relay: r, addr: addr, queue: "bench-paced", inFlight: res.InFlight}
+	jr = &jobRun{setup: s, relays: relays, addrs: addrs, queue: s.queues[1], inFlight: res.InFlight}
 	n, lat, err := jr.run(ctx, o.Duration, res.JobsPerSecond/2)
 	if err != nil {
 		res.Err = err.Error()

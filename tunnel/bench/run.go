@@ -76,7 +76,9 @@ type Options struct {
 	// RelayExecutable, if set, adds relay's job throughput and latency,
 	// direct and through the tunnel (needs NodeCommand).
 	RelayExecutable string
-	Logger          *slog.Logger
+	// JobsStore adds PostgreSQL rows to the jobs figures.
+	JobsStore JobsStore
+	Logger    *slog.Logger
 	// Progress, if set, is told what is being measured.
 	Progress func(string)
 }
@@ -235,7 +237,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		for _, tunnelled := range []bool{false, true} {
 			o.Progress(fmt.Sprintf("relay jobs, through the tunnel: %v", tunnelled))
-			rep.Jobs = append(rep.Jobs, measureJobs(ctx, o, o.RelayExecutable, tunnelled))
+			rep.Jobs = append(rep.Jobs, measureJobs(ctx, o, o.RelayExecutable, tunnelled, "", 1))
+		}
+		if o.JobsStore.DSN != "" {
+			for _, n := range o.JobsStore.Replicas {
+				o.Progress(fmt.Sprintf("relay jobs on PostgreSQL, %d replica(s)", n))
+				rep.Jobs = append(rep.Jobs, measureJobs(ctx, o, o.RelayExecutable, false, o.JobsStore.DSN, n))
+			}
 		}
 	}
 	var stock float64

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/cli"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel/bench"
 )
@@ -39,6 +40,9 @@ type benchRunCmd struct {
 	Flows      int           `default:"500" help:"Idle flows the footprint opens."`
 	Jobs       bool          `help:"Also measure relay's jobs/s and latency, direct and through the tunnel (needs the relay binary beside this one, or --relay)."`
 	Relay      string        `type:"path" placeholder:"FILE" help:"The relay binary for --jobs (default: relay beside this binary)."`
+	Store      string        `enum:"embedded,postgres" default:"embedded" help:"With --jobs: also measure relay on PostgreSQL (postgres), beside the embedded store, in the same run. The database's DSN comes from $TUNNEL_BENCH_DSN or --store-file, never the command line; each run uses queues of its own."`
+	StoreFile  string        `name:"store-file" type:"path" placeholder:"FILE" help:"With --store postgres: a file holding the DSN (postgres:// URL)."`
+	Replicas   int           `default:"3" help:"With --store postgres: measure 1 and this many relay replicas sharing the database."`
 
 	Netns          bool     `help:"Measure the production shape instead (root): two network namespaces joined by a veth pair, iperf3 at both ends, our gateways as root and as UID 65532, stock forwarders, and wireguard-go on kernel TUN devices as the anchor."`
 	Peer           []string `placeholder:"NAME" help:"With --netns: also our unprivileged gateway towards a wireguard-go TUN peer: debian (/usr/bin/wireguard-go) or latest (the anchor's binary)."`
@@ -120,6 +124,13 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 			return cli.Usage(fmt.Errorf("--jobs needs the relay binary: %v (build it with make build, or pass --relay)", err))
 		}
 		o.RelayExecutable = relay
+		store, err := c.jobsStore()
+		if err != nil {
+			return err
+		}
+		o.JobsStore = store
+	} else if c.Store != "embedded" || c.StoreFile != "" {
+		return cli.Usage(fmt.Errorf("--store and --store-file need --jobs"))
 	}
 	if c.Footprint && c.InProcess {
 		return cli.Usage(fmt.Errorf("--footprint measures gateway processes; drop --in-process"))
@@ -286,4 +297,40 @@ type benchNodeCmd struct{}
 
 func (c *benchNodeCmd) Run(ctx context.Context, env cli.Env) error {
 	return bench.NodeMain(ctx, os.Stdin, env.Stdout)
+}
+
+// storeEnv names the environment variable holding --store postgres's DSN.
+const storeEnv = "TUNNEL_BENCH_DSN"
+
+// jobsStore is the PostgreSQL database --store postgres measures on, from
+// --store-file or $TUNNEL_BENCH_DSN.
+func (c *benchRunCmd) jobsStore() (bench.JobsStore, error) {
+	if c.Store != "postgres" {
+		if c.StoreFile != "" {
+			return bench.JobsStore{}, cli.Usage(fmt.Errorf("--store-file needs --store postgres"))
+		}
+		return bench.JobsStore{}, nil
+	}
+	if c.Replicas < 1 || c.Replicas > 16 {
+		return bench.JobsStore{}, cli.Usage(fmt.Errorf("--replicas %d: want 1 to 16", c.Replicas))
+	}
+	dsn := os.Getenv(storeEnv)
+	if c.StoreFile != "" {
+		b, err := fileread.Read(c.StoreFile, 64<<10)
+		if err != nil {
+			return bench.JobsStore{}, cli.Usage(fmt.Errorf("--store-file: %w", err))
+		}
+		dsn = strings.TrimSpace(string(b))
+	}
+	if dsn == "" {
+		return bench.JobsStore{}, cli.Usage(fmt.Errorf("--store postgres needs the database's DSN in $%s or --store-file", storeEnv))
+	}
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return bench.JobsStore{}, cli.Usage(fmt.Errorf("--store postgres: the DSN from $%s or --store-file is not a postgres:// URL", storeEnv))
+	}
+	replicas := []int{1}
+	if c.Replicas > 1 {
+		replicas = append(replicas, c.Replicas)
+	}
+	return bench.JobsStore{DSN: dsn, Replicas: replicas}, nil
 }
