@@ -93,20 +93,9 @@ func TestCompleteBatchBounds(t *testing.T) {
 	c := h.Dial(id)
 	ctx := ctxT(t, 30*time.Second)
 	n := proto.MaxCompleteBatch + 10
-	batch := make([]queue.NewJob, n)
-	for i := range batch {
-		batch[i] = queue.NewJob{Queue: "default"}
-	}
-	h.Enqueue(batch...)
 	var cs []client.Completion
-	for len(cs) < n {
-		jobs, err := c.Lease(ctx, client.LeaseOptions{Max: 100, Wait: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, j := range jobs {
-			cs = append(cs, client.Completion{Lease: j.Lease, Result: []byte(j.ID)})
-		}
+	for _, j := range enqueueAndLease(t, h, c, n) {
+		cs = append(cs, client.Completion{Lease: j.Lease, Result: []byte(j.ID)})
 	}
 	res, err := c.CompleteBatch(ctx, cs)
 	if err != nil || len(res) != n {
@@ -130,19 +119,7 @@ func TestCompleteSharedCoalesces(t *testing.T) {
 	c := h.Dial(id)
 	ctx := ctxT(t, 30*time.Second)
 	const n = 64
-	batch := make([]queue.NewJob, n)
-	for i := range batch {
-		batch[i] = queue.NewJob{Queue: "default"}
-	}
-	h.Enqueue(batch...)
-	var jobs []client.Job
-	for len(jobs) < n {
-		got, err := c.Lease(ctx, client.LeaseOptions{Max: n, Wait: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		jobs = append(jobs, got...)
-	}
+	jobs := enqueueAndLease(t, h, c, n)
 	start := make(chan struct{})
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -169,4 +146,24 @@ func TestCompleteSharedCoalesces(t *testing.T) {
 	if dup, err := c.CompleteShared(ctx, jobs[0].Lease, []byte("again")); err != nil || !dup {
 		t.Fatalf("repeat: %v %v", dup, err)
 	}
+}
+
+// enqueueAndLease enqueues n jobs to queue default and leases them all.
+func enqueueAndLease(t *testing.T, h *relaytest.Relay, c *client.Client, n int) []client.Job {
+	t.Helper()
+	batch := make([]queue.NewJob, n)
+	for i := range batch {
+		batch[i] = queue.NewJob{Queue: "default"}
+	}
+	h.Enqueue(batch...)
+	ctx := ctxT(t, 20*time.Second)
+	var jobs []client.Job
+	for len(jobs) < n {
+		got, err := c.Lease(ctx, client.LeaseOptions{Max: 100, Wait: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, got...)
+	}
+	return jobs
 }
