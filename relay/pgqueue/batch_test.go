@@ -91,3 +91,39 @@ func TestCompleteBatch(t *testing.T) {
 		})
 	}
 }
+
+// Concurrent lease calls of one worker (slots sharing its name) share a
+// statement, and its lease limit holds across them.
+func TestLeaseCallsOfOneWorker(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{})
+	q := open(t, fast(srv.NewDB(t), queue.Options{MaxLeasesPerWorker: 5}))
+	t.Cleanup(func() { _ = q.Close() })
+	var jobs []queue.NewJob
+	for range 30 {
+		jobs = append(jobs, queue.NewJob{Queue: "default", LeaseDuration: time.Minute})
+	}
+	enqueue(t, q, jobs...)
+	const calls = 20
+	got := make(chan []store.Job, calls)
+	for range calls {
+		go func() {
+			js, err := q.Lease(bg, queue.LeaseRequest{Worker: "w", Queues: []string{"default"}, Max: 1, Wait: 200 * time.Millisecond})
+			if err != nil && !errors.Is(err, queue.ErrTooManyLeases) {
+				t.Error(err)
+			}
+			got <- js
+		}()
+	}
+	seen := map[string]bool{}
+	for range calls {
+		for _, j := range <-got {
+			if seen[j.ID] {
+				t.Fatalf("job %s leased twice", j.ID)
+			}
+			seen[j.ID] = true
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("one worker's concurrent calls leased %d jobs, its limit is 5", len(seen))
+	}
+}

@@ -3,6 +3,7 @@ package pgqueue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,9 +24,10 @@ import (
 const (
 	flushers      = 2
 	completeBatch = 256
-	// groupRequests bounds the lease calls one statement serves, each
-	// worker once (so its lease limit holds).
-	groupRequests = 64
+	// groupRequests bounds the lease calls one statement serves. Calls of
+	// one worker (slots sharing a name) are one request of the statement
+	// for their total, so the worker's lease limit holds.
+	groupRequests = 256
 )
 
 // completion is one Complete waiting for a batch.
@@ -152,19 +154,45 @@ func (p *pending) close(err error) {
 	}
 }
 
-// takeBatch splits off the next statement's calls: in order, each worker
-// once, at most groupRequests.
+// takeBatch splits off the next statement's calls: the first
+// groupRequests, in order.
 func takeBatch(waiting []*leaseCall) (batch, rest []*leaseCall) {
-	seen := map[string]bool{}
-	for _, c := range waiting {
-		if len(batch) < groupRequests && !seen[c.worker] {
-			seen[c.worker] = true
-			batch = append(batch, c)
-			continue
+	n := min(len(waiting), groupRequests)
+	return waiting[:n:n], waiting[n:]
+}
+
+// leaseArgs are groupLeaseSQL's per-worker arguments for calls: each
+// worker once, in the order of its first call, wanting its calls' total.
+func leaseArgs(calls []*leaseCall) (workers []string, ns []int32) {
+	at := map[string]int{}
+	for _, c := range calls {
+		i, ok := at[c.worker]
+		if !ok {
+			i = len(workers)
+			at[c.worker] = i
+			workers, ns = append(workers, c.worker), append(ns, 0)
 		}
-		rest = append(rest, c)
+		ns[i] += int32(c.n)
 	}
-	return batch, rest
+	return workers, ns
+}
+
+// dealLeased hands each call its share of its worker's jobs, oldest to the
+// earliest call.
+func dealLeased(calls []*leaseCall, jobs []store.Job) {
+	byWorker := map[string][]store.Job{}
+	for _, j := range jobs {
+		byWorker[j.LeasedBy] = append(byWorker[j.LeasedBy], j)
+	}
+	for _, js := range byWorker {
+		slices.SortFunc(js, byAge)
+	}
+	for _, c := range calls {
+		js := byWorker[c.worker]
+		n := min(c.n, len(js))
+		c.done <- leaseOutcome{jobs: js[:n:n]}
+		byWorker[c.worker] = js[n:]
+	}
 }
 
 // flusher runs rounds until Close.
@@ -199,11 +227,7 @@ func (q *Queue) flush(r round) {
 		b.Queue(completeSQL, args...)
 	}
 	for _, s := range r.leases {
-		workers := make([]string, len(s.calls))
-		ns := make([]int32, len(s.calls))
-		for i, c := range s.calls {
-			workers[i], ns[i] = c.worker, int32(c.n)
-		}
+		workers, ns := leaseArgs(s.calls)
 		b.Queue(groupLeaseSQL, s.queues, workers, ns, q.opts.Queue.MaxLeasesPerWorker)
 	}
 	br := q.pool.SendBatch(ctx, b)
@@ -246,13 +270,7 @@ func (q *Queue) flush(r round) {
 			}
 			continue
 		}
-		byWorker := map[string][]store.Job{}
-		for _, j := range leased[i] {
-			byWorker[j.LeasedBy] = append(byWorker[j.LeasedBy], j)
-		}
-		for _, c := range s.calls {
-			c.done <- leaseOutcome{jobs: byWorker[c.worker]}
-		}
+		dealLeased(s.calls, leased[i])
 	}
 }
 
@@ -302,4 +320,12 @@ func (q *Queue) readCompleted(br pgx.BatchResults) (map[string]bool, error) {
 		}
 	}
 	return won, rows.Err()
+}
+
+// byAge orders jobs oldest first: by run_after, then id.
+func byAge(a, b store.Job) int {
+	if c := a.RunAfter.Compare(b.RunAfter); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/tunnel-dev/tunnel/relay/queue"
@@ -86,12 +85,7 @@ func (q *Queue) leaseOnce(ctx context.Context, worker string, queues []string, n
 		}
 		return nil, *next, nil
 	}
-	slices.SortFunc(jobs, func(a, b store.Job) int {
-		if c := a.RunAfter.Compare(b.RunAfter); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(jobs, byAge)
 	// Keep the answer under maxBytes (the first job goes whatever its
 	// size); the rest go back at once.
 	if maxBytes > 0 {

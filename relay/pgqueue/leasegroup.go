@@ -7,14 +7,14 @@ import (
 )
 
 // Concurrent lease calls for the same queues are combined: one statement
-// leases for all of them at once (up to groupRequests calls, each worker
-// once per statement so its lease limit holds), oldest jobs to the
-// earliest call. Under load this turns many statements skipping each
+// leases for all of them at once (up to groupRequests calls; the calls of
+// one worker are one request for their total, so its lease limit holds),
+// oldest jobs to the earliest call. Under load this turns many statements skipping each
 // other's locked rows into a few.
 
 // groupLeaseSQL leases for several calls in one statement: $2 and $3 are
-// each call's worker and wanted count; each gets no more than leaves it
-// holding $4. The wanted slots are numbered in call order, the picked
+// each worker (once) and the count its calls want; each gets no more than
+// leaves it holding $4. The wanted slots are numbered in call order, the picked
 // jobs oldest first, and slot k's worker takes job k.
 const groupLeaseSQL = `WITH req AS (
 		SELECT r.worker, r.ord, greatest(0, least(r.n, $4::integer - (
