@@ -226,6 +226,14 @@ func (q *Queue) flush(r round) {
 		args, first, again = completeArgs(r.comps)
 		b.Queue(completeSQL, args...)
 	}
+	var lockWorkers []string
+	for _, s := range r.leases {
+		workers, _ := leaseArgs(s.calls)
+		lockWorkers = append(lockWorkers, workers...)
+	}
+	if len(lockWorkers) > 0 {
+		b.Queue(lockWorkersSQL, lockWorkers)
+	}
 	for _, s := range r.leases {
 		workers, ns := leaseArgs(s.calls)
 		b.Queue(groupLeaseSQL, s.queues, workers, ns, q.opts.Queue.MaxLeasesPerWorker)
@@ -235,6 +243,9 @@ func (q *Queue) flush(r round) {
 	var err error
 	if len(r.comps) > 0 {
 		won, err = q.readCompleted(br)
+	}
+	if err == nil && len(lockWorkers) > 0 {
+		_, err = br.Exec()
 	}
 	leased := make([][]store.Job, len(r.leases))
 	for i := range r.leases {

@@ -12,6 +12,18 @@ import (
 // oldest jobs to the earliest call. Under load this turns many statements skipping each
 // other's locked rows into a few.
 
+// lockWorkersSQL takes a transaction-scoped lock per worker leasing in a
+// round, before its lease statements: groupLeaseSQL counts what each
+// worker holds to keep it under its lease limit, and two rounds in flight
+// at once (on one replica or several) would each count before the other
+// commits and together lease past the limit. Held to the round's commit;
+// taken in name order, so two rounds never wait on each other in a
+// circle; the lease statements only skip locked rows, never wait on them.
+// Transaction-scoped, so it works through poolers (no session state).
+const lockWorkersSQL = `SELECT count(*) FROM (
+		SELECT pg_advisory_xact_lock(hashtextextended('relay/1 lease limit ' || w, 0))
+		FROM (SELECT DISTINCT w FROM unnest($1::text[]) AS u(w) ORDER BY w) ws) locked`
+
 // groupLeaseSQL leases for several calls in one statement: $2 and $3 are
 // each worker (once) and the count its calls want; each gets no more than
 // leaves it holding $4. The wanted slots are numbered in call order, the picked
