@@ -111,7 +111,12 @@ func checkDiscovery(t *testing.T, bin, dir, adminAddr string) {
 	if want := "2 gateways run here (UAPI sockets in " + run + "): clitest, clitest2; pick one with --name NAME or --config FILE"; err == nil || err.Error() != want {
 		t.Fatalf("two gateways, no flags: %v; want %q", err, want)
 	}
-	got, err = findGateway(ctx, run, "clitest2", "")
+	// The UAPI socket is up a moment before the admin endpoint: wait for
+	// the gateway to serve it.
+	testutil.Eventually(t, 15*time.Second, "the second gateway's admin endpoint found from its socket", func() bool {
+		got, err = findGateway(ctx, run, "clitest2", "")
+		return err == nil && strings.Contains(got.note, "found from the process holding")
+	})
 	if err != nil || got.admin == "http://"+adminAddr || !strings.Contains(got.note, "found from the process holding") {
 		t.Fatalf("--name clitest2: %+v %v\n%s", got, err, logs.String())
 	}
