@@ -78,14 +78,16 @@ type endpointSeen struct {
 type healthWatcher struct {
 	keys        map[keys.PublicKey]*heard
 	warnedDup   map[keys.PublicKey]time.Time
-	rehandshook map[keys.PublicKey]time.Time // by configured key (rejoin.go)
-	sent        map[keys.PublicKey]sentSeen  // by configured key (rejoin.go)
+	rehandshook map[keys.PublicKey]time.Time   // by configured key (rejoin.go)
+	sent        map[keys.PublicKey]sentSeen    // by configured key (rejoin.go)
+	confirmed   map[keys.PublicKey]sessionSeen // by device key (rejoin.go)
+	pending     map[keys.PublicKey]firstSeen   // by device key (rejoin.go)
 }
 
 // watchHealth polls the device every healthPoll, judges every peer, and
 // moves forward rules with several upstreams off the unhealthy ones.
 func (g *Gateway) watchHealth(ctx context.Context) {
-	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, sent: map[keys.PublicKey]sentSeen{}}
+	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, sent: map[keys.PublicKey]sentSeen{}, confirmed: map[keys.PublicKey]sessionSeen{}, pending: map[keys.PublicKey]firstSeen{}}
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	for {
@@ -99,6 +101,8 @@ func (g *Gateway) watchHealth(ctx context.Context) {
 			}
 			peers := g.peerList()
 			health := w.judge(g.log, peers, st, now)
+			g.confirm(w, st)
+			g.retryFirst(w, peers, st, now)
 			g.keepAlive(w, peers, st, now)
 			g.rejoin(g.log, w, peers, now)
 			for _, r := range g.ruleList() {

@@ -34,7 +34,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return slog.New(slog.DiscardHandler)
+	return testutil.Logger(t)
 }
 
 func mustParse(t testing.TB, yaml string) *config.Config {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/tunnel-dev/tunnel/keys"
 )
 
 // Rejoining a restarted peer. A gateway that listens (the AKS side) knows
@@ -74,6 +76,98 @@ func (g *Gateway) keepAlive(w *healthWatcher, peers []peer, st deviceState, now 
 			}
 		}
 	}
+}
+
+// Confirming a new session. The peer that answers a handshake may not
+// send over the new session until the initiator has sent something over
+// it: WireGuard's initiator sends one keepalive for that, and if that one
+// datagram is lost, the responder holds its packets until its own
+// handshake retry, 5 s or more later. A listening gateway whose first
+// packet for a peer came before that peer's first initiation has already
+// spent its own attempt (no endpoint to send it to), so a TCP connection
+// opened through it waited those 5 s, longer than a short dial timeout.
+// The health watcher therefore sends confirmKeepalives more keepalives,
+// one a poll, after every handshake it sees completed: one lost datagram
+// no longer stalls a new session.
+const confirmKeepalives = 2
+
+// confirm sends the keepalives that confirm new sessions.
+func (g *Gateway) confirm(w *healthWatcher, st deviceState) {
+	for _, dp := range st.Peers {
+		if dp.LastHandshake.IsZero() {
+			continue
+		}
+		c := w.confirmed[dp.Key]
+		if !dp.LastHandshake.Equal(c.handshake) {
+			c = sessionSeen{handshake: dp.LastHandshake, left: confirmKeepalives}
+		}
+		if c.left > 0 {
+			if d := g.dev.LookupPeer(device.NoisePublicKey(dp.Key)); d != nil {
+				d.SendKeepalive()
+			}
+			c.left--
+		}
+		w.confirmed[dp.Key] = c
+	}
+}
+
+// First handshakes. WireGuard retries an unanswered initiation after 5 s,
+// so one lost datagram (the initiation or its response) costs a new
+// dialled peer 5 s, and a TCP connection opened through the far gateway
+// meanwhile may time out dialling. The dialling side therefore initiates
+// again itself firstRetryAfter, and again twice that later, after it first
+// saw a peer with no handshake; then WireGuard's own retries take over. A
+// retry drops the unanswered initiation, so on a link whose round trip is
+// longer than a retry the second one (twice as long) or WireGuard's next
+// completes it.
+const firstRetryAfter = time.Second
+
+// retryFirst initiates again to dialled peers that have had no handshake
+// for firstRetryAfter, and once more 2 × firstRetryAfter after that.
+func (g *Gateway) retryFirst(w *healthWatcher, peers []peer, st deviceState, now time.Time) {
+	dialled := map[keys.PublicKey]bool{}
+	for _, p := range peers {
+		if p.hostport != "" {
+			for _, k := range p.deviceKeys() {
+				dialled[k] = true
+			}
+		}
+	}
+	for _, dp := range st.Peers {
+		if !dialled[dp.Key] || !dp.LastHandshake.IsZero() || dp.Endpoint == "" {
+			delete(w.pending, dp.Key)
+			continue
+		}
+		f, ok := w.pending[dp.Key]
+		if !ok {
+			w.pending[dp.Key] = firstSeen{since: now}
+			continue
+		}
+		if f.tries >= 2 || now.Sub(f.since) < firstRetryAfter<<f.tries {
+			continue
+		}
+		if d := g.dev.LookupPeer(device.NoisePublicKey(dp.Key)); d != nil {
+			// Expiring lifts WireGuard's 5 s between initiations; the
+			// keepalive it then has no session for starts one.
+			d.ExpireCurrentKeypairs()
+			d.SendKeepalive()
+		}
+		w.pending[dp.Key] = firstSeen{since: now, tries: f.tries + 1}
+	}
+}
+
+// firstSeen is when a dialled peer with no handshake was first seen, or
+// last initiated to by retryFirst, and how often that has happened.
+type firstSeen struct {
+	since time.Time
+	tries int
+}
+
+// sessionSeen is the last handshake seen of one device peer and how many
+// confirming keepalives it still gets.
+type sessionSeen struct {
+	handshake time.Time
+	left      int
 }
 
 // sentSeen is when a peer's tx_bytes last changed (or a keepalive was

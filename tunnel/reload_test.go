@@ -233,7 +233,7 @@ func TestReloadRulesAndPeers(t *testing.T) {
 	if len(ch.RulesStarted) != 1 || ch.UnchangedRules != 1 || ch.UnchangedPeers != 1 || len(ch.RulesStopped) != 0 {
 		t.Fatalf("changes: %+v", ch)
 	}
-	if got, err := udpRoundTrip(c, []byte("after"), 3, time.Second); err != nil || string(got) != "after" {
+	if got, err := udpEcho(c, []byte("after"), 3, time.Second); err != nil || string(got) != "after" {
 		t.Fatalf("the unchanged rule's session after the reload: %q %v", got, err)
 	}
 	if r := rule(t, eks.gw, "relay"); r.Flows != 1 {
@@ -246,7 +246,7 @@ func TestReloadRulesAndPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	if got, err := udpRoundTrip(u, []byte("new port"), 5, time.Second); err != nil || string(got) != "new port" {
+	if got, err := udpEcho(u, []byte("new port"), 5, time.Second); err != nil || string(got) != "new port" {
 		t.Fatalf("new rule: %q %v", got, err)
 	}
 	// Removing it closes the port again.
@@ -264,7 +264,7 @@ func TestReloadRulesAndPeers(t *testing.T) {
 	if _, err := eks.gw.Reload(context.Background(), bad); !errors.Is(err, tunnel.ErrNeedsRestart) {
 		t.Fatalf("MTU change: %v", err)
 	}
-	if got, err := udpRoundTrip(c, []byte("still"), 3, time.Second); err != nil || string(got) != "still" {
+	if got, err := udpEcho(c, []byte("still"), 3, time.Second); err != nil || string(got) != "still" {
 		t.Fatalf("after a refused reload: %q %v", got, err)
 	}
 }
@@ -375,7 +375,7 @@ func TestReloadRuleFailsToStart(t *testing.T) {
 	if err := aks.gw.Ready(); err != nil {
 		t.Fatalf("ready: %v (a rule that never started is not a running rule that failed)", err)
 	}
-	if got, err := udpRoundTrip(c, []byte("after"), 3, time.Second); err != nil || string(got) != "after" {
+	if got, err := udpEcho(c, []byte("after"), 3, time.Second); err != nil || string(got) != "after" {
 		t.Fatalf("the unchanged rule's flow after the reload: %q %v", got, err)
 	}
 	if r := rule(t, aks.gw, "relay"); r.Flows != 1 {
