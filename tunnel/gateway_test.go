@@ -16,27 +16,8 @@ import (
 
 func TestTCPEchoThroughForwardAndExpose(t *testing.T) {
 	p := startPair(t, pairOpts{})
-	c, err := net.DialTimeout("tcp", p.forward(t, "relay-tcp"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	msg := []byte("hello through the tunnel")
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	// Half-close: the echo server sees EOF, echoes, and closes its side.
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("echo = %q, want %q", got, msg)
-	}
+	expectEcho(t, sendEcho(t, p.forward(t, "relay-tcp"), msg), msg, "")
 }
 
 func TestUDPEchoThroughForwardAndExpose(t *testing.T) {

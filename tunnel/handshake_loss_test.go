@@ -1,15 +1,12 @@
 package tunnel_test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/testutil"
 )
@@ -70,16 +67,8 @@ admin: {listen: "-"}
 
 	// The client first: the listener tries a handshake of its own and,
 	// knowing no endpoint yet, cannot send it.
-	c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	msg := []byte("through a handshake that lost a datagram")
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
+	c := sendEcho(t, addr.String(), msg)
 
 	startGateway(t, mustParse(t, fmt.Sprintf(`
 interface: {name: eks, privateKeyFile: unused, addresses: [10.99.0.1], uapiDir: "-"}
@@ -90,16 +79,7 @@ expose:
 admin: {listen: "-"}
 `, lKey.Public(), link.addr(), tcpEchoServer(t))), dKey)
 
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatalf("reading the echo: %v (the dial through the tunnel did not finish within its 4 s)", err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("echo = %q, want %q", got, msg)
-	}
+	expectEcho(t, c, msg, " (the dial through the tunnel did not finish within its 4 s)")
 	if n := link.dropped.Load(); n != 1 {
 		t.Fatalf("the link dropped %d datagrams, want 1: the test did not lose what it names", n)
 	}

@@ -5,8 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tunnel-dev/tunnel/internal/echo"
-	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/echo"
+	"github.com/tunnel-dev/tunnel/internal/testutil"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
 	"github.com/tunnel-dev/tunnel/tunnel/config"
@@ -265,4 +266,36 @@ func (g *tunnelGateway) start(t testing.TB) error {
 		gw.Close()
 	}
 	return err
+}
+
+// sendEcho connects to a TCP echo through addr and writes msg; expectEcho
+// then half-closes and checks that msg comes back.
+func sendEcho(t *testing.T, addr string, msg []byte) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// expectEcho half-closes c (the echo server sees EOF, echoes and closes)
+// and checks that msg came back; hint says what a read error means.
+func expectEcho(t *testing.T, c net.Conn, msg []byte, hint string) {
+	t.Helper()
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading the echo: %v%s", err, hint)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("echo = %q, want %q", got, msg)
+	}
 }

@@ -93,6 +93,7 @@ const confirmKeepalives = 2
 
 // confirm sends the keepalives that confirm new sessions.
 func (g *Gateway) confirm(w *healthWatcher, st deviceState) {
+	forgetGone(w.confirmed, st)
 	for _, dp := range st.Peers {
 		if dp.LastHandshake.IsZero() {
 			continue
@@ -133,6 +134,7 @@ func (g *Gateway) retryFirst(w *healthWatcher, peers []peer, st deviceState, now
 			}
 		}
 	}
+	forgetGone(w.pending, st)
 	for _, dp := range st.Peers {
 		if !dialled[dp.Key] || !dp.LastHandshake.IsZero() || dp.Endpoint == "" {
 			delete(w.pending, dp.Key)
@@ -153,6 +155,20 @@ func (g *Gateway) retryFirst(w *healthWatcher, peers []peer, st deviceState, now
 			d.SendKeepalive()
 		}
 		w.pending[dp.Key] = firstSeen{since: now, tries: f.tries + 1}
+	}
+}
+
+// forgetGone deletes from m the device keys st no longer has: a key
+// rotated out.
+func forgetGone[V any](m map[keys.PublicKey]V, st deviceState) {
+	live := make(map[keys.PublicKey]bool, len(st.Peers))
+	for _, dp := range st.Peers {
+		live[dp.Key] = true
+	}
+	for k := range m {
+		if !live[k] {
+			delete(m, k)
+		}
 	}
 }
 

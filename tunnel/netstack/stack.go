@@ -26,9 +26,17 @@ const nicID = 1
 // Defaults.
 const (
 	DefaultQueueLen = 4096
-	// DefaultQueueBytes bounds the outbound queue in bytes: 2 MiB is ~1,500
-	// full-size packets, several milliseconds at the tunnel's speed.
-	DefaultQueueBytes = 2 << 20
+	// DefaultQueueBytes bounds the outbound queue in bytes. It holds one
+	// TCP socket's whole send buffer and 2 MiB more: gVisor has no
+	// backpressure from the link (nothing like Linux's TCP small queues),
+	// so a flow whose window outgrew a smaller queue lost whole 64 KiB GSO
+	// segments, 45 packets at a time, and recovering such bursts took
+	// retransmit timeouts: with 2 MiB, 5 of 120 two-second runs in the
+	// production shape dropped, two lost half their throughput and one
+	// more of 120 stalled for the rest of its run (docs/bench.md). The
+	// queued packets share their payload with the send buffer, so the
+	// bound costs little memory of its own.
+	DefaultQueueBytes = DefaultTCPBuffer + 2<<20
 	DefaultBatchSize  = 128 // wireguard-go's conn.IdealBatchSize
 	// DefaultMaxInFlight bounds packets handed to WireGuard and not yet
 	// sent: wireguard-go gives each a 64 KiB buffer, so 256 of them hold
