@@ -79,6 +79,7 @@ type healthWatcher struct {
 	keys        map[keys.PublicKey]*heard
 	warnedDup   map[keys.PublicKey]time.Time
 	rehandshook map[keys.PublicKey]time.Time   // by configured key (rejoin.go)
+	clash       map[keys.PublicKey]keyClash    // by configured key (keyclash.go)
 	sent        map[keys.PublicKey]sentSeen    // by configured key (rejoin.go)
 	confirmed   map[keys.PublicKey]sessionSeen // by device key (rejoin.go)
 	pending     map[keys.PublicKey]firstSeen   // by device key (rejoin.go)
@@ -87,7 +88,7 @@ type healthWatcher struct {
 // watchHealth polls the device every healthPoll, judges every peer, and
 // moves forward rules with several upstreams off the unhealthy ones.
 func (g *Gateway) watchHealth(ctx context.Context) {
-	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, sent: map[keys.PublicKey]sentSeen{}, confirmed: map[keys.PublicKey]sessionSeen{}, pending: map[keys.PublicKey]firstSeen{}}
+	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, clash: map[keys.PublicKey]keyClash{}, sent: map[keys.PublicKey]sentSeen{}, confirmed: map[keys.PublicKey]sessionSeen{}, pending: map[keys.PublicKey]firstSeen{}}
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	for {
@@ -104,7 +105,7 @@ func (g *Gateway) watchHealth(ctx context.Context) {
 			g.confirm(w, st)
 			g.retryFirst(w, peers, st, now)
 			g.keepAlive(w, peers, st, now)
-			g.rejoin(g.log, w, peers, now)
+			g.rejoin(g.log, w, peers, st, now)
 			for _, r := range g.ruleList() {
 				if f, ok := r.(*forwardRule); ok && len(f.ups.list) > 1 {
 					f.ups.update(g.log, health)

@@ -195,7 +195,7 @@ type sentSeen struct {
 
 // rejoin expires the sessions of dialled peers that have been silent past
 // their bound, at most every rehandshakeEvery each.
-func (g *Gateway) rejoin(log *slog.Logger, w *healthWatcher, peers []peer, now time.Time) {
+func (g *Gateway) rejoin(log *slog.Logger, w *healthWatcher, peers []peer, st deviceState, now time.Time) {
 	for _, p := range peers {
 		if p.hostport == "" || p.keepalive <= 0 {
 			continue
@@ -207,7 +207,8 @@ func (g *Gateway) rejoin(log *slog.Logger, w *healthWatcher, peers []peer, now t
 				last, steady = h.at, h.steady >= steadyGaps
 			}
 		}
-		if last.IsZero() || now.Sub(last) <= rehandshakeBound(p.keepalive, steady) {
+		bound := rehandshakeBound(p.keepalive, steady)
+		if last.IsZero() || now.Sub(last) <= bound {
 			continue
 		}
 		if now.Sub(w.rehandshook[p.key]) < rehandshakeEvery {
@@ -218,6 +219,7 @@ func (g *Gateway) rejoin(log *slog.Logger, w *healthWatcher, peers []peer, now t
 				"peer", p.name, "silent_for", now.Sub(last).Round(time.Millisecond).String())
 		}
 		w.rehandshook[p.key] = now
+		w.renewed(log, p, st, bound, now)
 		for _, k := range p.deviceKeys() {
 			if dp := g.dev.LookupPeer(device.NoisePublicKey(k)); dp != nil {
 				dp.ExpireCurrentKeypairs()
