@@ -334,15 +334,7 @@ func TestFailoverKeepsQUICConnection(t *testing.T) {
 // tcpEcho connects to addr, checks one echo and returns the connection.
 func tcpEcho(t *testing.T, addr string) net.Conn {
 	t.Helper()
-	tc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tc.Close() })
-	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := tc.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
+	tc := sendEcho(t, addr, []byte("hello"))
 	got := make([]byte, 5)
 	if _, err := io.ReadFull(tc, got); err != nil || string(got) != "hello" {
 		t.Fatalf("TCP echo through %s: %q, %v", addr, got, err)
