@@ -119,11 +119,13 @@ type Tuning struct {
 	// VerifyChecksums: inbound checksums are checked although WireGuard
 	// has authenticated every byte.
 	VerifyChecksums bool
-	// NoUDPOffload: the connected socket sends and receives datagram by
-	// datagram, without UDP GSO/GRO.
+	// NoUDPOffload: the gateway's UDP socket sends and receives datagram
+	// by datagram, without UDP GSO/GRO.
 	NoUDPOffload bool
-	// DefaultBind: a dial-only gateway uses wireguard-go's listening
-	// socket rather than one connected to its peer.
+	// DefaultBind: the gateway uses wireguard-go's default bind (a socket
+	// per address family, batches of 128) rather than ours: a socket
+	// connected to its one peer when it only dials, one listening socket
+	// with batches of 64 otherwise.
 	DefaultBind bool
 	// NoFastUDP: UDP rules and sockets go through gVisor's UDP layer
 	// instead of the fast path that builds and parses IP/UDP headers on
@@ -225,8 +227,11 @@ func (g *Gateway) Start(ctx context.Context, c *config.Config) (err error) {
 	}
 	// The netstack paces its reads by what WireGuard has sent.
 	// The bind keeps a copy of each initiation, to name the key of one
-	// WireGuard refuses (strangers.go).
-	g.dev = device.NewDevice(g.ns, bind.Counting(bind.WatchInitiations(b, g.auth.strangers.seen), g.ns.Sent), wgLogger(g.log, &g.wgc))
+	// WireGuard refuses (strangers.go), and the netstack holds receives
+	// back while WireGuard holds too many packets on their way to it.
+	counted := bind.Counting(bind.WatchInitiations(b, g.auth.strangers.seen), g.ns.Sent)
+	counted.Receiving, counted.Received = g.ns.AwaitInbound, g.ns.Received
+	g.dev = device.NewDevice(g.ns, counted, wgLogger(g.log, &g.wgc))
 	if err := g.dev.IpcSet(uapiSet(*priv, c.Interface.ListenPort, peers)); err != nil {
 		return fmt.Errorf("starting gateway: configuring WireGuard: %w", err)
 	}
@@ -314,10 +319,20 @@ func routes(c *config.Config) []netip.Prefix {
 
 // defaultBind picks the UDP socket: a side that only dials one peer gets a
 // socket connected to that peer, so nothing listens for anyone else; a side
-// with a listening port (or several peers to dial) gets wireguard-go's.
+// with a listening port (or several peers to dial) gets one listening
+// socket with small batches (bind.Listening), which holds a quarter of the
+// buffers wireguard-go's default bind does.
 func (g *Gateway) defaultBind(c *config.Config, peers []*peer) conn.Bind {
-	if c.Interface.ListenPort != 0 || g.Tuning.DefaultBind {
+	if g.Tuning.DefaultBind {
 		return conn.NewDefaultBind()
+	}
+	listening := func() conn.Bind {
+		b := bind.NewListening()
+		b.NoOffload = g.Tuning.NoUDPOffload
+		return b
+	}
+	if c.Interface.ListenPort != 0 {
+		return listening()
 	}
 	var dialled []*peer
 	for _, p := range peers {
@@ -326,7 +341,7 @@ func (g *Gateway) defaultBind(c *config.Config, peers []*peer) conn.Bind {
 		}
 	}
 	if len(dialled) != 1 {
-		return conn.NewDefaultBind()
+		return listening()
 	}
 	b := bind.NewConnected(dialled[0].endpoint)
 	b.NoOffload = g.Tuning.NoUDPOffload

@@ -163,6 +163,17 @@ func udpPayloadMax(mtu int, a netip.Addr) int {
 	return mtu - 40 - 8
 }
 
+// udpFromTunnelMax is the largest datagram a socket on the netstack can
+// be handed: the fast path drops fragments, so nothing beyond the MTU;
+// gVisor's UDP layer reassembles them. Each UDP session holds a buffer of
+// this size for its replies.
+func (g *Gateway) udpFromTunnelMax(mtu int, a netip.Addr) int {
+	if g.Tuning.NoFastUDP {
+		return 65535
+	}
+	return udpPayloadMax(mtu, a)
+}
+
 // startRule starts r and adds it to the running rules. On error nothing
 // of r is left running.
 func (g *Gateway) startRule(ctx context.Context, r rule) error {
@@ -274,7 +285,7 @@ func (r *forwardRule) start(ctx context.Context, g *Gateway) error {
 			Name: f.Name, Conn: pc,
 			Dial:        func(ctx context.Context) (net.Conn, error) { return g.dialUDP(r.ups.current().To) },
 			DialTimeout: lim.UDPDialTimeout, IdleTimeout: lim.UDPIdleTimeout, MaxSessions: lim.UDPMaxSessions,
-			MaxUp: udpPayloadMax(c.Interface.MTU, f.To.Addr()), MaxDown: 65535,
+			MaxUp: udpPayloadMax(c.Interface.MTU, f.To.Addr()), MaxDown: g.udpFromTunnelMax(c.Interface.MTU, f.To.Addr()),
 			// Clients of a forward rule are hosts of the gateway's own
 			// network: none may take every session.
 			MaxPerSource: forward.PerSourceShare(lim.UDPMaxSessions),

@@ -119,8 +119,6 @@ func runTunnelNode(ctx context.Context, spec NodeSpec, priv keys.PrivateKey, pee
 			{Name: "tcp", Protocol: config.TCP, Listen: "127.0.0.1:0", Peer: "eks", To: netip.AddrPortFrom(eksAddr, tcpPort)},
 			{Name: "udp", Protocol: config.UDP, Listen: "127.0.0.1:0", Peer: "eks", To: netip.AddrPortFrom(eksAddr, udpPort)},
 		}
-		// Listen on an ephemeral port: the default bind does.
-		gw.Bind = conn.NewDefaultBind()
 	}
 	if err := gw.Start(ctx, c); err != nil {
 		return NodeReady{}, nil, err

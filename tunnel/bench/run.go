@@ -41,7 +41,7 @@ func Levers() []Variant {
 		{Name: "tunnel, no GRO", Impl: ImplTunnel, Tuning: tunnel.Tuning{NoGRO: true}},
 		{Name: "tunnel, checksums verified", Impl: ImplTunnel, Tuning: tunnel.Tuning{VerifyChecksums: true}},
 		{Name: "tunnel, no UDP GSO/GRO", Impl: ImplTunnel, Tuning: tunnel.Tuning{NoUDPOffload: true}},
-		{Name: "tunnel, listening bind", Impl: ImplTunnel, Tuning: tunnel.Tuning{DefaultBind: true}},
+		{Name: "tunnel, wireguard-go's bind", Impl: ImplTunnel, Tuning: tunnel.Tuning{DefaultBind: true}},
 		{Name: "tunnel, UDP through gVisor", Impl: ImplTunnel, Tuning: tunnel.Tuning{NoFastUDP: true}},
 		{Name: "tunnel, stock-like link (batch 1, queue 1024, no GSO/GRO)", Impl: ImplTunnel,
 			Tuning: tunnel.Tuning{NoGSO: true, NoGRO: true, VerifyChecksums: true, NoFastUDP: true, BatchSize: 1, QueueLen: 1024}},
@@ -109,6 +109,14 @@ type Result struct {
 	Stalls       int       `json:"stalls"`
 	OneStream    []float64 `json:"one_stream_runs,omitempty"`
 	Unprivileged bool      `json:"unprivileged,omitempty"`
+	// Full load: LoadTCP is the TCP figure of the most streams with
+	// QUICFlows QUIC flows writing beside it, QUICLoad what those flows
+	// carried; QUICBulk is one QUIC connection's 1 MiB payloads alone.
+	// Bytes per second, medians.
+	QUICFlows int     `json:"quic_flows,omitempty"`
+	LoadTCP   float64 `json:"load_tcp_bytes_per_second,omitempty"`
+	QUICLoad  float64 `json:"load_quic_bytes_per_second,omitempty"`
+	QUICBulk  float64 `json:"quic_bulk_bytes_per_second,omitempty"`
 }
 
 // Report is a whole run.

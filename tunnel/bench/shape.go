@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -104,6 +105,10 @@ type NetnsOptions struct {
 	Baseline string
 	// Only keeps the rows whose name contains it.
 	Only string
+	// QUICFlows QUIC connections write through the tunnel beside the TCP
+	// streams in a full-load run, after which one connection measures
+	// QUIC bulk; zero means 64, negative none of it.
+	QUICFlows int
 	// Progress, if set, is told what is being measured.
 	Progress func(string)
 }
@@ -126,6 +131,9 @@ func (o *NetnsOptions) defaults() {
 	}
 	if o.RTTs <= 0 {
 		o.RTTs = 2000
+	}
+	if o.QUICFlows == 0 {
+		o.QUICFlows = 64
 	}
 	if o.Progress == nil {
 		o.Progress = func(string) {}
@@ -152,7 +160,9 @@ type rowSamples struct {
 	p50, p99 []time.Duration
 	gw       []gwSamples // A, B
 	failures []string    // one-stream runs that never finished
-	err      error
+	// Full load (TCP beside QUIC flows) and QUIC bulk, bytes per second.
+	loadTCP, loadQUIC, quicBulk []float64
+	err                         error
 }
 
 type gwSamples struct {
@@ -196,6 +206,9 @@ func (s *rowSamples) result(r netnsRow, first int) Result {
 	res.OneStream = append([]float64(nil), s.tcp[first]...)
 	res.Stalls = stalls(s.tcp[first])
 	res.RTTp50, res.RTTp99 = medianDur(s.p50), medianDur(s.p99)
+	if len(s.loadTCP) > 0 {
+		res.LoadTCP, res.QUICLoad, res.QUICBulk = median(s.loadTCP), median(s.loadQUIC), median(s.quicBulk)
+	}
 	for i, e := range []end{r.a, r.b} {
 		g := GatewayUsage{Name: string(rune('A' + i)), PeakRSS: s.gw[i].rss, UDPDrops: s.gw[i].drops, Ours: e.kind == endTunnel && !e.baseline}
 		if len(s.gw[i].cpu) > 0 {
@@ -310,7 +323,8 @@ func (r *Report) writeNetnsTable(w io.Writer, streams []int) {
 	for _, s := range streams {
 		head = append(head, fmt.Sprintf("TCP %d stream%s", s, plural(s)))
 	}
-	head = append(head, "× anchor", "stalls", "UDP RTT p50", "p99", "CPU s/GB A", "B", "peak RSS A", "B", "UDP drops A", "B")
+	head = append(head, "× anchor", "stalls", "UDP RTT p50", "p99", "CPU s/GB A", "B", "peak RSS A", "B", "UDP drops A", "B",
+		"full load TCP", "QUIC", "QUIC bulk")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, res := range r.Results {
 		if res.Err != "" {
@@ -333,11 +347,22 @@ func (r *Report) writeNetnsTable(w io.Writer, streams []int) {
 			drops = append(drops, fmt.Sprint(g.UDPDrops))
 		}
 		row = append(append(append(row, cpu...), rss...), drops...)
+		if res.LoadTCP > 0 {
+			row = append(row, fmt.Sprintf("%.0f MB/s", res.LoadTCP/1e6), fmt.Sprintf("%.0f MB/s", res.QUICLoad/1e6),
+				fmt.Sprintf("%.0f MB/s", res.QUICBulk/1e6))
+		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "A: the client's side (forward rule), B: the server's (expose rule); CPU s/GB during the %d-stream runs; peak RSS is VmHWM over every run.\n", streams[0])
 	fmt.Fprintln(w, "UDP drops: datagrams each namespace's kernel dropped on a full UDP receive buffer, over every TCP run.")
+	for _, res := range r.Results {
+		if res.QUICFlows > 0 {
+			fmt.Fprintf(w, "full load: %d TCP streams with %d QUIC flows writing beside them (TCP, QUIC); QUIC bulk: one connection, 1 MiB payloads, each acknowledged.\n",
+				slices.Max(streams), res.QUICFlows)
+			break
+		}
+	}
 	fmt.Fprintf(w, "stalls: %d-stream runs below %.0f%% of the row's median.\n", streams[0], 100*stallFraction)
 	for _, res := range r.Results {
 		if res.Stalls > 0 {

@@ -13,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/tunnel-dev/tunnel/internal/echo"
 	"github.com/tunnel-dev/tunnel/internal/netns"
 	"github.com/tunnel-dev/tunnel/internal/procstat"
 	"github.com/tunnel-dev/tunnel/keys"
@@ -111,7 +111,11 @@ func RunNetns(ctx context.Context, o NetnsOptions) (*Report, error) {
 		Duration: o.Duration.String(), Repeats: o.Repeats, Link: o.Link,
 		Shape: "two network namespaces joined by a veth pair, gateways as processes, iperf3 at both ends", LinkEmulation: sh.emulation}
 	for i, r := range rows {
-		report.Results = append(report.Results, all[i].result(r, o.Streams[0]))
+		res := all[i].result(r, o.Streams[0])
+		if res.LoadTCP > 0 {
+			res.QUICFlows = o.QUICFlows
+		}
+		report.Results = append(report.Results, res)
 	}
 	report.setAnchorRatios(o.Streams[0])
 	return report, nil
@@ -127,7 +131,7 @@ type shape struct {
 	// baseline runs an earlier tunnel binary's nodes, root and not.
 	baselineCmd, baselineUnpriv []string
 	echo                        net.PacketConn
-	done                        chan struct{}
+	sink                        *quicSink // on echo's socket
 	link                        Link
 	// proxy: the link is emulated by a UDP proxy, not tc netem.
 	proxy     bool
@@ -196,8 +200,11 @@ func newShape(o NetnsOptions) (_ *shape, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("starting the UDP echo: %w", err)
 	}
-	sh.done = make(chan struct{})
-	go func() { defer close(sh.done); echo.UDP(sh.echo) }()
+	// The echo's socket also carries the QUIC sink: quic-go hands it the
+	// probes, which are not QUIC.
+	if sh.sink, err = startQUICSink(sh.echo); err != nil {
+		return nil, err
+	}
 	return sh, nil
 }
 
@@ -223,9 +230,11 @@ func netemArgs(l Link) []string {
 }
 
 func (sh *shape) Close() {
+	if sh.sink != nil {
+		sh.sink.Close()
+	}
 	if sh.echo != nil {
 		sh.echo.Close()
-		<-sh.done
 	}
 	for _, ns := range []string{sh.a, sh.b} {
 		_ = netns.Del(ns)
@@ -472,6 +481,11 @@ func (sh *shape) measure(ctx context.Context, o NetnsOptions, r netnsRow, s *row
 			}
 		}
 	}
+	if o.QUICFlows > 0 {
+		if err := sh.fullLoad(ctx, o, host, port, a.udp, s); err != nil {
+			return fmt.Errorf("%w%s", err, outputs())
+		}
+	}
 	p50, p99, err := udpRTTOn(ctx, c, a.udp, o.RTTs)
 	if err != nil {
 		return fmt.Errorf("UDP round trips: %w%s", err, outputs())
@@ -482,6 +496,38 @@ func (sh *shape) measure(ctx context.Context, o NetnsOptions, r netnsRow, s *row
 			s.gw[i].rss = max(s.gw[i].rss, rss)
 		}
 	}
+	return nil
+}
+
+// fullLoad runs the most TCP streams with o.QUICFlows QUIC flows writing
+// beside them, through the forward rules at host:port and udp, then one
+// QUIC connection's bulk payloads alone.
+func (sh *shape) fullLoad(ctx context.Context, o NetnsOptions, host, port, udp string, s *rowSamples) error {
+	listen := func() (pc net.PacketConn, err error) {
+		err = netns.In(sh.a, func() (err error) {
+			pc, err = net.ListenPacket("udp4", "0.0.0.0:0")
+			return err
+		})
+		return pc, err
+	}
+	flows, err := startQUICFlows(ctx, listen, udp, sh.sink.client, o.QUICFlows)
+	if err != nil {
+		return fmt.Errorf("full load: %w", err)
+	}
+	before, start := sh.sink.received.Load(), time.Now()
+	res, err := sh.iperf(ctx, host, port, slices.Max(o.Streams), o.Duration)
+	quicBytes, elapsed := sh.sink.received.Load()-before, time.Since(start)
+	flows.Stop()
+	if err != nil {
+		return fmt.Errorf("full load, TCP beside %d QUIC flows: %w", o.QUICFlows, err)
+	}
+	bulk, err := quicBulk(ctx, listen, udp, sh.sink.client, o.Duration)
+	if err != nil {
+		return err
+	}
+	s.loadTCP = append(s.loadTCP, res.bps)
+	s.loadQUIC = append(s.loadQUIC, float64(quicBytes)/elapsed.Seconds())
+	s.quicBulk = append(s.quicBulk, bulk)
 	return nil
 }
 

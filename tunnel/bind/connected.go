@@ -14,8 +14,12 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 )
 
-// batchSize is how many datagrams one read or write system call moves.
-const batchSize = conn.IdealBatchSize
+// batchSize is how many datagrams one read or write system call moves,
+// and how many 64 KiB buffers wireguard-go holds for each receive
+// function: half of conn.IdealBatchSize, which with UDP offload is still
+// one system call per 64 datagrams. It must stay at least maxSegments, or
+// a GRO train would not fit the buffers of one read.
+const batchSize = 64
 
 // Connected is a conn.Bind holding one UDP socket connected to one remote
 // endpoint. A Send to another endpoint (the peer's name re-resolved to a new
@@ -167,11 +171,7 @@ func (b *Connected) current(g *generation) (*socket, error) {
 }
 
 func (b *Connected) receiveFunc(g *generation) conn.ReceiveFunc {
-	msgs := make([]ipv4.Message, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-		msgs[i].OOB = make([]byte, oobSize)
-	}
+	msgs := newReceiveMessages()
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
 			s, err := b.current(g)
@@ -200,13 +200,20 @@ func (b *Connected) receiveFunc(g *generation) conn.ReceiveFunc {
 	}
 }
 
-// read receives one batch. With GRO a message may hold up to 64
-// datagrams, so messages are read into the last few buffers and cut into
-// the buffers before them.
+// read receives one batch from the connected socket.
 func (b *Connected) read(s *socket, msgs []ipv4.Message, packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	return readBatch(s.batch, s.offload.Load(), msgs, packets, sizes, eps, func(*ipv4.Message) conn.Endpoint { return s.ep }, &b.drops)
+}
+
+// readBatch receives one batch. With GRO a message may hold up to 64
+// datagrams, so messages are read into the last few buffers and cut into
+// the buffers before them. epOf names each message's sender; drops gets
+// the socket's overflow count.
+func readBatch(c batchConn, offload bool, msgs []ipv4.Message, packets [][]byte, sizes []int, eps []conn.Endpoint,
+	epOf func(*ipv4.Message) conn.Endpoint, drops *atomic.Uint64) (int, error) {
 	limit := min(len(packets), len(msgs))
 	readAt, k := 0, limit
-	if s.offload.Load() {
+	if offload {
 		k = max(1, limit/maxSegments)
 		readAt = limit - k
 	}
@@ -215,22 +222,23 @@ func (b *Connected) read(s *socket, msgs []ipv4.Message, packets [][]byte, sizes
 		msgs[j].OOB = msgs[j].OOB[:cap(msgs[j].OOB)]
 		msgs[j].N, msgs[j].NN = 0, 0
 	}
-	got, err := s.batch.ReadBatch(msgs[:k], 0)
+	got, err := c.ReadBatch(msgs[:k], 0)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for j := range got {
 		buf := packets[readAt+j][:msgs[j].N]
-		seg, drops, ok := parseControl(msgs[j].OOB[:msgs[j].NN])
+		seg, dropped, ok := parseControl(msgs[j].OOB[:msgs[j].NN])
 		if ok {
-			b.drops.Store(uint64(drops))
+			drops.Store(uint64(dropped))
 		}
+		ep := epOf(&msgs[j])
 		if seg <= 0 || seg >= len(buf) {
 			if n != readAt+j {
 				copy(packets[n], buf)
 			}
-			sizes[n], eps[n] = len(buf), s.ep
+			sizes[n], eps[n] = len(buf), ep
 			n++
 			continue
 		}
@@ -239,7 +247,7 @@ func (b *Connected) read(s *socket, msgs []ipv4.Message, packets [][]byte, sizes
 			// Earlier segments of buf are consumed before a later
 			// buffer's copy could overwrite them: copy moves forward.
 			copy(packets[n], buf[start:end])
-			sizes[n], eps[n] = end-start, s.ep
+			sizes[n], eps[n] = end-start, ep
 			n++
 		}
 	}
@@ -268,7 +276,9 @@ func (b *Connected) Close() error {
 
 // SetMark implements conn.Bind. Marks need CAP_NET_ADMIN, which a gateway
 // does not have; zero (no mark) is accepted.
-func (b *Connected) SetMark(mark uint32) error {
+func (b *Connected) SetMark(mark uint32) error { return refuseMark(mark) }
+
+func refuseMark(mark uint32) error {
 	if mark != 0 {
 		return errors.New("setting a firewall mark needs CAP_NET_ADMIN, which the gateway does not take")
 	}
@@ -296,15 +306,57 @@ func (b *Connected) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	b.mu.Unlock()
 
-	sb, _ := b.bufs.Get().(*sendBufs)
+	err := sendOn(s.batch, &b.bufs, &s.offload, bufs, nil)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return nil // the peer is not up yet: as good as lost
+	}
+	return err
+}
+
+// newReceiveMessages makes a receive function's messages, one buffer each.
+func newReceiveMessages() []ipv4.Message {
+	msgs := make([]ipv4.Message, batchSize)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+		msgs[i].OOB = make([]byte, oobSize)
+	}
+	return msgs
+}
+
+// sendOn sends bufs on c to to (nil on a connected socket). Where the
+// kernel or device cannot segment, offload is turned off and the rest is
+// sent without it.
+func sendOn(c batchConn, pool *sync.Pool, offload *atomic.Bool, bufs [][]byte, to net.Addr) error {
+	sb := getSendBufs(pool)
+	defer pool.Put(sb)
+	for {
+		on := offload.Load()
+		rest, err := sendBatches(c, sb, bufs, on, to)
+		if on && errors.Is(err, syscall.EIO) {
+			offload.Store(false)
+			bufs = rest
+			continue
+		}
+		return err
+	}
+}
+
+func getSendBufs(pool *sync.Pool) *sendBufs {
+	sb, _ := pool.Get().(*sendBufs)
 	if sb == nil {
 		sb = new(sendBufs)
 		for i := range sb.oob {
 			sb.oob[i] = make([]byte, oobSize)
 		}
 	}
-	defer b.bufs.Put(sb)
-	offload := s.offload.Load()
+	return sb
+}
+
+// sendBatches writes bufs in as few system calls as it can: coalesced
+// into UDP_SEGMENT trains with offload, a message each without. to is the
+// destination of an unconnected socket, nil for a connected one. On an
+// error it returns the bufs not yet sent.
+func sendBatches(c batchConn, sb *sendBufs, bufs [][]byte, offload bool, to net.Addr) (rest [][]byte, err error) {
 	for len(bufs) > 0 {
 		var n, used int
 		if offload {
@@ -318,21 +370,15 @@ func (b *Connected) Send(bufs [][]byte, ep conn.Endpoint) error {
 			}
 			used = n
 		}
-		err := writeAll(s.batch, sb.msgs[:n])
-		if err != nil {
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				return nil // the peer is not up yet: as good as lost
-			}
-			if offload && errors.Is(err, syscall.EIO) {
-				// The kernel or device cannot segment: carry on without.
-				s.offload.Store(false)
-				return b.Send(bufs, ep)
-			}
-			return err
+		for i := range n {
+			sb.msgs[i].Addr = to
+		}
+		if err := writeAll(c, sb.msgs[:n]); err != nil {
+			return bufs, err
 		}
 		bufs = bufs[used:]
 	}
-	return nil
+	return nil, nil
 }
 
 // writeAll writes every message, in as many calls as it takes.
@@ -383,7 +429,9 @@ func coalesce(bufs [][]byte, sb *sendBufs) (msgs, used int) {
 }
 
 // ParseEndpoint implements conn.Bind.
-func (b *Connected) ParseEndpoint(s string) (conn.Endpoint, error) {
+func (b *Connected) ParseEndpoint(s string) (conn.Endpoint, error) { return parseEndpoint(s) }
+
+func parseEndpoint(s string) (conn.Endpoint, error) {
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil {
 		return nil, err

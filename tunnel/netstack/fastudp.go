@@ -26,8 +26,10 @@ import (
 // WireGuard. The policy still sees every packet first.
 
 // udpQueueLen bounds datagrams waiting in one socket, like a socket's
-// receive buffer; more are dropped and counted.
-const udpQueueLen = 2048
+// receive buffer; more are dropped and counted. 512 full-size datagrams
+// are 700 KiB; the queue's slots are allocated with the socket, ~28 KiB
+// each, and a forward rule's gateway has one socket per flow.
+const udpQueueLen = 512
 
 // errMsgSize is what quic-go expects for a datagram that does not fit: it
 // is not fatal to a connection, unlike other send errors.

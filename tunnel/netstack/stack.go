@@ -37,11 +37,15 @@ const (
 	// queued packets share their payload with the send buffer, so the
 	// bound costs little memory of its own.
 	DefaultQueueBytes = DefaultTCPBuffer + 2<<20
-	DefaultBatchSize  = 128 // wireguard-go's conn.IdealBatchSize
+	DefaultBatchSize  = 64 // as many as the bind moves per system call
 	// DefaultMaxInFlight bounds packets handed to WireGuard and not yet
-	// sent: wireguard-go gives each a 64 KiB buffer, so 256 of them hold
-	// 16 MiB, two batches of 128.
-	DefaultMaxInFlight = 256
+	// sent: wireguard-go gives each a 64 KiB buffer, so 128 of them hold
+	// 8 MiB, two batches.
+	DefaultMaxInFlight = 128
+	// DefaultMaxInbound bounds received packets WireGuard holds on their
+	// way to the stack (decryption, its per-peer queue): unbounded, a
+	// gateway short of CPU held 550-750 of them, 35-47 MiB.
+	DefaultMaxInbound = 128
 	// inFlightPatience is how long Read waits for sends before assuming
 	// the packets it counts were dropped inside WireGuard (no handshake,
 	// a full queue) and will never be reported sent.
@@ -75,6 +79,11 @@ type Options struct {
 	// not been reported sent (Stack.Sent); negative means no bound. It
 	// bounds wireguard-go's buffers, 64 KiB for each packet.
 	MaxInFlight int
+	// MaxInbound bounds the packets WireGuard has received (reported with
+	// Stack.Received) and not yet written to the stack: while it is
+	// reached, Stack.AwaitInbound holds the bind's receive back and the
+	// kernel's socket buffer waits instead. Negative means no bound.
+	MaxInbound int
 	// UDPBuffer and TCPBuffer size socket buffers; zero picks the defaults.
 	UDPBuffer int
 	TCPBuffer int
@@ -127,12 +136,10 @@ type Stack struct {
 	scratch []byte    // Read's copy of a GSO segment; Read has one caller
 	pending *stack.PacketBuffer
 
-	// In-flight budget: packets Read handed WireGuard minus those Sent.
-	inflight    atomic.Int64
-	maxInFlight int64
-	sent        chan struct{} // poked by Sent
-	budgetTimer *time.Timer   // Read's; Read has one caller
-	forgiven    atomic.Uint64 // times the budget was reset after inFlightPatience
+	// out: packets Read handed WireGuard minus those Sent. in: packets
+	// WireGuard received (Received) minus those it wrote to the stack.
+	out, in     *budget
+	budgetTimer *time.Timer // Read's; Read has one caller
 
 	closeOnce sync.Once
 
@@ -156,6 +163,9 @@ func New(opts Options) (*Stack, error) {
 	}
 	if opts.MaxInFlight == 0 {
 		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.MaxInbound == 0 {
+		opts.MaxInbound = DefaultMaxInbound
 	}
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = DefaultQueueBytes
@@ -184,8 +194,8 @@ func New(opts Options) (*Stack, error) {
 		verify: opts.VerifyChecksums,
 		udp:    udpMux{bound: map[netip.AddrPort]*UDPConn{}},
 
-		maxInFlight: int64(max(opts.MaxInFlight, 0)),
-		sent:        make(chan struct{}, 1),
+		out: newBudget(max(opts.MaxInFlight, 0)),
+		in:  newBudget(max(opts.MaxInbound, 0)),
 	}
 	for _, a := range opts.Addresses {
 		ns.addrs = append(ns.addrs, a.Unmap())
@@ -218,13 +228,21 @@ func (ns *Stack) tune(opts Options) error {
 	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
 		return fmt.Errorf("enabling TCP SACK: %v", err)
 	}
-	// Loss recovery: RACK (with its tail loss probe) finds a lost segment
-	// within a round trip from SACK blocks instead of waiting for a
-	// timeout. gVisor's 200 ms floor for the timeout stays: 20 ms made
-	// flows across a lossy, delayed link (1 %, 5 ms) end in resets.
-	recovery := tcpip.TCPRACKLossDetection
+	// Loss recovery: SACK-based (RFC 6675: three duplicate ACKs or SACKed
+	// segments mark a hole lost), not RACK. With this gVisor's RACK a
+	// sender towards a peer that drops bursts (Debian's wireguard-go on a
+	// 208 KiB socket buffer) stalled in 1 of 5 runs: after a timeout it
+	// re-entered recovery with an ssthresh of 2 while still counting
+	// ~300 segments in flight that the receiver had dropped, so it sent
+	// one segment per 200 ms timeout for the rest of the run (seen with
+	// gVisor's TCP probe). Classic SACK recovery, 20 runs each way in one
+	// run: 3 stalls against 8 under a load average of 24, 0 in 40 on a
+	// quieter machine (docs/bench.md).
+	// gVisor's 200 ms floor for the timeout stays: 20 ms made flows
+	// across a lossy, delayed link (1 %, 5 ms) end in resets.
+	recovery := tcpip.TCPRecovery(0)
 	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &recovery); err != nil {
-		return fmt.Errorf("enabling RACK: %v", err)
+		return fmt.Errorf("setting TCP loss recovery: %v", err)
 	}
 	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: opts.TCPBuffer}
 	if err := ns.s.SetTransportProtocolOption(tcp.ProtocolNumber, &rcv); err != nil {
@@ -345,51 +363,29 @@ func (ns *Stack) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		ns.bytesOut.Add(uint64(sz))
 	}
 	ns.packetsOut.Add(uint64(n))
-	if ns.maxInFlight > 0 {
-		ns.inflight.Add(int64(n))
-	}
+	ns.out.take(n)
 	return n, nil
 }
 
 // Sent tells the stack that WireGuard sent n datagrams (the bind's Send):
 // their buffers are free, and Read may hand it as many more packets.
 // Handshakes and keepalives count too; the count does not go below zero.
-func (ns *Stack) Sent(n int) {
-	if ns.maxInFlight <= 0 {
-		return
-	}
-	if ns.inflight.Add(-int64(n)) < 0 {
-		ns.inflight.Store(0)
-	}
-	select {
-	case ns.sent <- struct{}{}:
-	default:
-	}
-}
+func (ns *Stack) Sent(n int) { ns.out.give(n) }
 
 // awaitBudget waits while WireGuard holds MaxInFlight packets, at most
 // inFlightPatience: packets it dropped are never reported sent, so after
 // that the count starts again from zero.
-func (ns *Stack) awaitBudget() {
-	if ns.maxInFlight <= 0 || ns.inflight.Load() < ns.maxInFlight {
-		return
-	}
-	if ns.budgetTimer == nil {
-		ns.budgetTimer = time.NewTimer(inFlightPatience)
-	} else {
-		ns.budgetTimer.Reset(inFlightPatience)
-	}
-	defer ns.budgetTimer.Stop()
-	for ns.inflight.Load() >= ns.maxInFlight {
-		select {
-		case <-ns.sent:
-		case <-ns.budgetTimer.C:
-			ns.inflight.Store(0)
-			ns.forgiven.Add(1)
-			return
-		}
-	}
-}
+func (ns *Stack) awaitBudget() { ns.out.wait(&ns.budgetTimer) }
+
+// Received tells the stack that the bind handed WireGuard n datagrams;
+// Write gives them back as it is handed the packets they carried.
+func (ns *Stack) Received(n int) { ns.in.take(n) }
+
+// AwaitInbound waits while WireGuard holds MaxInbound received packets
+// not yet written to the stack, at most inFlightPatience (handshakes and
+// keepalives are never written on). timer is the caller's own: each of
+// the bind's receive functions keeps one.
+func (ns *Stack) AwaitInbound(timer **time.Timer) { ns.in.wait(timer) }
 
 // emit writes one queued packet into bufs: as it is, or cut into segments.
 // keep reports that it needs more buffers than bufs has.
@@ -453,6 +449,7 @@ func copyPacket(dst []byte, pkt *stack.PacketBuffer) int {
 // first (GRO). Packets the filter drops are counted, not errors.
 // wireguard-go may call Write from several goroutines at once.
 func (ns *Stack) Write(bufs [][]byte, offset int) (int, error) {
+	defer ns.in.give(len(bufs))
 	d := ns.ep.dispatcherOrNil()
 	if d == nil {
 		return 0, os.ErrClosed

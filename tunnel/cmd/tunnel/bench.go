@@ -51,6 +51,7 @@ type benchRunCmd struct {
 	MaxRSS         int      `name:"max-rss" placeholder:"MIB" help:"With --netns: fail when a gateway of ours peaks above this many MiB."`
 	MaxStalls      int      `name:"max-stalls" default:"-1" help:"With --netns: fail when a row with our gateways has more stalled one-stream runs than this (-1: no check)."`
 	Baseline       string   `type:"path" placeholder:"FILE" help:"With --netns: also measure every row of our gateways with this earlier tunnel binary's: before and after in one run."`
+	QUICFlows      int      `name:"quic-flows" default:"64" placeholder:"N" help:"With --netns: QUIC flows writing beside the most TCP streams in a full-load run, then one QUIC connection's 1 MiB payloads; 0: neither."`
 	Profile        string   `type:"path" placeholder:"DIR" help:"Gateway processes write CPU and peak-heap profiles (pprof) into DIR."`
 }
 
@@ -215,6 +216,13 @@ func (c *benchRunCmd) runNetns(ctx context.Context, env cli.Env) error {
 		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
 		Link:        bench.Link{Delay: c.Delay, Loss: c.Loss, Reorder: c.Reorder},
 		NodeCommand: []string{exe, "bench", "node"}, WireGuardGo: c.WireGuardGo, Only: c.Only, Baseline: c.Baseline,
+		QUICFlows: c.QUICFlows,
+	}
+	if c.QUICFlows < 0 {
+		return cli.Usage(fmt.Errorf("--quic-flows %d: want 0 or more", c.QUICFlows))
+	}
+	if c.QUICFlows == 0 {
+		o.QUICFlows = -1
 	}
 	if c.Loss < 0 || c.Loss >= 1 || c.Reorder < 0 || c.Reorder >= 1 {
 		return cli.Usage(fmt.Errorf("--loss and --reorder are fractions between 0 and 1"))
