@@ -83,15 +83,40 @@ func udpRTT(ctx context.Context, addr string, count int) (p50, p99 time.Duration
 	return udpRTTOn(ctx, c, addr, count)
 }
 
-// udpRTTOn is udpRTT on a socket already connected to the echo.
+// udpRTTOn is udpRTT on a socket already connected to the echo. Each
+// datagram carries its sequence number (after a zero first byte, which
+// tells a QUIC sink sharing the echo's socket that it is not QUIC), and
+// an echo of any other is skipped: datagrams the warm-up sent while the
+// tunnel was still handshaking are all echoed once it is up, and timing
+// the next round trip by one of those stale echoes measured microseconds
+// across a link with a millisecond of delay.
 func udpRTTOn(ctx context.Context, c net.Conn, addr string, count int) (p50, p99 time.Duration, err error) {
 	msg := make([]byte, 64)
 	buf := make([]byte, 2048)
+	var seq uint64
+	// roundTrip sends the next datagram and waits up to wait for its own
+	// echo.
+	roundTrip := func(wait time.Duration) error {
+		seq++
+		binary.BigEndian.PutUint64(msg[1:], seq)
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		deadline := time.Now().Add(wait)
+		_ = c.SetReadDeadline(deadline)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return err
+			}
+			if n == len(msg) && binary.BigEndian.Uint64(buf[1:]) == seq {
+				return nil
+			}
+		}
+	}
 	// Warm up: the first datagrams may wait for a handshake.
 	for i := 0; ; i++ {
-		_, _ = c.Write(msg)
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := c.Read(buf); err == nil {
+		if roundTrip(time.Second) == nil {
 			break
 		}
 		if i == 10 || ctx.Err() != nil {
@@ -102,17 +127,16 @@ func udpRTTOn(ctx context.Context, c net.Conn, addr string, count int) (p50, p99
 	lost := 0
 	for len(rtts) < count && ctx.Err() == nil {
 		start := time.Now()
-		if _, err := c.Write(msg); err != nil {
-			return 0, 0, err
-		}
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := c.Read(buf); err != nil {
+		if err := roundTrip(time.Second); err != nil {
 			if lost++; lost > count/10+3 {
 				return 0, 0, fmt.Errorf("lost %d of %d round trips", lost, len(rtts)+lost)
 			}
 			continue
 		}
 		rtts = append(rtts, time.Since(start))
+	}
+	if len(rtts) == 0 {
+		return 0, 0, ctx.Err()
 	}
 	sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
 	return rtts[len(rtts)/2], rtts[len(rtts)*99/100], nil
