@@ -79,3 +79,25 @@ func TestReloadRefusesBadKeys(t *testing.T) {
 		t.Error("the private key appeared in the watcher's log")
 	}
 }
+
+// A key file rewritten after the gateway started but before its watcher
+// did is still seen: the watcher's first check loads what is on disk
+// instead of taking it as the baseline (it once did, and missed the
+// change until the next one).
+func TestWatcherSeesChangeBeforeItStarted(t *testing.T) {
+	eks, _, _ := filePair(t)
+	zeros := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	if err := keys.WriteFile(eks.peerFile(), []byte(zeros+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs testutil.Buffer
+	w := &tunnel.Watcher{Gateway: eks.gw, Path: eks.cfg, Every: time.Hour, Logger: logs.Logger()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	testutil.Eventually(t, 5*time.Second, "the bad key written before the watcher started to be refused", func() bool {
+		return logs.Contains("keeping the running one")
+	})
+}

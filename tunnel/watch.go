@@ -55,7 +55,11 @@ func (w *Watcher) Run(ctx context.Context) {
 		w.Logger = slog.New(slog.DiscardHandler)
 	}
 	w.init()
-	w.seen = w.hashes(w.Gateway.Config())
+	// The first check reloads from what is on disk now: a file rewritten
+	// between the gateway's start and this one would otherwise be the
+	// baseline, and its change never seen. Nothing changed is nothing to
+	// apply.
+	w.check(ctx, true)
 	t := time.NewTicker(w.Every)
 	defer t.Stop()
 	for {
