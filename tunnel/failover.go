@@ -154,11 +154,7 @@ func (w *healthWatcher) judge(log *slog.Logger, peers []peer, st deviceState, no
 				last = h.at
 			}
 		}
-		for _, dp := range st.Peers {
-			if slices.Contains(p.deviceKeys(), dp.Key) && dp.LastHandshake.After(hs) {
-				hs = dp.LastHandshake
-			}
-		}
+		hs = lastHandshake(p, st)
 		ph := peerHealth{healthy: true}
 		switch bound := healthBound(p.keepalive); {
 		case hs.IsZero() || now.Sub(hs) > rejectAfter:
@@ -172,6 +168,18 @@ func (w *healthWatcher) judge(log *slog.Logger, peers []peer, st deviceState, no
 		out[p.name] = ph
 	}
 	return out
+}
+
+// lastHandshake is the latest handshake of any of p's device keys (two
+// while a key is being rotated).
+func lastHandshake(p peer, st deviceState) time.Time {
+	var hs time.Time
+	for _, dp := range st.Peers {
+		if slices.Contains(p.deviceKeys(), dp.Key) && dp.LastHandshake.After(hs) {
+			hs = dp.LastHandshake
+		}
+	}
+	return hs
 }
 
 // dupWindow is how long a key's endpoints are remembered: WireGuard's

@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"log/slog"
-	"slices"
 	"time"
 )
 
@@ -33,12 +32,7 @@ type keyClash struct {
 // restarted now and then.
 func (w *healthWatcher) renewed(log *slog.Logger, p peer, st deviceState, bound time.Duration, now time.Time) {
 	c := w.clash[p.key]
-	var hs time.Time
-	for _, dp := range st.Peers {
-		if slices.Contains(p.deviceKeys(), dp.Key) && dp.LastHandshake.After(hs) {
-			hs = dp.LastHandshake
-		}
-	}
+	hs := lastHandshake(p, st)
 	if !c.last.IsZero() && hs.After(c.last) && now.Sub(c.last) <= 2*bound+rehandshakeEvery {
 		c.answered++
 	} else {
