@@ -152,7 +152,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		pool.Close()
 		return nil, err
 	}
-	q.start(flushers, q.flusher)
+	q.start(1, q.flusher)
 	q.start(1, func() { q.every(q.opts.ExpiryInterval, q.expireOnce) })
 	q.start(1, func() { q.every(q.opts.HealthInterval, q.checkHealth) })
 	q.start(1, func() { q.every(q.opts.CountsInterval, q.countOnce) })
