@@ -30,7 +30,8 @@ func BenchmarkCycle(b *testing.B) {
 func benchCycle(b *testing.B, workers int) {
 	id := testutil.Identity(b, "bench")
 	h := startRelay(b, relaytest.Options{}, relaytest.Worker{Name: "bench", IDs: []keys.Identity{id}, Queues: map[string]string{"default": relaytest.AllActions}})
-	conns := make([]*client.Client, min(workers, 16))
+	// 8 connections at most: the relay's default per key (more are refused).
+	conns := make([]*client.Client, min(workers, 8))
 	for i := range conns {
 		conns[i] = h.Dial(id)
 	}
