@@ -169,7 +169,8 @@ func freeUDP() (string, error) {
 
 // jobRun drives jobs through relay replicas at addrs: a producer on the
 // replicas' APIs in turn, and inFlight worker slots spread over one QUIC
-// connection per replica, their completions sharing calls as bunny's do.
+// connection per replica, each connection's slots leasing and completing
+// as bunny's do (leaseLoop).
 type jobRun struct {
 	setup    *relaySetup
 	relays   []*relayProc
@@ -261,39 +262,83 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 			queued.Add(int64(len(jobs)))
 		}
 	}()
-	for slot := range j.inFlight {
-		c := cs[slot%len(cs)]
-		wg.Add(1)
-		go func() { // a worker slot
-			defer wg.Done()
-			for ctx.Err() == nil {
-				jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{j.queue}, Max: 1, Wait: time.Second})
-				if err != nil {
-					setErr(fmt.Errorf("leasing: %w", err))
-					return
-				}
-				for _, job := range jobs {
-					if _, err := c.CompleteShared(ctx, job.Lease, job.Payload); err != nil {
-						setErr(fmt.Errorf("completing: %w", err))
-						return
-					}
-					now := time.Now()
-					done.Add(1)
-					mu.Lock()
-					if t, ok := enqueued[job.ID]; ok {
-						lat = append(lat, now.Sub(t))
-						delete(enqueued, job.ID)
-					}
-					mu.Unlock()
-				}
+	finished := func(job client.Job) {
+		now := time.Now()
+		done.Add(1)
+		mu.Lock()
+		if t, ok := enqueued[job.ID]; ok {
+			lat = append(lat, now.Sub(t))
+			delete(enqueued, job.ID)
+		}
+		mu.Unlock()
+	}
+	for i, c := range cs {
+		slots := j.inFlight / len(cs)
+		if i < j.inFlight%len(cs) {
+			slots++
+		}
+		wg.Go(func() {
+			if err := leaseLoop(ctx, c, j.queue, slots, finished); err != nil {
+				setErr(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if firstErr != nil {
 		return 0, nil, firstErr
 	}
 	return int(done.Load()), lat, nil
+}
+
+// leaseLoop works jobs on c with slots slots the way bunny does: one
+// lease call at a time for as many jobs as slots are free, each job
+// completed by its slot with CompleteShared (slots finishing together
+// share one call). It returns when ctx ends, or the first error.
+func leaseLoop(ctx context.Context, c *client.Client, queue string, slots int, finished func(client.Job)) error {
+	free := make(chan struct{}, slots)
+	for range slots {
+		free <- struct{}{}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	errs := make(chan error, slots)
+	for ctx.Err() == nil {
+		select {
+		case <-free:
+		case <-ctx.Done():
+			return nil
+		case err := <-errs:
+			return err
+		}
+		n := 1
+		for n < slots {
+			select {
+			case <-free:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+		jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{queue}, Max: n, Wait: time.Second})
+		if err != nil {
+			return fmt.Errorf("leasing: %w", err)
+		}
+		for range n - len(jobs) {
+			free <- struct{}{}
+		}
+		for _, job := range jobs {
+			wg.Go(func() {
+				defer func() { free <- struct{}{} }()
+				if _, err := c.CompleteShared(ctx, job.Lease, job.Payload); err != nil {
+					errs <- fmt.Errorf("completing: %w", err)
+					return
+				}
+				finished(job)
+			})
+		}
+	}
+	return nil
 }
 
 // measureJobs measures one path: direct to relay, or through two gateway
