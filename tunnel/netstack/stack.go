@@ -53,8 +53,9 @@ const (
 	// DefaultUDPBuffer is the receive buffer of the stack's UDP sockets: a
 	// burst of QUIC packets must not overflow gVisor's 212 KiB default.
 	DefaultUDPBuffer = 4 << 20
-	// DefaultTCPBuffer bounds each TCP socket's send and receive buffers
-	// (gVisor auto-tunes within it).
+	// DefaultTCPBuffer bounds each TCP socket's receive buffer (gVisor
+	// auto-tunes within it) and is the send-buffer budget the stack's
+	// sending connections share (sndbuf.go).
 	DefaultTCPBuffer = 8 << 20
 )
 
@@ -141,6 +142,8 @@ type Stack struct {
 	out, in     *budget
 	budgetTimer *time.Timer // Read's; Read has one caller
 
+	shares    sendShares    // the TCP send-buffer budget's shares
+	done      chan struct{} // closed by Close: ends shareLoop
 	closeOnce sync.Once
 
 	packetsIn, packetsOut atomic.Uint64
@@ -196,6 +199,9 @@ func New(opts Options) (*Stack, error) {
 
 		out: newBudget(max(opts.MaxInFlight, 0)),
 		in:  newBudget(max(opts.MaxInbound, 0)),
+
+		shares: sendShares{budget: opts.TCPBuffer},
+		done:   make(chan struct{}),
 	}
 	for _, a := range opts.Addresses {
 		ns.addrs = append(ns.addrs, a.Unmap())
@@ -219,6 +225,7 @@ func New(opts Options) (*Stack, error) {
 		}
 	}
 	ns.SetRoutes(opts.Routes)
+	go ns.shareLoop(ns.done)
 	ns.events <- tun.EventUp
 	return ns, nil
 }
@@ -526,6 +533,7 @@ func (ns *Stack) BatchSize() int { return ns.batch }
 // Close implements tun.Device: it closes the stack and every socket on it.
 func (ns *Stack) Close() error {
 	ns.closeOnce.Do(func() {
+		close(ns.done)
 		ns.ep.close()
 		ns.s.RemoveNIC(nicID)
 		ns.s.Close()
