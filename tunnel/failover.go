@@ -85,10 +85,14 @@ type healthWatcher struct {
 	pending     map[keys.PublicKey]firstSeen   // by device key (rejoin.go)
 }
 
+func newHealthWatcher() *healthWatcher {
+	return &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, clash: map[keys.PublicKey]keyClash{}, sent: map[keys.PublicKey]sentSeen{}, confirmed: map[keys.PublicKey]sessionSeen{}, pending: map[keys.PublicKey]firstSeen{}}
+}
+
 // watchHealth polls the device every healthPoll, judges every peer, and
 // moves forward rules with several upstreams off the unhealthy ones.
 func (g *Gateway) watchHealth(ctx context.Context) {
-	w := &healthWatcher{keys: map[keys.PublicKey]*heard{}, warnedDup: map[keys.PublicKey]time.Time{}, rehandshook: map[keys.PublicKey]time.Time{}, clash: map[keys.PublicKey]keyClash{}, sent: map[keys.PublicKey]sentSeen{}, confirmed: map[keys.PublicKey]sessionSeen{}, pending: map[keys.PublicKey]firstSeen{}}
+	w := newHealthWatcher()
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	for {
@@ -101,6 +105,7 @@ func (g *Gateway) watchHealth(ctx context.Context) {
 				continue
 			}
 			peers := g.peerList()
+			w.forget(peers, st)
 			health := w.judge(g.log, peers, st, now)
 			g.confirm(w, st)
 			g.retryFirst(w, peers, st, now)

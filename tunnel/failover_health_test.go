@@ -76,3 +76,31 @@ func TestUpstreamsUpdate(t *testing.T) {
 		t.Errorf("failovers = %+v", fs)
 	}
 }
+
+// A reload that removes a peer (or rotates its key away) leaves nothing of
+// it in the health watcher: every map keeps only live keys.
+func TestWatcherForgetsRemovedPeers(t *testing.T) {
+	live, gone := keys.PublicKey{1}, keys.PublicKey{2}
+	w := newHealthWatcher()
+	now := time.Unix(1_000_000, 0)
+	for _, k := range []keys.PublicKey{live, gone} {
+		w.keys[k] = &heard{at: now}
+		w.warnedDup[k] = now
+		w.rehandshook[k] = now
+		w.clash[k] = keyClash{last: now}
+		w.sent[k] = sentSeen{at: now}
+		w.confirmed[k] = sessionSeen{handshake: now}
+		w.pending[k] = firstSeen{since: now}
+	}
+	w.forget([]peer{{name: "eks-a", key: live, owner: live}}, deviceState{Peers: []devicePeer{{Key: live}}})
+	sizes := map[string]int{"keys": len(w.keys), "warnedDup": len(w.warnedDup), "rehandshook": len(w.rehandshook),
+		"clash": len(w.clash), "sent": len(w.sent), "confirmed": len(w.confirmed), "pending": len(w.pending)}
+	for name, n := range sizes {
+		if n != 1 {
+			t.Errorf("%s holds %d keys after the reload, want 1 (the live peer's)", name, n)
+		}
+	}
+	if _, ok := w.clash[live]; !ok {
+		t.Error("the live peer's state was dropped")
+	}
+}

@@ -93,7 +93,6 @@ const confirmKeepalives = 2
 
 // confirm sends the keepalives that confirm new sessions.
 func (g *Gateway) confirm(w *healthWatcher, st deviceState) {
-	forgetGone(w.confirmed, st)
 	for _, dp := range st.Peers {
 		if dp.LastHandshake.IsZero() {
 			continue
@@ -134,7 +133,6 @@ func (g *Gateway) retryFirst(w *healthWatcher, peers []peer, st deviceState, now
 			}
 		}
 	}
-	forgetGone(w.pending, st)
 	for _, dp := range st.Peers {
 		if !dialled[dp.Key] || !dp.LastHandshake.IsZero() || dp.Endpoint == "" {
 			delete(w.pending, dp.Key)
@@ -158,13 +156,30 @@ func (g *Gateway) retryFirst(w *healthWatcher, peers []peer, st deviceState, now
 	}
 }
 
-// forgetGone deletes from m the device keys st no longer has: a key
-// rotated out.
-func forgetGone[V any](m map[keys.PublicKey]V, st deviceState) {
+// forget drops what w remembers of peers that are gone, so a gateway
+// reloaded many times holds state only for the peers it has: device keys
+// st no longer has (a key rotated out, a peer removed), and configured
+// keys no peer of peers has.
+func (w *healthWatcher) forget(peers []peer, st deviceState) {
 	live := make(map[keys.PublicKey]bool, len(st.Peers))
 	for _, dp := range st.Peers {
 		live[dp.Key] = true
 	}
+	keep(w.keys, live)
+	keep(w.warnedDup, live)
+	keep(w.confirmed, live)
+	keep(w.pending, live)
+	configured := make(map[keys.PublicKey]bool, len(peers))
+	for _, p := range peers {
+		configured[p.key] = true
+	}
+	keep(w.rehandshook, configured)
+	keep(w.clash, configured)
+	keep(w.sent, configured)
+}
+
+// keep deletes from m every key not in live.
+func keep[V any](m map[keys.PublicKey]V, live map[keys.PublicKey]bool) {
 	for k := range m {
 		if !live[k] {
 			delete(m, k)

@@ -86,14 +86,7 @@ func TestNoICMPErrors(t *testing.T) {
 
 // HasFlow knows a dialled connection's own ports and no others.
 func TestHasFlow(t *testing.T) {
-	a := newStack(t, addrA, addrB, nil)
-	b := newStack(t, addrB, addrA, nil)
-	wire(t, a, b)
-	ln, err := b.ListenTCP(netip.AddrPortFrom(addrB, 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	a, _, _ := listeningPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := a.DialTCP(ctx, netip.AddrPortFrom(addrB, 80))

@@ -59,14 +59,7 @@ func waitSendBuffers(t *testing.T, s *Stack, want []int64) {
 // quarter of the budget each, and the one left after three close gets the
 // whole budget back. Real stacks joined back to back, real connections.
 func TestConnectionsShareTheSendBudget(t *testing.T) {
-	a := newStack(t, addrA, addrB, nil)
-	b := newStack(t, addrB, addrA, nil)
-	wire(t, a, b)
-	ln, err := b.ListenTCP(netip.AddrPortFrom(addrB, 80))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	a, _, ln := listeningPair(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

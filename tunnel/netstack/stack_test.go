@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 )
 
 var (
@@ -58,6 +60,21 @@ func newStack(t *testing.T, self, peer netip.Addr, filter func([]byte) bool) *St
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// listeningPair is two stacks joined back to back, B listening on TCP
+// port 80.
+func listeningPair(t *testing.T) (a, b *Stack, ln *gonet.TCPListener) {
+	t.Helper()
+	a = newStack(t, addrA, addrB, nil)
+	b = newStack(t, addrB, addrA, nil)
+	wire(t, a, b)
+	ln, err := b.ListenTCP(netip.AddrPortFrom(addrB, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return a, b, ln
 }
 
 func TestStacksBackToBack(t *testing.T) {
