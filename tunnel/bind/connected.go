@@ -49,12 +49,32 @@ type generation struct {
 	port uint16
 }
 
+// socket is one tuned UDP socket of a bind; remote and ep are a
+// connected socket's peer (zero on a listening one).
 type socket struct {
 	uc      *net.UDPConn
 	batch   batchConn
 	remote  netip.AddrPort
 	ep      *Endpoint
 	offload atomic.Bool // UDP GSO/GRO in use
+}
+
+// newSocket tunes uc (buffers, UDP offload unless noOffload) and wraps it
+// for batched I/O, as an IPv4 socket when v4; on error it closes uc.
+func newSocket(uc *net.UDPConn, v4, noOffload bool) (*socket, error) {
+	offload, err := tune(uc)
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	s := &socket{uc: uc}
+	s.offload.Store(offload && !noOffload)
+	if v4 {
+		s.batch = ipv4.NewPacketConn(uc)
+	} else {
+		s.batch = ipv6Batch{ipv6.NewPacketConn(uc)}
+	}
+	return s, nil
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
@@ -113,18 +133,11 @@ func (b *Connected) dialLocked(remote netip.AddrPort) error {
 	if err != nil {
 		return fmt.Errorf("connecting UDP socket to %s: %w", remote, err)
 	}
-	s := &socket{uc: uc, remote: remote, ep: &Endpoint{AddrPort: remote}}
-	offload, err := tune(uc)
+	s, err := newSocket(uc, network == "udp4", b.NoOffload)
 	if err != nil {
-		uc.Close()
 		return err
 	}
-	s.offload.Store(offload && !b.NoOffload)
-	if network == "udp4" {
-		s.batch = ipv4.NewPacketConn(uc)
-	} else {
-		s.batch = ipv6Batch{ipv6.NewPacketConn(uc)}
-	}
+	s.remote, s.ep = remote, &Endpoint{AddrPort: remote}
 	old := b.sock
 	b.sock = s
 	b.remote = remote

@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -29,16 +28,10 @@ type Listening struct {
 	NoOffload bool
 
 	mu   sync.Mutex
-	sock *listenSocket // nil when closed
+	sock *socket // nil when closed
 
 	bufs  sync.Pool // *sendBufs
 	drops atomic.Uint64
-}
-
-type listenSocket struct {
-	uc      *net.UDPConn
-	batch   batchConn
-	offload atomic.Bool
 }
 
 // NewListening returns a listening bind; Open picks its port.
@@ -60,24 +53,16 @@ func (b *Listening) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("listening on UDP port %d: %w", port, err)
 	}
-	offload, err := tune(uc)
-	if err != nil {
-		uc.Close()
-		return nil, 0, err
-	}
-	s := &listenSocket{uc: uc}
-	s.offload.Store(offload && !b.NoOffload)
 	local := uc.LocalAddr().(*net.UDPAddr)
-	if local.IP.To4() != nil {
-		s.batch = ipv4.NewPacketConn(uc)
-	} else {
-		s.batch = ipv6Batch{ipv6.NewPacketConn(uc)}
+	s, err := newSocket(uc, local.IP.To4() != nil, b.NoOffload)
+	if err != nil {
+		return nil, 0, err
 	}
 	b.sock = s
 	return []conn.ReceiveFunc{b.receiveFunc(s)}, uint16(local.Port), nil
 }
 
-func (b *Listening) receiveFunc(s *listenSocket) conn.ReceiveFunc {
+func (b *Listening) receiveFunc(s *socket) conn.ReceiveFunc {
 	msgs := newReceiveMessages()
 	// The endpoint of the last sender, reused while it keeps sending: a
 	// point-to-point tunnel hears one peer almost always.

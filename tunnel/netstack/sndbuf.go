@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
@@ -50,7 +51,7 @@ func share(budget, n int) int64 {
 // apply recomputes the shares over eps, the stack's transport endpoints.
 // Only connections that can send count (established, or closed by the
 // peer but still sending).
-func (s *sendShares) apply(eps []tcpip.Endpoint) {
+func (s *sendShares) apply(eps []stack.TransportEndpoint) {
 	var sending []tcpip.Endpoint
 	for _, ep := range eps {
 		te, ok := ep.(sizer)
@@ -58,7 +59,7 @@ func (s *sendShares) apply(eps []tcpip.Endpoint) {
 			continue
 		}
 		if st := tcp.EndpointState(te.State()); st == tcp.StateEstablished || st == tcp.StateCloseWait {
-			sending = append(sending, ep)
+			sending = append(sending, te)
 		}
 	}
 	size := share(s.budget, len(sending))
@@ -91,13 +92,6 @@ func (ns *Stack) shareLoop(done <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		eps := ns.s.RegisteredEndpoints()
-		all := make([]tcpip.Endpoint, 0, len(eps))
-		for _, ep := range eps {
-			if e, ok := ep.(tcpip.Endpoint); ok {
-				all = append(all, e)
-			}
-		}
-		ns.shares.apply(all)
+		ns.shares.apply(ns.s.RegisteredEndpoints())
 	}
 }
