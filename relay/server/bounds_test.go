@@ -117,6 +117,10 @@ func TestLargeCallsAndConnectionsPerKeyAreBounded(t *testing.T) {
 	}
 
 	rawConn(t, h, id) // the second connection of this key
+	// relay counts a connection once its handler runs, which can be after
+	// the client's handshake ends: a third dialled before that would race
+	// the second for the last place.
+	testutil.Eventually(t, 5*time.Second, "both connections counted", func() bool { return h.Metric("relay_worker_connections", nil) == 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	third, err := quic.DialAddr(ctx, h.Addr, proto.ClientTLS(id, h.ID.Pin()), proto.QUICOptions{}.Config(false))
