@@ -16,7 +16,7 @@ import (
 
 // schemaVersion is the layout of the file; a file of another version is
 // refused rather than misread.
-const schemaVersion = "2"
+const schemaVersion = "3"
 
 // maxBatchJobs bounds one transaction; more waiting records go into the
 // next one.
@@ -30,14 +30,13 @@ const (
 	bucketFinished = "finished" // finished-at (8 bytes) id → nil, of jobs retention prunes
 	bucketByQS     = "by_qs"    // queue 0 state 0 id → nil
 	bucketByQ      = "by_q"     // queue 0 id → nil
-	bucketByS      = "by_s"     // state 0 id → nil
 	bucketKeys     = "keys"     // queue 0 idempotency key → id
 	bucketCounts   = "counts"   // queue 0 state → uint64
 	bucketPaused   = "paused"   // queue → nil, for each paused queue
 )
 
 func allBuckets() []string {
-	return []string{bucketMeta, bucketJobs, bucketBodies, bucketFinished, bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts, bucketPaused}
+	return []string{bucketMeta, bucketJobs, bucketBodies, bucketFinished, bucketByQS, bucketByQ, bucketKeys, bucketCounts, bucketPaused}
 }
 
 // BoltOptions configure OpenBolt.
@@ -102,6 +101,7 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 		}
 		return nil, fmt.Errorf("opening store %s: %w", opts.Path, err)
 	}
+	upgraded := false
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
@@ -114,13 +114,19 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 			return meta.Put([]byte("schema"), []byte(schemaVersion))
 		case string(v) == "1":
 			return errUpgrade
+		case string(v) == "2":
+			upgraded = true
+			return upgradeV2(tx)
 		case string(v) != schemaVersion:
 			return fmt.Errorf("the file has schema version %q; this relay reads version %s", v, schemaVersion)
 		}
 		return nil
 	})
-	if errors.Is(err, errUpgrade) {
+	switch {
+	case errors.Is(err, errUpgrade):
 		err = upgradeV1(db, opts.Logger)
+	case err == nil && upgraded:
+		opts.Logger.Info("store upgraded to schema version " + schemaVersion)
 	}
 	if err != nil {
 		_ = db.Close()
@@ -233,19 +239,20 @@ func (s *Bolt) run() {
 		}
 		start := time.Now()
 		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, w := range batch {
-				for i := range w.jobs {
-					if err := put(tx, &w.jobs[i]); err != nil {
-						return fmt.Errorf("writing job %s: %w", w.jobs[i].ID, err)
+			w := newWriteTx(tx)
+			for _, r := range batch {
+				for i := range r.jobs {
+					if err := w.put(&r.jobs[i]); err != nil {
+						return fmt.Errorf("writing job %s: %w", r.jobs[i].ID, err)
 					}
 				}
-				for _, id := range w.del {
-					if err := remove(tx, id); err != nil {
+				for _, id := range r.del {
+					if err := w.remove(id); err != nil {
 						return fmt.Errorf("deleting job %s: %w", id, err)
 					}
 				}
 			}
-			return nil
+			return w.flush()
 		})
 		s.commitSeconds.Observe(time.Since(start).Seconds())
 		s.batchJobs.Observe(float64(jobs))
@@ -297,92 +304,6 @@ func (s *Bolt) Close() error {
 	return nil
 }
 
-// put writes one record and keeps the indexes and counts in step. The
-// first record of a job writes its body too; later ones only its meta
-// (see merge).
-func put(tx *bolt.Tx, j *Job) error {
-	if j.ID == "" || j.Queue == "" || !j.State.Valid() {
-		return fmt.Errorf("invalid record (id %q, queue %q, state %q)", j.ID, j.Queue, j.State)
-	}
-	id := []byte(j.ID)
-	jobs := tx.Bucket([]byte(bucketJobs))
-	jobs.FillPercent = 0.9 // ids grow: pages fill from the right
-	var old Job
-	if rec := jobs.Get(id); rec != nil {
-		if err := decodeMeta(&old, rec, true); err != nil {
-			return fmt.Errorf("decoding the record before: %w", err)
-		}
-		if old.Queue != j.Queue {
-			return fmt.Errorf("record moves the job from queue %s to %s", old.Queue, j.Queue)
-		}
-		rec := *j
-		rec.PayloadSize = old.PayloadSize
-		if rec.LastError == "" {
-			rec.LastError = old.LastError
-		}
-		j = &rec
-	} else {
-		bodies := tx.Bucket([]byte(bucketBodies))
-		bodies.FillPercent = 0.9
-		if err := bodies.Put(id, encodeBody(j)); err != nil {
-			return err
-		}
-		rec := *j
-		rec.PayloadSize = len(j.Payload)
-		j = &rec
-	}
-	if err := jobs.Put(id, encodeMeta(j)); err != nil {
-		return err
-	}
-	if fk, nk := finishedKey(&old, j.ID), finishedKey(j, j.ID); string(fk) != string(nk) {
-		fin := tx.Bucket([]byte(bucketFinished))
-		if fk != nil {
-			if err := fin.Delete(fk); err != nil {
-				return err
-			}
-		}
-		if nk != nil {
-			if err := fin.Put(nk, nil); err != nil {
-				return err
-			}
-		}
-	}
-	if old.State == j.State {
-		return nil
-	}
-	if old.State != "" {
-		if err := tx.Bucket([]byte(bucketByQS)).Delete(key(j.Queue, string(old.State), j.ID)); err != nil {
-			return err
-		}
-		if err := tx.Bucket([]byte(bucketByS)).Delete(key(string(old.State), j.ID)); err != nil {
-			return err
-		}
-		if err := addCount(tx, j.Queue, old.State, -1); err != nil {
-			return err
-		}
-	} else {
-		if err := tx.Bucket([]byte(bucketByQ)).Put(key(j.Queue, j.ID), nil); err != nil {
-			return err
-		}
-		if j.IdempotencyKey != "" {
-			keys := tx.Bucket([]byte(bucketKeys))
-			k := key(j.Queue, j.IdempotencyKey)
-			if keys.Get(k) == nil {
-				if err := keys.Put(k, id); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if err := tx.Bucket([]byte(bucketByQS)).Put(key(j.Queue, string(j.State), j.ID), nil); err != nil {
-		return err
-	}
-	if err := tx.Bucket([]byte(bucketByS)).Put(key(string(j.State), j.ID), nil); err != nil {
-		return err
-	}
-	return addCount(tx, j.Queue, j.State, 1)
-}
-
 // finishedKey is j's key in the retention index, nil unless j is
 // succeeded, dead or cancelled (what retention prunes; a failed job stays
 // until it is retried or deleted): when it finished (its last update if
@@ -397,60 +318,6 @@ func finishedKey(j *Job, id string) []byte {
 	}
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(id)), uint64(max(at.UnixNano(), 0)))
 	return append(b, id...)
-}
-
-// remove deletes one record with its index entries and count; a missing
-// one is no error.
-func remove(tx *bolt.Tx, id string) error {
-	j, err := read(tx, []byte(id))
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, d := range []struct {
-		bucket string
-		key    []byte
-	}{
-		{bucketJobs, []byte(id)},
-		{bucketBodies, []byte(id)},
-		{bucketByQS, key(j.Queue, string(j.State), id)},
-		{bucketByQ, key(j.Queue, id)},
-		{bucketByS, key(string(j.State), id)},
-		{bucketFinished, finishedKey(&j, id)},
-	} {
-		if d.key == nil {
-			continue
-		}
-		if err := tx.Bucket([]byte(d.bucket)).Delete(d.key); err != nil {
-			return err
-		}
-	}
-	if j.IdempotencyKey != "" {
-		keys := tx.Bucket([]byte(bucketKeys))
-		k := key(j.Queue, j.IdempotencyKey)
-		if string(keys.Get(k)) == id {
-			if err := keys.Delete(k); err != nil {
-				return err
-			}
-		}
-	}
-	return addCount(tx, j.Queue, j.State, -1)
-}
-
-func addCount(tx *bolt.Tx, queue string, st State, delta int64) error {
-	b := tx.Bucket([]byte(bucketCounts))
-	k := key(queue, string(st))
-	var n int64
-	if v := b.Get(k); len(v) == 8 {
-		n = int64(binary.BigEndian.Uint64(v))
-	}
-	n += delta
-	if n <= 0 {
-		return b.Delete(k)
-	}
-	return b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
 // key joins parts with a zero byte; queue names, states and keys never
@@ -565,29 +432,33 @@ func (s *Bolt) List(ctx context.Context, f Filter) ([]Job, string, error) {
 		f.Limit = 100
 	}
 	f.Limit = min(f.Limit, 1000)
-	var bucket string
-	var prefix []byte
-	switch {
-	case f.Queue != "" && f.State != "":
-		bucket, prefix = bucketByQS, key(f.Queue, string(f.State), "")
-	case f.Queue != "":
-		bucket, prefix = bucketByQ, key(f.Queue, "")
-	case f.State != "":
-		bucket, prefix = bucketByS, key(string(f.State), "")
-	default:
-		bucket = bucketJobs
-	}
 	var jobs []Job
 	var next string
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket([]byte(bucket)).Cursor()
-		start := append(append([]byte(nil), prefix...), f.After...)
-		k, _ := c.Seek(start)
-		if f.After != "" && string(k) == string(start) {
-			k, _ = c.Next()
+		var runs []*indexRun
+		switch {
+		case f.Queue != "" && f.State != "":
+			runs = []*indexRun{seekRun(tx, bucketByQS, key(f.Queue, string(f.State), ""), f.After)}
+		case f.Queue != "":
+			runs = []*indexRun{seekRun(tx, bucketByQ, key(f.Queue, ""), f.After)}
+		case f.State != "":
+			// No index by state alone: each queue's run of that
+			// state, merged by id.
+			queues, err := queuesWith(tx, f.State)
+			if err != nil {
+				return err
+			}
+			for _, q := range queues {
+				runs = append(runs, seekRun(tx, bucketByQS, key(q, string(f.State), ""), f.After))
+			}
+		default:
+			runs = []*indexRun{seekRun(tx, bucketJobs, nil, f.After)}
 		}
-		for ; k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-			id := k[len(prefix):]
+		for {
+			id := nextID(runs)
+			if id == nil {
+				return ctx.Err()
+			}
 			if len(jobs) == f.Limit {
 				next = jobs[len(jobs)-1].ID
 				return nil
@@ -601,12 +472,84 @@ func (s *Bolt) List(ctx context.Context, f Filter) ([]Job, string, error) {
 			}
 			jobs = append(jobs, j)
 		}
-		return ctx.Err()
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("listing jobs: %w", err)
 	}
 	return jobs, next, nil
+}
+
+// indexRun is a cursor over the keys of one bucket that start with
+// prefix, each naming a job by the id after the prefix; id is the
+// current one, nil past the end.
+type indexRun struct {
+	c      *bolt.Cursor
+	prefix []byte
+	id     []byte
+}
+
+// seekRun starts a run at the first id after after ("" for the first).
+func seekRun(tx *bolt.Tx, bucket string, prefix []byte, after string) *indexRun {
+	r := &indexRun{c: tx.Bucket([]byte(bucket)).Cursor(), prefix: prefix}
+	start := append(append([]byte(nil), prefix...), after...)
+	k, _ := r.c.Seek(start)
+	if after != "" && string(k) == string(start) {
+		k, _ = r.c.Next()
+	}
+	r.at(k)
+	return r
+}
+
+func (r *indexRun) at(k []byte) {
+	r.id = nil
+	if k != nil && hasPrefix(k, r.prefix) {
+		r.id = k[len(r.prefix):]
+	}
+}
+
+// nextID takes the smallest current id of runs and moves its run on;
+// nil when every run has ended.
+func nextID(runs []*indexRun) []byte {
+	var low *indexRun
+	for _, r := range runs {
+		if r.id != nil && (low == nil || string(r.id) < string(low.id)) {
+			low = r
+		}
+	}
+	if low == nil {
+		return nil
+	}
+	id := low.id
+	k, _ := low.c.Next()
+	low.at(k)
+	return id
+}
+
+// queuesWith names the queues that have jobs in state st, from the
+// counts (kept in the same transactions as the jobs).
+func queuesWith(tx *bolt.Tx, st State) ([]string, error) {
+	var queues []string
+	err := tx.Bucket([]byte(bucketCounts)).ForEach(func(k, v []byte) error {
+		q, s, ok := splitCountKey(k)
+		if !ok {
+			return fmt.Errorf("malformed count key %q", k)
+		}
+		if s == st {
+			queues = append(queues, q)
+		}
+		return nil
+	})
+	return queues, err
+}
+
+// splitCountKey is the queue and state of a key of the counts bucket.
+func splitCountKey(k []byte) (string, State, bool) {
+	for i, c := range k {
+		if c == 0 {
+			return string(k[:i]), State(k[i+1:]), true
+		}
+	}
+	return "", "", false
 }
 
 func hasPrefix(b, prefix []byte) bool {
@@ -620,23 +563,29 @@ func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		recs := tx.Bucket([]byte(bucketJobs))
 		for _, st := range []State{Queued, Leased, Retrying} {
-			prefix := key(string(st), "")
-			c := tx.Bucket([]byte(bucketByS)).Cursor()
-			for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-				id := k[len(prefix):]
-				rec := recs.Get(id)
-				if rec == nil {
-					return fmt.Errorf("loading live jobs: index names job %s, which has no record", id)
-				}
-				j := Job{ID: string(id)}
-				if err := decodeMeta(&j, rec, false); err != nil {
-					return fmt.Errorf("loading live jobs: decoding job %s: %w", id, err)
-				}
-				if err := fn(j); err != nil {
-					return err
-				}
-				if n++; n%releaseRecords == 0 {
-					s.dropPages(tx)
+			queues, err := queuesWith(tx, st)
+			if err != nil {
+				return fmt.Errorf("loading live jobs: %w", err)
+			}
+			for _, q := range queues {
+				prefix := key(q, string(st), "")
+				c := tx.Bucket([]byte(bucketByQS)).Cursor()
+				for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
+					id := k[len(prefix):]
+					rec := recs.Get(id)
+					if rec == nil {
+						return fmt.Errorf("loading live jobs: index names job %s, which has no record", id)
+					}
+					j := Job{ID: string(id)}
+					if err := decodeMeta(&j, rec, false); err != nil {
+						return fmt.Errorf("loading live jobs: decoding job %s: %w", id, err)
+					}
+					if err := fn(j); err != nil {
+						return err
+					}
+					if n++; n%releaseRecords == 0 {
+						s.dropPages(tx)
+					}
 				}
 			}
 			if err := ctx.Err(); err != nil {
@@ -673,13 +622,12 @@ func (s *Bolt) Counts(ctx context.Context) (map[QueueState]int, error) {
 	out := map[QueueState]int{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketCounts)).ForEach(func(k, v []byte) error {
-			for i, c := range k {
-				if c == 0 && len(v) == 8 {
-					out[QueueState{Queue: string(k[:i]), State: State(k[i+1:])}] = int(binary.BigEndian.Uint64(v))
-					return nil
-				}
+			q, st, ok := splitCountKey(k)
+			if !ok || len(v) != 8 {
+				return fmt.Errorf("malformed count %q", k)
 			}
-			return fmt.Errorf("malformed count key %q", k)
+			out[QueueState{Queue: q, State: st}] = int(binary.BigEndian.Uint64(v))
+			return nil
 		})
 	})
 	if err != nil {

@@ -15,9 +15,10 @@
 // and durability does not cap throughput. A job is two binary records: a
 // body (payload, idempotency key, creation time) written once, and a meta
 // record (state, attempts, lease, outcome) rewritten at each change.
-// Indexes by queue, by state and by both, the idempotency keys, a
+// Indexes by queue and by queue and state, the idempotency keys, a
 // finished-at index for retention and the counts by queue and state are
 // kept in the same transactions, so they are never out of step with the
-// jobs. Pages of the file's memory map that reads brought in are released
+// jobs; a commit adds up its changes to the counts and writes each once.
+// Listing by state alone merges the queues' runs of that state. Pages of the file's memory map that reads brought in are released
 // from relay's RSS every few seconds (they stay in the page cache).
 package store

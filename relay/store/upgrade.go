@@ -15,7 +15,7 @@ var errUpgrade = errors.New("schema version 1")
 const upgradeBatch = 10_000
 
 // upgradeV1 rewrites a file of schema version 1 (one JSON record per job,
-// a states bucket) as version 2, in transactions of upgradeBatch records.
+// a states bucket) as version 2, then 3 (upgradeV2), in transactions of upgradeBatch records.
 // A record already rewritten is skipped, so an upgrade cut short by a
 // crash goes on where it stopped; the version changes last.
 func upgradeV1(db *bolt.DB, log *slog.Logger) error {
@@ -73,7 +73,7 @@ func upgradeV1(db *bolt.DB, log *slog.Logger) error {
 						return err
 					}
 				}
-				return tx.Bucket([]byte(bucketMeta)).Put([]byte("schema"), []byte(schemaVersion))
+				return upgradeV2(tx)
 			}
 			return nil
 		})
@@ -86,4 +86,17 @@ func upgradeV1(db *bolt.DB, log *slog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// upgradeV2 makes a file of schema version 2 version 3, in tx: version 3
+// has no index by state alone (by_s). Every record changed one state
+// twice in it, for the one caller that listed by state across queues,
+// which now merges the queues' runs of by_qs instead.
+func upgradeV2(tx *bolt.Tx) error {
+	if tx.Bucket([]byte("by_s")) != nil {
+		if err := tx.DeleteBucket([]byte("by_s")); err != nil {
+			return fmt.Errorf("dropping the index by state: %w", err)
+		}
+	}
+	return tx.Bucket([]byte(bucketMeta)).Put([]byte("schema"), []byte(schemaVersion))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func writeV1(t *testing.T, path string, jobs ...Job) {
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{bucketMeta, bucketJobs, "states", bucketByQS, bucketByQ, bucketByS, bucketKeys, bucketCounts, bucketPaused} {
+		for _, b := range []string{bucketMeta, bucketJobs, "states", bucketByQS, bucketByQ, "by_s", bucketKeys, bucketCounts, bucketPaused} {
 			if _, err := tx.CreateBucket([]byte(b)); err != nil {
 				return err
 			}
@@ -41,7 +42,7 @@ func writeV1(t *testing.T, path string, jobs ...Job) {
 				{"states", []byte(j.ID), []byte(j.State)},
 				{bucketByQS, key(j.Queue, string(j.State), j.ID), nil},
 				{bucketByQ, key(j.Queue, j.ID), nil},
-				{bucketByS, key(string(j.State), j.ID), nil},
+				{"by_s", key(string(j.State), j.ID), nil},
 			} {
 				if err := tx.Bucket([]byte(kv.b)).Put(kv.k, kv.v); err != nil {
 					return err
@@ -52,7 +53,7 @@ func writeV1(t *testing.T, path string, jobs ...Job) {
 					return err
 				}
 			}
-			if err := addCount(tx, j.Queue, j.State, 1); err != nil {
+			if err := addCount(tx.Bucket([]byte(bucketCounts)), key(j.Queue, string(j.State)), 1); err != nil {
 				return err
 			}
 		}
@@ -117,8 +118,75 @@ func TestUpgradeV1(t *testing.T) {
 		if v := tx.Bucket([]byte(bucketMeta)).Get([]byte("schema")); string(v) != schemaVersion {
 			t.Errorf("schema after upgrade %q", v)
 		}
-		if tx.Bucket([]byte("states")) != nil {
-			t.Error("the states bucket of schema 1 is still there")
+		for _, b := range []string{"states", "by_s"} {
+			if tx.Bucket([]byte(b)) != nil {
+				t.Errorf("the %s bucket of an earlier schema is still there", b)
+			}
+		}
+		return nil
+	})
+}
+
+// A schema-2 file loses its index by state at open, and says version 3;
+// its jobs read, load and list by state as before.
+func TestUpgradeV2(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	jobs := []Job{job("01A", "a", Queued), job("01B", "b", Leased), job("01C", "a", Dead), job("01D", "b", Queued)}
+	mustWrite(t, s, jobs...)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { // what version 2 kept
+		b, err := tx.CreateBucket([]byte("by_s"))
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if err := b.Put(key(string(j.State), j.ID), nil); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bucketMeta)).Put([]byte("schema"), []byte("2"))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path)
+	var live []string
+	if err := s.Live(ctx, func(j Job) error { live = append(live, j.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"01A", "01D", "01B"}; !slices.Equal(live, want) { // by state, then queue, then id
+		t.Fatalf("Live after upgrade: %v, want %v", live, want)
+	}
+	queued, _, err := s.List(ctx, Filter{State: Queued})
+	if err != nil || len(queued) != 2 || queued[0].ID != "01A" || queued[1].ID != "01D" {
+		t.Fatalf("List of queued jobs after upgrade: %+v %v", queued, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte(bucketMeta)).Get([]byte("schema")); string(v) != schemaVersion {
+			t.Errorf("schema after upgrade %q", v)
+		}
+		if tx.Bucket([]byte("by_s")) != nil {
+			t.Error("the by_s bucket of schema 2 is still there")
 		}
 		return nil
 	})
