@@ -568,10 +568,8 @@ func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
 				return fmt.Errorf("loading live jobs: %w", err)
 			}
 			for _, q := range queues {
-				prefix := key(q, string(st), "")
-				c := tx.Bucket([]byte(bucketByQS)).Cursor()
-				for k, _ := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = c.Next() {
-					id := k[len(prefix):]
+				run := []*indexRun{seekRun(tx, bucketByQS, key(q, string(st), ""), "")}
+				for id := nextID(run); id != nil; id = nextID(run) {
 					rec := recs.Get(id)
 					if rec == nil {
 						return fmt.Errorf("loading live jobs: index names job %s, which has no record", id)
