@@ -29,7 +29,7 @@ func (w *Worker) leaseLoop(ctx, runCtx, life context.Context, jobs interface{ Go
 			waitStart = time.Now()
 		}
 		cctx, cancel := context.WithTimeout(ctx, w.opts.LeaseWait+w.opts.CallTimeout)
-		got, err := c.Lease(cctx, client.LeaseOptions{Queues: w.queues, Max: free, Wait: w.opts.LeaseWait})
+		got, err := c.Lease(cctx, client.LeaseOptions{Queues: w.queues, Max: free, Wait: w.opts.LeaseWait, Session: w.leases})
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

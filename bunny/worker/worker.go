@@ -89,6 +89,9 @@ type Worker struct {
 	m      *metrics
 	queues []string
 	ran    atomic.Bool
+	// leases numbers the lease loop's calls across reconnects, so that
+	// relay undoes the leases of an answer lost with a connection.
+	leases *client.LeaseSession
 
 	broken chan brokenConn
 	status connStatus // for Status (status.go)
@@ -202,6 +205,7 @@ func New(opts Options) (*Worker, error) {
 		held:       map[leaseKey]*heldJob{},
 		slotFree:   make(chan struct{}, 1),
 		hbWake:     make(chan struct{}, 1),
+		leases:     client.NewLeaseSession(),
 	}
 	for q := range opts.Handlers {
 		w.queues = append(w.queues, q)

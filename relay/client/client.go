@@ -297,6 +297,9 @@ type LeaseOptions struct {
 	// Wait is how long relay may hold the call when no job is ready
 	// (relay caps it at a minute); zero answers at once.
 	Wait time.Duration
+	// Session, when set, numbers the call so that relay can undo the
+	// leases of an answer lost with its connection (see LeaseSession).
+	Session *LeaseSession
 }
 
 // Lease long-polls for up to o.Max jobs. The leases are durable on relay
@@ -306,11 +309,17 @@ func (c *Client) Lease(ctx context.Context, o LeaseOptions) ([]Job, error) {
 	if o.Max <= 0 {
 		o.Max = 1
 	}
-	resp, err := c.call(ctx, "lease", &proto.Request{Call: &proto.Request_Lease{Lease: &proto.LeaseRequest{
+	lreq := &proto.LeaseRequest{
 		Queues:  o.Queues,
 		MaxJobs: uint32(min(o.Max, 1<<16)),
 		WaitMs:  uint32(min(o.Wait.Milliseconds(), 1<<31)),
-	}}})
+	}
+	read := false
+	if o.Session != nil {
+		done := o.Session.begin(lreq)
+		defer func() { done(read) }()
+	}
+	resp, err := c.call(ctx, "lease", &proto.Request{Call: &proto.Request_Lease{Lease: lreq}})
 	if err != nil {
 		return nil, err
 	}
@@ -318,6 +327,7 @@ func (c *Client) Lease(ctx context.Context, o LeaseOptions) ([]Job, error) {
 	if lr == nil {
 		return nil, fmt.Errorf("lease: %w: the response holds no lease result", ErrBadFrame)
 	}
+	read = true
 	jobs := make([]Job, 0, len(lr.GetJobs()))
 	for _, j := range lr.GetJobs() {
 		l := j.GetLease()

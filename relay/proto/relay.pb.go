@@ -528,7 +528,19 @@ type LeaseRequest struct {
 	MaxJobs uint32 `protobuf:"varint,2,opt,name=max_jobs,json=maxJobs,proto3" json:"max_jobs,omitempty"`
 	// wait_ms is how long relay may hold the call open when no job is
 	// ready; 0 answers at once. relay caps it.
-	WaitMs        uint32 `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	WaitMs uint32 `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	// session names the worker's lease loop (random, chosen once per
+	// process), whose calls never overlap; seq numbers its calls (from 1,
+	// increasing). received is the seq of the last call whose answer the
+	// worker read (0 for none). A session's earlier answer with jobs that
+	// the worker says it never read (its seq is above received) is undone:
+	// its jobs are ready again at the attempt they had, as if never leased.
+	// A lease answer lost with a connection so costs no attempt. Optional:
+	// without a session relay cannot tell, and such jobs wait for their
+	// lease to expire.
+	Session       []byte `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	Seq           uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	Received      uint64 `protobuf:"varint,6,opt,name=received,proto3" json:"received,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +592,27 @@ func (x *LeaseRequest) GetMaxJobs() uint32 {
 func (x *LeaseRequest) GetWaitMs() uint32 {
 	if x != nil {
 		return x.WaitMs
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetSession() []byte {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *LeaseRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
 	}
 	return 0
 }
@@ -1364,11 +1397,14 @@ const file_relay_proto_rawDesc = "" +
 	"\rResponseError\x12\"\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x0e.relay.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
-	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\"Z\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\"\xa2\x01\n" +
 	"\fLeaseRequest\x12\x16\n" +
 	"\x06queues\x18\x01 \x03(\tR\x06queues\x12\x19\n" +
 	"\bmax_jobs\x18\x02 \x01(\rR\amaxJobs\x12\x17\n" +
-	"\await_ms\x18\x03 \x01(\rR\x06waitMs\"2\n" +
+	"\await_ms\x18\x03 \x01(\rR\x06waitMs\x12\x18\n" +
+	"\asession\x18\x04 \x01(\fR\asession\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\x12\x1a\n" +
+	"\breceived\x18\x06 \x01(\x04R\breceived\"2\n" +
 	"\rLeaseResponse\x12!\n" +
 	"\x04jobs\x18\x01 \x03(\v2\r.relay.v1.JobR\x04jobs\"\xff\x01\n" +
 	"\x03Job\x12\x0e\n" +

@@ -30,6 +30,10 @@ func (c *call) lease(r *proto.LeaseRequest) (*proto.Response, []leasedJob) {
 				"worker %s may not lease from queue %q (it may lease from: %v)", c.worker.Name, qn, c.worker.QueuesFor(auth.Lease))), nil
 		}
 	}
+	sk, hasSession, refused := c.leaseSession(r)
+	if refused != nil {
+		return refused, nil
+	}
 	jobs, err := c.s.q.Lease(c.ctx, queue.LeaseRequest{
 		Worker:   c.worker.Name,
 		Queues:   queues,
@@ -59,5 +63,39 @@ func (c *call) lease(r *proto.LeaseRequest) (*proto.Response, []leasedJob) {
 		}
 		leased[i] = leasedJob{worker: c.worker.Name, ref: queue.Ref{JobID: j.ID, Attempt: j.Attempt, Token: j.LeaseToken}}
 	}
+	if hasSession && len(leased) > 0 && c.s.sessions.answered(sk, r.GetSeq(), refsOf(leased)) {
+		// The worker made a later call of this session: it gave this one
+		// up and will not read the answer.
+		c.s.q.Unlease(c.worker.Name, refsOf(leased))
+		return errResponse(proto.Errorf(proto.Code_CANCELLED, "the worker made a later lease call of this session")), nil
+	}
 	return &proto.Response{Result: &proto.Response_Lease{Lease: out}}, slices.Clip(leased)
+}
+
+// leaseSession checks the call's session (proto.LeaseRequest) and undoes
+// the leases of the session's last answer when the worker says it never
+// read it.
+func (c *call) leaseSession(r *proto.LeaseRequest) (k sessionKey, ok bool, refused *proto.Response) {
+	id := r.GetSession()
+	if len(id) == 0 {
+		return k, false, nil
+	}
+	if len(id) != sessionIDLen {
+		return k, false, c.refuse("invalid_argument", proto.Errorf(proto.Code_INVALID_ARGUMENT, "session: %d bytes; want %d", len(id), sessionIDLen))
+	}
+	k.worker = c.worker.Name
+	copy(k.id[:], id)
+	undo, evicted, err := c.s.sessions.begin(k, r.GetSeq(), r.GetReceived(), time.Now())
+	if err != nil {
+		return k, false, c.refuse("invalid_argument", proto.Errorf(proto.Code_INVALID_ARGUMENT, "seq %d: %v", r.GetSeq(), err))
+	}
+	if evicted > 0 {
+		c.s.m.sessionsEvicted.Add(float64(evicted))
+	}
+	if len(undo) > 0 {
+		c.s.m.answersLost.Add(float64(len(undo)))
+		c.log.Info("the worker never read a lease answer (lost with its connection); undoing those leases", "jobs", len(undo), "seq", r.GetSeq(), "received", r.GetReceived())
+		c.s.q.Unlease(c.worker.Name, undo)
+	}
+	return k, true, nil
 }

@@ -28,6 +28,9 @@ type metrics struct {
 	refused     *prometheus.CounterVec
 	reading     prometheus.Gauge
 	largeCalls  prometheus.Gauge
+	// Lease sessions (sessions.go).
+	answersLost     prometheus.Counter
+	sessionsEvicted prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,6 +60,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "relay_large_calls",
 			Help: "Calls in flight whose request frame is over 64 KiB, over every connection.",
 		}),
+		answersLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_lease_answers_lost_total",
+			Help: "Leased jobs whose Lease answer the worker's next call says it never read (lost with a connection): undone, ready again at the attempt they had.",
+		}),
+		sessionsEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "relay_lease_sessions_evicted_total",
+			Help: "Lease sessions forgotten because their worker name had too many; an answer of theirs that was lost waits for its leases to expire.",
+		}),
 	}
 	for _, call := range callNames() {
 		m.calls.WithLabelValues(call, proto.Code_OK.String())
@@ -68,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.calls, m.callSeconds, m.refused, m.reading, m.largeCalls} {
+	for _, c := range []prometheus.Collector{m.connections, m.calls, m.callSeconds, m.refused, m.reading, m.largeCalls, m.answersLost, m.sessionsEvicted} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering server metrics: %w", err)
 		}

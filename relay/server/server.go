@@ -77,7 +77,8 @@ type Server struct {
 	log  *slog.Logger
 	m    *metrics
 
-	budget *byteBudget
+	budget   *byteBudget
+	sessions *leaseSessions
 
 	mu       sync.Mutex
 	conns    map[*quic.Conn]*connState
@@ -177,14 +178,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		opts:   opts,
-		q:      opts.Queue,
-		log:    opts.Logger,
-		m:      m,
-		conns:  map[*quic.Conn]*connState{},
-		perPin: map[keys.Pin]int{},
-		budget: newByteBudget(opts.ReadBudget),
-		ready:  make(chan struct{}),
+		opts:     opts,
+		q:        opts.Queue,
+		log:      opts.Logger,
+		m:        m,
+		conns:    map[*quic.Conn]*connState{},
+		perPin:   map[keys.Pin]int{},
+		budget:   newByteBudget(opts.ReadBudget),
+		sessions: newLeaseSessions(),
+		ready:    make(chan struct{}),
 
 		refusals: ratelog.Limiter{Every: refusalLogEvery},
 	}, nil
