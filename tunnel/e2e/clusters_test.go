@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +230,29 @@ func (c *clusters) waitReady(ns, addr string) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// relayCounter reads an unlabelled counter from relay's /metrics (-1
+// when it cannot).
+func (c *clusters) relayCounter(name string) float64 {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: dialIn(c.eks)}}
+	resp, err := hc.Get("http://" + relayAdmin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // dialIn dials from inside a namespace.

@@ -307,8 +307,9 @@ func TestHAGatewayFaults(t *testing.T) {
 	for _, f := range figures {
 		summary = append(summary, fmt.Sprintf("%s: pause %v, rejoin %v", f.fault, f.pause.Round(time.Millisecond), f.rejoin.Round(time.Millisecond)))
 	}
-	t.Logf("%d jobs, each succeeded once with the right result; %d needed a second attempt; bunny moved between the AKS gateways %d times and reconnected %d times\n  %s",
-		submitted, retried, strings.Count(logs, "moving to the next address"), strings.Count(logs, "reconnected to relay"), strings.Join(summary, "\n  "))
+	t.Logf("%d jobs, each succeeded once with the right result; %d needed a second attempt; bunny moved between the AKS gateways %d times and reconnected %d times; relay undid the leases of %v jobs whose answer was lost with a connection\n  %s",
+		submitted, retried, strings.Count(logs, "moving to the next address"), strings.Count(logs, "reconnected to relay"),
+		c.relayCounter("relay_lease_answers_lost_total"), strings.Join(summary, "\n  "))
 	if retried > 0 {
 		t.Errorf("%d jobs needed a second attempt, want none", retried)
 	}
