@@ -302,6 +302,7 @@ func leaseLoop(ctx context.Context, c *client.Client, queue string, slots int, f
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	errs := make(chan error, slots)
+	sess := client.NewLeaseSession() // as bunny's lease loop has
 	for ctx.Err() == nil {
 		select {
 		case <-free:
@@ -320,7 +321,7 @@ func leaseLoop(ctx context.Context, c *client.Client, queue string, slots int, f
 			}
 			break
 		}
-		jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{queue}, Max: n, Wait: time.Second})
+		jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{queue}, Max: n, Wait: time.Second, Session: sess})
 		if err != nil {
 			return fmt.Errorf("leasing: %w", err)
 		}
