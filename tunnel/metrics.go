@@ -15,7 +15,7 @@ type gatewayCollector struct {
 	up, peerHandshake, peerRx, peerTx                       *prometheus.Desc
 	ruleActive, ruleFlows, ruleBytes, ruleDrops, ruleDenied *prometheus.Desc
 	ingress, wgRefused, nsPackets, nsBytes, nsQueueDrops    *prometheus.Desc
-	udpDrops, ruleFailovers                                 *prometheus.Desc
+	udpDrops, ruleFailovers, nsQueued, nsBudgetResets       *prometheus.Desc
 }
 
 // ruleLabels are on every tunnel_rule_* series, before the series' own
@@ -42,7 +42,10 @@ func (g *Gateway) registerMetrics() {
 		nsPackets:     prometheus.NewDesc("tunnel_netstack_packets_total", "Packets between WireGuard and the netstack.", []string{"direction"}, nil),
 		nsBytes:       prometheus.NewDesc("tunnel_netstack_bytes_total", "Bytes between WireGuard and the netstack.", []string{"direction"}, nil),
 		nsQueueDrops:  prometheus.NewDesc("tunnel_netstack_queue_dropped_packets_total", "Outbound packets dropped because WireGuard did not keep up.", nil, nil),
-		udpDrops:      prometheus.NewDesc("tunnel_udp_receive_dropped_datagrams_total", "Datagrams the kernel dropped on the gateway's UDP sockets: a receive buffer was full (raise net.core.rmem_max on the node).", nil, nil),
+		nsQueued:      prometheus.NewDesc("tunnel_netstack_queued_bytes", "Bytes waiting in the netstack's outbound queue for WireGuard.", nil, nil),
+		nsBudgetResets: prometheus.NewDesc("tunnel_netstack_budget_resets_total",
+			"Times the netstack stopped waiting for WireGuard to give back packet buffers (after 20 ms) and started its count again, by direction: packets WireGuard dropped on the way.", []string{"direction"}, nil),
+		udpDrops: prometheus.NewDesc("tunnel_udp_receive_dropped_datagrams_total", "Datagrams the kernel dropped on the gateway's UDP sockets: a receive buffer was full (raise net.core.rmem_max on the node).", nil, nil),
 	}
 	// A registry shared by two gateways (tests) keeps the first; the
 	// second's status is still on /status.
@@ -51,7 +54,7 @@ func (g *Gateway) registerMetrics() {
 
 func (c *gatewayCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.peerHandshake, c.peerRx, c.peerTx, c.ruleActive, c.ruleFlows,
-		c.ruleBytes, c.ruleDrops, c.ruleDenied, c.ruleFailovers, c.ingress, c.wgRefused, c.nsPackets, c.nsBytes, c.nsQueueDrops, c.udpDrops} {
+		c.ruleBytes, c.ruleDrops, c.ruleDenied, c.ruleFailovers, c.ingress, c.wgRefused, c.nsPackets, c.nsBytes, c.nsQueueDrops, c.nsQueued, c.nsBudgetResets, c.udpDrops} {
 		ch <- d
 	}
 }
@@ -104,6 +107,9 @@ func (c *gatewayCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.nsBytes, prometheus.CounterValue, float64(ns.BytesIn), "in")
 		ch <- prometheus.MustNewConstMetric(c.nsBytes, prometheus.CounterValue, float64(ns.BytesOut), "out")
 		ch <- prometheus.MustNewConstMetric(c.nsQueueDrops, prometheus.CounterValue, float64(ns.QueueDrops))
+		ch <- prometheus.MustNewConstMetric(c.nsQueued, prometheus.GaugeValue, float64(ns.QueuedBytes))
+		ch <- prometheus.MustNewConstMetric(c.nsBudgetResets, prometheus.CounterValue, float64(ns.OutBudgetResets), "out")
+		ch <- prometheus.MustNewConstMetric(c.nsBudgetResets, prometheus.CounterValue, float64(ns.InBudgetResets), "in")
 	}
 	ch <- prometheus.MustNewConstMetric(c.udpDrops, prometheus.CounterValue, float64(st.UDPReceiveDrops))
 }

@@ -146,7 +146,7 @@ func TestInFlightBudget(t *testing.T) {
 	if n, _ := ns.Read(bufs, sizes, 0); n != 1 {
 		t.Fatalf("third read: %d", n)
 	}
-	if waited := time.Since(start); waited < inFlightPatience || ns.out.forgiven.Load() != 1 {
+	if waited := time.Since(start); waited < inFlightPatience || ns.out.forgiven.Load() != 1 || ns.Stats().OutBudgetResets != 1 {
 		t.Fatalf("waited %v, forgiven %d times", waited, ns.out.forgiven.Load())
 	}
 	// Sends beyond what was read (handshakes, keepalives) do not bank credit.
@@ -191,7 +191,7 @@ func TestInboundBudget(t *testing.T) {
 	ns.Received(1)
 	start = time.Now()
 	ns.AwaitInbound(&timer)
-	if waited := time.Since(start); waited < inFlightPatience || ns.in.forgiven.Load() != 1 || ns.in.held.Load() != 0 {
+	if waited := time.Since(start); waited < inFlightPatience || ns.in.forgiven.Load() != 1 || ns.Stats().InBudgetResets != 1 || ns.in.held.Load() != 0 {
 		t.Fatalf("waited %v, forgiven %d, held %d", waited, ns.in.forgiven.Load(), ns.in.held.Load())
 	}
 }

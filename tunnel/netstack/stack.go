@@ -113,6 +113,13 @@ type Stats struct {
 	// QueueDrops counts outbound packets dropped because WireGuard did not
 	// read them fast enough.
 	QueueDrops uint64
+	// QueuedBytes is what the outbound queue holds now.
+	QueuedBytes int64
+	// OutBudgetResets and InBudgetResets count the times a side stopped
+	// waiting for WireGuard to give back packet buffers (after
+	// inFlightPatience) and started its count again: packets WireGuard
+	// dropped on the way (no session yet, a full queue).
+	OutBudgetResets, InBudgetResets uint64
 }
 
 // Stack is a gVisor stack that is also the wireguard-go TUN device carrying
@@ -326,6 +333,10 @@ func (ns *Stack) Stats() Stats {
 		BytesOut:   ns.bytesOut.Load(),
 		Filtered:   ns.filtered.Load(),
 		QueueDrops: ns.ep.dropped.Load(),
+
+		QueuedBytes:     ns.ep.queued.Load(),
+		OutBudgetResets: ns.out.forgiven.Load(),
+		InBudgetResets:  ns.in.forgiven.Load(),
 	}
 }
 

@@ -231,6 +231,9 @@ func TestGatewayProcess(t *testing.T) {
 		`tunnel_ingress_dropped_packets_total{reason="not_exposed"}=0`,
 		`tunnel_wireguard_refused_packets_total{reason="handshake_refused"}=0`,
 		`tunnel_netstack_queue_dropped_packets_total=0`,
+		`tunnel_netstack_queued_bytes=0`,
+		`tunnel_netstack_budget_resets_total{direction="out"}=0`,
+		`tunnel_netstack_budget_resets_total{direction="in"}=0`,
 		"go_goroutines",
 	)
 	m.RequireFamilies(t, metricstest.Documented(t, "../../../docs/gateway.md", "tunnel_")...)
