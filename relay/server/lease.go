@@ -63,11 +63,13 @@ func (c *call) lease(r *proto.LeaseRequest) (*proto.Response, []leasedJob) {
 		}
 		leased[i] = leasedJob{worker: c.worker.Name, ref: queue.Ref{JobID: j.ID, Attempt: j.Attempt, Token: j.LeaseToken}}
 	}
-	if hasSession && len(leased) > 0 && c.s.sessions.answered(sk, r.GetSeq(), refsOf(leased)) {
-		// The worker made a later call of this session: it gave this one
-		// up and will not read the answer.
-		c.s.q.Unlease(c.worker.Name, refsOf(leased))
-		return errResponse(proto.Errorf(proto.Code_CANCELLED, "the worker made a later lease call of this session")), nil
+	if hasSession && len(leased) > 0 {
+		if refs := refsOf(leased); c.s.sessions.answered(sk, r.GetSeq(), refs) {
+			// The worker made a later call of this session: it gave this
+			// one up and will not read the answer.
+			c.s.q.Unlease(c.worker.Name, refs)
+			return errResponse(proto.Errorf(proto.Code_CANCELLED, "the worker made a later lease call of this session")), nil
+		}
 	}
 	return &proto.Response{Result: &proto.Response_Lease{Lease: out}}, slices.Clip(leased)
 }
