@@ -79,7 +79,8 @@ func TestQueueCloseReleases(t *testing.T) {
 	}
 }
 
-// Loss recovery is tuned: SACK on, RACK off (see tune).
+// Loss recovery and congestion control are tuned: SACK on, RACK off,
+// CUBIC (see tune).
 func TestLossRecoveryTuned(t *testing.T) {
 	ns, err := New(Options{Addresses: []netip.Addr{netip.MustParseAddr("10.9.0.1")}, MTU: 1420})
 	if err != nil {
@@ -88,13 +89,14 @@ func TestLossRecoveryTuned(t *testing.T) {
 	defer ns.Close()
 	var sack tcpip.TCPSACKEnabled
 	var rec tcpip.TCPRecovery
-	for _, opt := range []tcpip.GettableTransportProtocolOption{&sack, &rec} {
+	var cc tcpip.CongestionControlOption
+	for _, opt := range []tcpip.GettableTransportProtocolOption{&sack, &rec, &cc} {
 		if err := ns.GVisor().TransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if !bool(sack) || rec&tcpip.TCPRACKLossDetection != 0 {
-		t.Fatalf("SACK %v, recovery %b", sack, rec)
+	if !bool(sack) || rec&tcpip.TCPRACKLossDetection != 0 || cc != "cubic" {
+		t.Fatalf("SACK %v, recovery %b, congestion control %q", sack, rec, cc)
 	}
 }
 
