@@ -18,9 +18,9 @@ all: build
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-CMDS = $(wildcard tunnel/cmd/tunnel relay/cmd/relay bunny/cmd/bunny)
+CMDS = $(wildcard tunnel/cmd/tunnel tunnel/cmd/tunnel-gateway relay/cmd/relay bunny/cmd/bunny)
 
-build: ## build bin/tunnel, bin/relay and bin/bunny
+build: ## build bin/tunnel, bin/tunnel-gateway (what a gateway pod runs), bin/relay and bin/bunny
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./,$(CMDS))
 

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/tunnel-dev/tunnel/internal/testutil"
+	"github.com/tunnel-dev/tunnel/tunnel/bench/node"
 )
 
 // The test binary doubles as a node process.
 func TestMain(m *testing.M) {
 	if os.Getenv("TUNNEL_BENCH_TEST_NODE") == "1" {
-		if err := NodeMain(context.Background(), os.Stdin, os.Stdout); err != nil {
+		if err := node.Main(context.Background(), os.Stdin, os.Stdout); err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)
 		}
@@ -132,32 +133,53 @@ func TestEmulatedLink(t *testing.T) {
 
 // The footprint measures a real gateway process: start to ready, idle
 // memory, and memory per idle flow.
+// The footprint runs gateways from the lean tunnel-gateway when it lies
+// beside tunnel, as make build leaves them, and from tunnel itself when
+// it does not.
 func TestFootprint(t *testing.T) {
-	exe := filepath.Join(t.TempDir(), "tunnel")
-	build := exec.Command("go", "build", "-o", exe, "github.com/tunnel-dev/tunnel/tunnel/cmd/tunnel")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building tunnel: %v\n%s", err, out)
+	for _, tc := range []struct {
+		name string
+		lean bool
+	}{{"tunnel only", false}, {"tunnel-gateway beside", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			exe := filepath.Join(dir, "tunnel")
+			pkgs := []string{"github.com/tunnel-dev/tunnel/tunnel/cmd/tunnel"}
+			if tc.lean {
+				pkgs = append(pkgs, "github.com/tunnel-dev/tunnel/tunnel/cmd/tunnel-gateway")
+			}
+			build := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+			if out, err := build.CombinedOutput(); err != nil {
+				t.Fatalf("building %v: %v\n%s", pkgs, err, out)
+			}
+			cmds := CommandsFor(exe)
+			if cmds.Lean != tc.lean {
+				t.Fatalf("CommandsFor(%s) = %+v, want lean %v", exe, cmds, tc.lean)
+			}
+			o := short()
+			o.Variants = []Variant{Tunnel}
+			o.Streams = []int{1}
+			o.RTTs = 20
+			o.NodeCommand, o.GatewayCommand = cmds.Node, cmds.Gateway
+			o.Footprint = true
+			o.Flows = 50
+			rep, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := rep.Footprint
+			if f == nil || f.StartToReady <= 0 || f.IdleRSS == 0 || f.Flows != 50 {
+				t.Fatalf("footprint %+v", f)
+			}
+			if len(rep.Results) != 1 || rep.Results[0].Err != "" || rep.Results[0].TCP[1] <= 0 {
+				t.Fatalf("the gateways of %v carried nothing: %+v", cmds.Node, rep.Results)
+			}
+			var table bytes.Buffer
+			rep.WriteTable(&table)
+			if !strings.Contains(table.String(), "start to ready") {
+				t.Fatalf("table lacks the footprint:\n%s", table.String())
+			}
+			t.Logf("%v: footprint %+v", cmds.Node, *f)
+		})
 	}
-	o := short()
-	o.Variants = []Variant{Tunnel}
-	o.Streams = []int{1}
-	o.RTTs = 20
-	o.NodeCommand = []string{exe, "bench", "node"}
-	o.Executable = exe
-	o.Footprint = true
-	o.Flows = 50
-	rep, err := Run(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := rep.Footprint
-	if f == nil || f.StartToReady <= 0 || f.IdleRSS == 0 || f.Flows != 50 {
-		t.Fatalf("footprint %+v", f)
-	}
-	var table bytes.Buffer
-	rep.WriteTable(&table)
-	if !strings.Contains(table.String(), "start to ready") {
-		t.Fatalf("table lacks the footprint:\n%s", table.String())
-	}
-	t.Logf("footprint: %+v", *f)
 }

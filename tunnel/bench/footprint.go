@@ -29,9 +29,10 @@ type Footprint struct {
 	PerTCPFlow int64 `json:"per_tcp_flow_bytes"`
 }
 
-// MeasureStartup runs `exe gateway` with a minimal configuration (one
-// peer, one exposed port, admin on loopback) and times it to ready.
-func MeasureStartup(ctx context.Context, exe string) (time.Duration, uint64, error) {
+// MeasureStartup runs a gateway (gateway: `tunnel gateway` or
+// `tunnel-gateway`, see Commands) with a minimal configuration (one peer,
+// one exposed port, admin on loopback) and times it to ready.
+func MeasureStartup(ctx context.Context, gateway []string) (time.Duration, uint64, error) {
 	dir, err := os.MkdirTemp("", "tunnel-bench-start-")
 	if err != nil {
 		return 0, 0, err
@@ -57,7 +58,8 @@ admin: {listen: %q}
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		return 0, 0, err
 	}
-	cmd := exec.CommandContext(ctx, exe, "gateway", "--config", cfg, "--reload-every", "0")
+	args := append(append([]string(nil), gateway[1:]...), "--config", cfg, "--reload-every", "0")
+	cmd := exec.CommandContext(ctx, gateway[0], args...)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, 0, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel"
+	"github.com/tunnel-dev/tunnel/tunnel/bench/node"
 )
 
 // Variant is one path to measure.
@@ -21,10 +22,12 @@ type Variant struct {
 	Tuning tunnel.Tuning `json:"tuning,omitzero"`
 }
 
-// Implementations besides the gateways.
+// Implementations: the two gateways a node runs, and the paths besides.
 const (
-	ImplRaw     = "raw"     // straight to the targets over loopback
-	ImplThrough = "through" // a tunnel someone else runs
+	ImplTunnel  = node.ImplTunnel // this project's gateway
+	ImplStock   = node.ImplStock  // wireguard-go's tun/netstack, forwarding the same way
+	ImplRaw     = "raw"           // straight to the targets over loopback
+	ImplThrough = "through"       // a tunnel someone else runs
 )
 
 // Standard variants.
@@ -60,17 +63,18 @@ type Options struct {
 	// RTTs is how many UDP round trips to time.
 	RTTs int
 	Link Link
-	// NodeCommand runs a node as a process (the tunnel binary's
-	// `bench node`); empty runs both gateways in this process.
+	// NodeCommand runs a node as a process (see Commands); empty runs
+	// both gateways in this process.
 	NodeCommand []string
 	// ThroughTCP and ThroughUDP are a running tunnel's forward addresses
 	// (whose far side runs `tunnel bench targets`), for Impl "through".
 	ThroughTCP, ThroughUDP string
 	// Footprint measures start-to-ready, idle memory and memory per idle
-	// flow; it needs NodeCommand (processes) and Executable.
+	// flow; it needs NodeCommand (processes) and GatewayCommand.
 	Footprint bool
-	// Executable is the tunnel binary, for the start-to-ready measurement.
-	Executable string
+	// GatewayCommand runs a gateway from a config file (see Commands),
+	// for the start-to-ready measurement.
+	GatewayCommand []string
 	// Flows is how many idle flows the footprint opens; default 500.
 	Flows int
 	// RelayExecutable, if set, adds relay's job throughput and latency,
@@ -206,7 +210,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if o.Footprint {
-		if len(o.NodeCommand) == 0 || o.Executable == "" {
+		if len(o.NodeCommand) == 0 || len(o.GatewayCommand) == 0 {
 			return nil, fmt.Errorf("the footprint needs gateways as processes")
 		}
 		if o.Flows <= 0 {
@@ -217,7 +221,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		var starts []float64
 		var rss uint64
 		for range o.Repeats {
-			d, r, err := MeasureStartup(ctx, o.Executable)
+			d, r, err := MeasureStartup(ctx, o.GatewayCommand)
 			if err != nil {
 				return nil, fmt.Errorf("footprint: %w", err)
 			}
@@ -347,14 +351,14 @@ func cpuOf(pids []int) time.Duration {
 
 // path is two running nodes and, maybe, the emulated link between them.
 type path struct {
-	eks, aks *node
+	eks, aks *proc
 	link     *netem
 }
 
 // output is what the path's node processes printed, for an error message.
 func (p *path) output() string {
 	var s string
-	for _, n := range []*node{p.eks, p.aks} {
+	for _, n := range []*proc{p.eks, p.aks} {
 		if n != nil && n.output != nil {
 			if out := n.output(); out != "" {
 				s += "\n" + out
@@ -385,18 +389,18 @@ func startPath(ctx context.Context, o Options, v Variant, tcpTarget, udpTarget s
 	if err != nil {
 		return nil, err
 	}
-	start := func(spec NodeSpec) (*node, error) {
+	start := func(spec node.Spec) (*proc, error) {
 		if len(o.NodeCommand) > 0 {
 			return startProcessNode(ctx, o.NodeCommand, spec, nil)
 		}
-		r, stop, err := runNode(ctx, spec, o.Logger)
+		r, stop, err := node.Run(ctx, spec, o.Logger)
 		if err != nil {
 			return nil, err
 		}
-		return &node{ready: r, stop: stop}, nil
+		return &proc{ready: r, stop: stop}, nil
 	}
 	p := &path{}
-	p.aks, err = start(NodeSpec{Impl: v.Impl, Role: RoleAKS, Tuning: v.Tuning, PrivateKey: aksKey.Base64(), PeerKey: eksKey.Public().String()})
+	p.aks, err = start(node.Spec{Impl: v.Impl, Role: node.RoleAKS, Tuning: v.Tuning, PrivateKey: aksKey.Base64(), PeerKey: eksKey.Public().String()})
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +414,7 @@ func startPath(ctx context.Context, o Options, v Variant, tcpTarget, udpTarget s
 		}
 		dial = p.link.Addr()
 	}
-	p.eks, err = start(NodeSpec{Impl: v.Impl, Role: RoleEKS, Tuning: v.Tuning, PrivateKey: eksKey.Base64(), PeerKey: aksKey.Public().String(),
+	p.eks, err = start(node.Spec{Impl: v.Impl, Role: node.RoleEKS, Tuning: v.Tuning, PrivateKey: eksKey.Base64(), PeerKey: aksKey.Public().String(),
 		PeerEndpoint: dial, TCPTarget: tcpTarget, UDPTarget: udpTarget})
 	if err != nil {
 		p.Close()

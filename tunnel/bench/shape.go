@@ -91,7 +91,7 @@ type NetnsOptions struct {
 	RTTs int
 	// Link is emulated with tc netem on both ends of the veth.
 	Link Link
-	// NodeCommand runs a gateway node (`tunnel bench node`). Its binary is
+	// NodeCommand runs a gateway node (Commands.Node). Its binary is
 	// copied where the unprivileged user can run it.
 	NodeCommand []string
 	// WireGuardGo is the anchor: wireguard-go built at the version go.mod
@@ -101,7 +101,8 @@ type NetnsOptions struct {
 	// wireguard-go on a kernel TUN device.
 	Peers []Peer
 	// Baseline, if set, is an earlier tunnel binary: every row with our
-	// gateways is measured with its gateways too.
+	// gateways is measured with its gateways too (CommandsFor: its
+	// tunnel-gateway, if one lies beside it).
 	Baseline string
 	// Only keeps the rows whose name contains it.
 	Only string

@@ -22,6 +22,7 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/netns"
 	"github.com/tunnel-dev/tunnel/internal/procstat"
 	"github.com/tunnel-dev/tunnel/keys"
+	"github.com/tunnel-dev/tunnel/tunnel/bench/node"
 )
 
 // The production shape: two network namespaces joined by a veth pair. A
@@ -181,18 +182,19 @@ func newShape(o NetnsOptions) (_ *shape, err error) {
 	if err := os.Chmod(sh.dir, 0o755); err != nil {
 		return nil, err
 	}
-	exe := filepath.Join(sh.dir, "tunnel")
+	exe := filepath.Join(sh.dir, filepath.Base(o.NodeCommand[0]))
 	if err := copyFile(o.NodeCommand[0], exe, 0o755); err != nil {
 		return nil, fmt.Errorf("copying the node binary for the unprivileged user: %w", err)
 	}
 	sh.unprivCmd = append([]string{exe}, o.NodeCommand[1:]...)
 	if o.Baseline != "" {
-		exe := filepath.Join(sh.dir, "tunnel-baseline")
-		if err := copyFile(o.Baseline, exe, 0o755); err != nil {
+		// The earlier binary's own gateway binary, if it has one.
+		sh.baselineCmd = CommandsFor(o.Baseline).Node
+		exe := filepath.Join(sh.dir, "baseline-"+filepath.Base(sh.baselineCmd[0]))
+		if err := copyFile(sh.baselineCmd[0], exe, 0o755); err != nil {
 			return nil, fmt.Errorf("copying the baseline binary for the unprivileged user: %w", err)
 		}
-		sh.baselineCmd = []string{o.Baseline, "bench", "node"}
-		sh.baselineUnpriv = []string{exe, "bench", "node"}
+		sh.baselineUnpriv = append([]string{exe}, sh.baselineCmd[1:]...)
 	}
 	if err := netns.In(sh.b, func() (err error) {
 		sh.echo, err = net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", echoPort))
@@ -284,8 +286,8 @@ func (sh *shape) startEnd(ctx context.Context, e end, ns, ifname string, role st
 	if e.kind == endStock {
 		impl = ImplStock
 	}
-	spec := NodeSpec{Impl: impl, Role: role, PrivateKey: priv.Base64(), PeerKey: peer.String()}
-	if role == RoleEKS {
+	spec := node.Spec{Impl: impl, Role: role, PrivateKey: priv.Base64(), PeerKey: peer.String()}
+	if role == node.RoleEKS {
 		spec.PeerEndpoint = peerEndpoint
 		spec.TCPTarget = fmt.Sprintf("127.0.0.1:%d", iperfPort)
 		spec.UDPTarget = fmt.Sprintf("127.0.0.1:%d", echoPort)
@@ -348,24 +350,24 @@ func startTUN(ctx context.Context, bin, ns, ifname, role string, priv keys.Priva
 			return fail(errors.New("no UAPI socket after 10 s"))
 		}
 	}
-	self, other := aksAddr, eksAddr
-	if role == RoleEKS {
-		self, other = eksAddr, aksAddr
+	self, other := node.AKSAddr, node.EKSAddr
+	if role == node.RoleEKS {
+		self, other = node.EKSAddr, node.AKSAddr
 	}
 	for _, args := range [][]string{
-		{"-n", ns, "addr", "add", self.String() + "/24", "dev", ifname},
-		{"-n", ns, "link", "set", ifname, "mtu", strconv.Itoa(mtu), "up"},
+		{"-n", ns, "addr", "add", self + "/24", "dev", ifname},
+		{"-n", ns, "link", "set", ifname, "mtu", strconv.Itoa(node.MTU), "up"},
 	} {
 		if o, err := netns.Output("ip", args...); err != nil {
 			return fail(fmt.Errorf("ip %s: %v %s", strings.Join(args, " "), err, o))
 		}
 	}
 	conf := fmt.Sprintf("private_key=%s\npublic_key=%s\nallowed_ip=%s/32\n", priv.UAPIHex(), peer.UAPIHex(), other)
-	if role == RoleAKS {
+	if role == node.RoleAKS {
 		conf = fmt.Sprintf("private_key=%s\nlisten_port=%d\npublic_key=%s\nallowed_ip=%s/32\n", priv.UAPIHex(), anchorWG, peer.UAPIHex(), other)
 		g.listenPort = anchorWG
-		g.tcp = fmt.Sprintf("%s:%d", eksAddr, iperfPort)
-		g.udp = fmt.Sprintf("%s:%d", eksAddr, echoPort)
+		g.tcp = fmt.Sprintf("%s:%d", node.EKSAddr, iperfPort)
+		g.udp = fmt.Sprintf("%s:%d", node.EKSAddr, echoPort)
 	} else {
 		conf += fmt.Sprintf("endpoint=%s\npersistent_keepalive_interval=25\n", peerEndpoint)
 	}
@@ -413,7 +415,7 @@ func (sh *shape) measure(ctx context.Context, o NetnsOptions, r netnsRow, s *row
 	if err != nil {
 		return err
 	}
-	a, err := sh.startEnd(ctx, r.a, sh.a, sh.ifA, RoleAKS, keyA, keyB.Public(), "")
+	a, err := sh.startEnd(ctx, r.a, sh.a, sh.ifA, node.RoleAKS, keyA, keyB.Public(), "")
 	if err != nil {
 		return fmt.Errorf("gateway A: %w", err)
 	}
@@ -431,7 +433,7 @@ func (sh *shape) measure(ctx context.Context, o NetnsOptions, r netnsRow, s *row
 		defer link.Close()
 		dial = link.Addr()
 	}
-	b, err := sh.startEnd(ctx, r.b, sh.b, sh.ifB, RoleEKS, keyB, keyA.Public(), dial)
+	b, err := sh.startEnd(ctx, r.b, sh.b, sh.ifB, node.RoleEKS, keyB, keyA.Public(), dial)
 	if err != nil {
 		return fmt.Errorf("gateway B: %w", err)
 	}

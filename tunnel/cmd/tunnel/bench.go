@@ -12,6 +12,7 @@ import (
 	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/tunnel/bench"
+	"github.com/tunnel-dev/tunnel/tunnel/bench/node"
 )
 
 type benchCmd struct {
@@ -64,7 +65,7 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 		if err := os.Chmod(c.Profile, 0o777); err != nil {
 			return cli.Usage(fmt.Errorf("--profile: %w", err))
 		}
-		os.Setenv(bench.ProfileEnv, c.Profile)
+		os.Setenv(node.ProfileEnv, c.Profile)
 	}
 	if c.Netns {
 		return c.runNetns(ctx, env)
@@ -103,13 +104,13 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 		}
 		o.Variants = kept
 	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	if !c.InProcess {
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		o.NodeCommand = []string{exe, "bench", "node"}
-		o.Executable = exe
+		cmds := gatewayCommands(exe, env)
+		o.NodeCommand, o.GatewayCommand = cmds.Node, cmds.Gateway
 	}
 	o.Footprint, o.Flows = c.Footprint, c.Flows
 	if c.Jobs {
@@ -118,7 +119,7 @@ func (c *benchRunCmd) Run(ctx context.Context, env cli.Env) error {
 		}
 		relay := c.Relay
 		if relay == "" {
-			relay = filepath.Join(filepath.Dir(o.Executable), "relay")
+			relay = filepath.Join(filepath.Dir(exe), "relay")
 		}
 		if _, err := os.Stat(relay); err != nil {
 			return cli.Usage(fmt.Errorf("--jobs needs the relay binary: %v (build it with make build, or pass --relay)", err))
@@ -215,7 +216,7 @@ func (c *benchRunCmd) runNetns(ctx context.Context, env cli.Env) error {
 	o := bench.NetnsOptions{
 		Duration: c.Duration, Repeats: c.Repeats, Streams: c.Streams, RTTs: c.RTTs,
 		Link:        bench.Link{Delay: c.Delay, Loss: c.Loss, Reorder: c.Reorder},
-		NodeCommand: []string{exe, "bench", "node"}, WireGuardGo: c.WireGuardGo, Only: c.Only, Baseline: c.Baseline,
+		NodeCommand: gatewayCommands(exe, env).Node, WireGuardGo: c.WireGuardGo, Only: c.Only, Baseline: c.Baseline,
 		QUICFlows: c.QUICFlows,
 	}
 	if c.QUICFlows < 0 {
@@ -296,7 +297,7 @@ func (c *benchTargetsCmd) Run(ctx context.Context, env cli.Env) error {
 type benchNodeCmd struct{}
 
 func (c *benchNodeCmd) Run(ctx context.Context, env cli.Env) error {
-	return bench.NodeMain(ctx, os.Stdin, env.Stdout)
+	return node.Main(ctx, os.Stdin, env.Stdout)
 }
 
 // storeEnv names the environment variable holding --store postgres's DSN.
@@ -333,4 +334,15 @@ func (c *benchRunCmd) jobsStore() (bench.JobsStore, error) {
 		replicas = append(replicas, c.Replicas)
 	}
 	return bench.JobsStore{DSN: dsn, Replicas: replicas}, nil
+}
+
+// gatewayCommands runs the gateways of a measurement from the lean
+// tunnel-gateway beside this binary, as a pod does, or says why the
+// memory figures will be larger.
+func gatewayCommands(exe string, env cli.Env) bench.Commands {
+	cmds := bench.CommandsFor(exe)
+	if !cmds.Lean {
+		fmt.Fprintf(env.Stderr, "note: no %s beside %s (make build puts it there): the gateways run as this binary, and their resident sets include its larger image\n", bench.GatewayBinary, exe)
+	}
+	return cmds
 }

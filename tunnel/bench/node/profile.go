@@ -1,4 +1,4 @@
-package bench
+package node
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 // heap was largest. `tunnel bench --profile DIR` sets it.
 const ProfileEnv = "TUNNEL_BENCH_PROFILE"
 
-// profileNode starts profiling a node if ProfileEnv asks; stop writes the
+// profile starts profiling a node if ProfileEnv asks; stop writes the
 // profiles.
-func profileNode(ctx context.Context, spec NodeSpec) (stop func(), err error) {
+func profile(ctx context.Context, spec Spec) (stop func(), err error) {
 	dir := os.Getenv(ProfileEnv)
 	if dir == "" {
 		return func() {}, nil
