@@ -288,11 +288,21 @@ func restrictedViolations(spec *corev1.PodSpec) []string {
 		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 			bad("container %s: missing liveness or readiness probe", c.Name)
 		}
-		if ours(c) && (c.Command == nil || !strings.HasPrefix(c.Command[0], image.BinDir+"/")) {
-			bad("container %s: command %v does not name a binary in the image's %s", c.Name, c.Command, image.BinDir)
+		if ours(c) {
+			if _, ok := image.Commands()[strings.TrimPrefix(commandOf(c), image.BinDir+"/")]; !ok || !strings.HasPrefix(commandOf(c), image.BinDir+"/") {
+				bad("container %s: command %v does not name a binary in the image's %s", c.Name, c.Command, image.BinDir)
+			}
 		}
 	}
 	return v
+}
+
+// commandOf is the binary a container runs; "" when it names none.
+func commandOf(c *corev1.Container) string {
+	if len(c.Command) == 0 {
+		return ""
+	}
+	return c.Command[0]
 }
 
 // adminPort checks that a container's liveness and readiness probes are
@@ -398,8 +408,8 @@ func gatewayOf(t testing.TB, b *bundle, p pod) gw {
 func gatewayConfig(t testing.TB, b *bundle, p pod) (*config.Config, string) {
 	t.Helper()
 	c := container(t, p.spec, "gateway")
-	if len(c.Args) == 0 || c.Args[0] != "gateway" {
-		t.Fatalf("gateway container args %v", c.Args)
+	if want := image.BinDir + "/tunnel-gateway"; len(c.Command) != 1 || c.Command[0] != want {
+		t.Fatalf("gateway container command %v: want [%s], the lean gateway binary", c.Command, want)
 	}
 	path, ok := flag(c.Args, "config")
 	if !ok {

@@ -33,6 +33,18 @@ const (
 // BinDir is where the binaries live in the image.
 const BinDir = "/usr/local/bin"
 
+// Commands maps each binary the image carries to its Go package, relative
+// to the module's root: tunnel (the operator's tool), tunnel-gateway
+// (what a gateway pod runs), relay and bunny.
+func Commands() map[string]string {
+	return map[string]string{
+		"tunnel":         "./tunnel/cmd/tunnel",
+		"tunnel-gateway": "./tunnel/cmd/tunnel-gateway",
+		"relay":          "./relay/cmd/relay",
+		"bunny":          "./bunny/cmd/bunny",
+	}
+}
+
 // Options say what goes into the image.
 type Options struct {
 	// Binaries maps a command's name to the path of its static binary.

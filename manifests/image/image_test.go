@@ -25,13 +25,12 @@ func TestImageTarball(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bins := map[string]string{}
-	for _, n := range []string{"tunnel", "relay", "bunny"} {
-		pkg := filepath.Join(root, n, "cmd", n)
-		if files, _ := filepath.Glob(filepath.Join(pkg, "*.go")); len(files) == 0 {
-			continue
+	for n, pkg := range Commands() {
+		if files, _ := filepath.Glob(filepath.Join(root, pkg, "*.go")); len(files) == 0 {
+			t.Fatalf("%s: no Go files in %s", n, pkg)
 		}
 		bin := filepath.Join(dir, n)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./"+n+"/cmd/"+n)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

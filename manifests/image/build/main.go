@@ -1,4 +1,4 @@
-// Command build builds the three binaries statically and writes the image
+// Command build builds the image's binaries (image.Commands) statically and writes the image
 // tarball: `go run ./manifests/image/build -o bin/tunnel-image.tar`.
 package main
 
@@ -52,11 +52,7 @@ func run(out, tag, stamp string) error {
 	}
 	defer os.RemoveAll(dir)
 	bins := map[string]string{}
-	for name, pkg := range map[string]string{
-		"tunnel": "./tunnel/cmd/tunnel",
-		"relay":  "./relay/cmd/relay",
-		"bunny":  "./bunny/cmd/bunny",
-	} {
+	for name, pkg := range image.Commands() {
 		if files, _ := filepath.Glob(filepath.Join(pkg, "*.go")); len(files) == 0 {
 			fmt.Fprintf(os.Stderr, "image: skipping %s (no Go files in %s)\n", name, pkg)
 			continue
