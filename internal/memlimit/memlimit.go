@@ -118,10 +118,13 @@ func FromCgroup() (set int64, from string, err error) {
 
 // GCPercent is the gateway's GOGC when none is set. The heap is mostly
 // wireguard-go's pooled 64 KiB packet buffers, which hold no pointers and
-// cost the collector little, so collecting at a quarter's growth instead
-// of doubling keeps the peak resident set near the live heap for no
-// measurable CPU.
-const GCPercent = 25
+// cost the collector little, so collecting at 15 % growth instead of
+// doubling keeps the peak resident set near the live heap for no
+// measurable CPU. It also empties wireguard-go's sync.Pools of idle
+// buffers sooner: at full load, 15 instead of 25 took gateway A's peak
+// from 60-88 to 56-61 MiB in the production-shape bench; 10 held about
+// the same peak but carried 10-25 % less QUIC bulk (docs/bench.md, "GOGC 15").
+const GCPercent = 15
 
 // TightenGC sets GCPercent unless GOGC is set, and reports what holds.
 func TightenGC() string {
