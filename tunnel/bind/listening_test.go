@@ -37,7 +37,7 @@ func receiveAll(t *testing.T, fn conn.ReceiveFunc, want int) (got [][]byte, from
 }
 
 // train is 100 equal datagrams and a short one, in buffers with room to
-// 64 KiB like wireguard-go's, so that offload can coalesce them.
+// 64 KiB like wireguard-go's.
 func train() [][]byte {
 	var bufs [][]byte
 	for i := range 100 {
