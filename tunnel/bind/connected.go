@@ -38,7 +38,6 @@ type Connected struct {
 
 type sendBufs struct {
 	msgs [batchSize]ipv4.Message
-	one  [batchSize][1][]byte
 	oob  [batchSize][]byte
 }
 
@@ -377,8 +376,7 @@ func sendBatches(c batchConn, sb *sendBufs, bufs [][]byte, offload bool, to net.
 		} else {
 			n = min(len(bufs), batchSize)
 			for i := range n {
-				sb.one[i][0] = bufs[i]
-				sb.msgs[i].Buffers = sb.one[i][:]
+				sb.msgs[i].Buffers = bufs[i : i+1 : i+1]
 				sb.msgs[i].OOB = nil
 			}
 			used = n

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -235,6 +236,54 @@ func TestConnectedBatches(t *testing.T) {
 			}
 			if string(got[100]) != "tail" {
 				t.Fatalf("last datagram %q", got[100])
+			}
+		})
+	}
+}
+
+// coalesce makes each run of equal datagrams one message whose buffers
+// are the datagrams themselves, whatever room they have behind them: no
+// byte is copied, and a buffer without spare room still joins a run.
+func TestCoalesce(t *testing.T) {
+	perRun := min(maxSegments, maxCoalesced/1400)
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+		want  []int // datagrams per message
+	}{
+		{"one", []int{1400}, []int{1}},
+		{"a train", slices.Repeat([]int{1400}, 100), []int{perRun, perRun, 100 - 2*perRun}},
+		{"a short one ends a run", append(slices.Repeat([]int{1400}, 3), 600, 1400), []int{4, 1}},
+		{"a longer one starts a run", []int{600, 1400, 1400}, []int{1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var bufs [][]byte
+			for _, n := range tc.sizes {
+				bufs = append(bufs, make([]byte, n)) // no room behind any
+			}
+			sb := new(sendBufs)
+			for i := range sb.oob {
+				sb.oob[i] = make([]byte, oobSize)
+			}
+			msgs, used := coalesce(bufs, sb)
+			if used != len(bufs) || msgs != len(tc.want) {
+				t.Fatalf("coalesce made %d messages of %d datagrams; want %d of %d", msgs, used, len(tc.want), len(bufs))
+			}
+			next := 0
+			for i, n := range tc.want {
+				got := sb.msgs[i].Buffers
+				if len(got) != n {
+					t.Fatalf("message %d holds %d datagrams; want %d", i, len(got), n)
+				}
+				for j := range got {
+					if &got[j][0] != &bufs[next][0] || len(got[j]) != len(bufs[next]) {
+						t.Fatalf("message %d, buffer %d is not datagram %d itself", i, j, next)
+					}
+					next++
+				}
+				if sized := len(sb.msgs[i].OOB) > 0; oobSize > 0 && sized != (n > 1) {
+					t.Fatalf("message %d of %d datagrams: segment size set %v", i, n, sized)
+				}
 			}
 		})
 	}
