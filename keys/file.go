@@ -3,11 +3,13 @@ package keys
 import (
 	"errors"
 	"fmt"
-	"github.com/tunnel-dev/tunnel/internal/fileread"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/tunnel-dev/tunnel/internal/dirsync"
+	"github.com/tunnel-dev/tunnel/internal/fileread"
 )
 
 // WriteFile writes data to path atomically: a temp file in the same
@@ -43,10 +45,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode) error {
 		return fmt.Errorf("writing %s: rename: %w", path, err)
 	}
 	ok = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
+	_ = dirsync.Sync(dir) // the rename is done; a crash may only undo it
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/dirsync"
 	"github.com/tunnel-dev/tunnel/keys"
 )
 
@@ -235,7 +236,7 @@ func (d *Dir) writePlain(st dirState, ch Change) error {
 			return fmt.Errorf("deleting %s: %w", name, err)
 		}
 	}
-	return syncDir(d.path)
+	return dirsync.Sync(d.path)
 }
 
 // removeStaleTemps removes temp files an interrupted keys.WriteFile left.
@@ -273,7 +274,7 @@ func (d *Dir) writeKubelet(st dirState, next map[string][]byte) (err error) {
 			return err
 		}
 	}
-	if err := syncDir(ts); err != nil {
+	if err := dirsync.Sync(ts); err != nil {
 		return err
 	}
 	tmp := filepath.Join(d.path, dataTmpLink)
@@ -288,7 +289,7 @@ func (d *Dir) writeKubelet(st dirState, next map[string][]byte) (err error) {
 		return fmt.Errorf("swapping %s: %w", dataLink, err)
 	}
 	swapped = true
-	if err := syncDir(d.path); err != nil {
+	if err := dirsync.Sync(d.path); err != nil {
 		return err
 	}
 	// The swap is the write; what follows tidies the user-visible links.
@@ -320,7 +321,7 @@ func (d *Dir) writeKubelet(st dirState, next map[string][]byte) (err error) {
 	if len(errs) > 0 {
 		return fmt.Errorf("the new version is in place, but: %w", errors.Join(errs...))
 	}
-	return syncDir(d.path)
+	return dirsync.Sync(d.path)
 }
 
 // removeOldVersions removes version directories other than keep: the one
@@ -355,18 +356,6 @@ func writeNew(path string, data []byte, mode fs.FileMode) error {
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
 }

@@ -15,8 +15,10 @@ import (
 )
 
 // schemaVersion is the layout of the file; a file of another version is
-// refused rather than misread.
-const schemaVersion = "3"
+// refused rather than misread. Version 4 is version 3 with a journal
+// beside the file (journal.go) whose commits the file may not hold yet:
+// a relay that reads version 3 would ignore them, so it is kept out.
+const schemaVersion = "4"
 
 // maxBatchJobs bounds one transaction; more waiting records go into the
 // next one.
@@ -51,23 +53,39 @@ type BoltOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Bolt is the embedded Store: one bbolt file, group-committed.
+// Bolt is the embedded Store: one bbolt file, group-committed through a
+// journal (journal.go, apply.go).
 type Bolt struct {
-	db  *bolt.DB
-	log *slog.Logger
+	db   *bolt.DB
+	path string
+	log  *slog.Logger
 
-	lastMap time.Time // the committer's last releaseMap
+	lastMap time.Time // the applier's last releaseMap
+	jr      *journal  // the segment being appended to; the committer's
+	applyCh chan applyReq
+	applied chan struct{} // closed when the applier has stopped
 
 	mu      sync.Mutex
 	pending []writeReq
-	over    overlay // what pending holds, by job id and idempotency key
+	over    overlay // what pending and unapplied hold, by job id and idempotency key
 	closed  bool
 	failed  error
 	wake    chan struct{}
 	stopped chan struct{}
+	// Journaled commits not yet applied to the file, and the applier's
+	// progress in frames (durable counts the frames journaled).
+	unapplied      []writeReq
+	unappliedJobs  int
+	unappliedBytes int
+	unappliedSince time.Time
+	applying       bool
+	applyNow       bool // a read waits for the file to catch up
+	durable, done  uint64
+	appliedOne     chan struct{} // closed and replaced at each apply
 
 	commitSeconds prometheus.Histogram
 	batchJobs     prometheus.Histogram
+	applySeconds  prometheus.Histogram
 }
 
 type writeReq struct {
@@ -117,6 +135,9 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 		case string(v) == "2":
 			upgraded = true
 			return upgradeV2(tx)
+		case string(v) == "3": // the same layout, without a journal yet
+			upgraded = true
+			return meta.Put([]byte("schema"), []byte(schemaVersion))
 		case string(v) != schemaVersion:
 			return fmt.Errorf("the file has schema version %q; this relay reads version %s", v, schemaVersion)
 		}
@@ -133,14 +154,23 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("opening store %s: %w", opts.Path, err)
 	}
 	s := &Bolt{
-		db:      db,
-		log:     opts.Logger,
-		wake:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
+		db:         db,
+		path:       opts.Path,
+		log:        opts.Logger,
+		wake:       make(chan struct{}, 1),
+		stopped:    make(chan struct{}),
+		applyCh:    make(chan applyReq, 1),
+		applied:    make(chan struct{}),
+		appliedOne: make(chan struct{}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "relay_store_commit_seconds",
-			Help:    "Time to write and fsync one group commit.",
+			Help:    "Time to append one group commit to the journal and fsync it.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "relay_store_apply_seconds",
+			Help:    "Time to write journaled commits into the database file in one transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 		batchJobs: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "relay_store_commit_jobs",
@@ -153,15 +183,20 @@ func OpenBolt(opts BoltOptions) (*Bolt, error) {
 			Name: "relay_store_backlog",
 			Help: "Writes waiting for the next group commit.",
 		}, func() float64 { return float64(s.Backlog()) })
-		for _, c := range []prometheus.Collector{s.commitSeconds, s.batchJobs, backlog} {
+		for _, c := range []prometheus.Collector{s.commitSeconds, s.batchJobs, s.applySeconds, backlog} {
 			if err := opts.Registerer.Register(c); err != nil {
 				_ = db.Close()
 				return nil, fmt.Errorf("registering store metrics: %w", err)
 			}
 		}
 	}
+	if s.jr, err = s.recover(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("opening store %s: %w", opts.Path, err)
+	}
 	s.releaseMap() // a file without a free list was read whole to find one
 	go s.run()
+	go s.apply()
 	return s, nil
 }
 
@@ -181,6 +216,13 @@ func (s *Bolt) enqueue(w writeReq) *Commit {
 	case s.closed:
 		s.mu.Unlock()
 		return failedCommit(ErrClosed)
+	}
+	for i := range w.jobs {
+		if err := validRecord(&w.jobs[i]); err != nil {
+			s.failLocked(err)
+			s.mu.Unlock()
+			return failedCommit(fmt.Errorf("%w: %w", ErrFailed, err))
+		}
 	}
 	c := newCommit()
 	w.c = c
@@ -207,99 +249,6 @@ func (s *Bolt) Err() error {
 	defer s.mu.Unlock()
 	if s.failed != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, s.failed)
-	}
-	return nil
-}
-
-// run is the committer: it takes every waiting write, commits them in one
-// transaction, and reports to each.
-func (s *Bolt) run() {
-	defer close(s.stopped)
-	for {
-		s.mu.Lock()
-		n, jobs := 0, 0
-		for n < len(s.pending) && (n == 0 || jobs+len(s.pending[n].jobs) <= maxBatchJobs) {
-			jobs += len(s.pending[n].jobs)
-			n++
-		}
-		batch := s.pending[:n:n]
-		s.pending = s.pending[n:]
-		if len(s.pending) == 0 {
-			s.pending = nil
-		}
-		closed := s.closed
-		s.mu.Unlock()
-
-		if len(batch) == 0 {
-			if closed {
-				return
-			}
-			<-s.wake
-			continue
-		}
-		start := time.Now()
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			w := newWriteTx(tx)
-			for _, r := range batch {
-				for i := range r.jobs {
-					if err := w.put(&r.jobs[i]); err != nil {
-						return fmt.Errorf("writing job %s: %w", r.jobs[i].ID, err)
-					}
-				}
-				for _, id := range r.del {
-					if err := w.remove(id); err != nil {
-						return fmt.Errorf("deleting job %s: %w", id, err)
-					}
-				}
-			}
-			return w.flush()
-		})
-		s.commitSeconds.Observe(time.Since(start).Seconds())
-		s.batchJobs.Observe(float64(jobs))
-		if err != nil {
-			s.log.Error("store commit failed; refusing all further writes (restart relay)", "err", err)
-			s.mu.Lock()
-			s.failed = err
-			rest := s.pending
-			s.pending = nil
-			s.mu.Unlock()
-			err = fmt.Errorf("%w: %w", ErrFailed, err)
-			for _, w := range rest {
-				w.c.finish(err)
-			}
-		}
-		if err == nil {
-			s.mu.Lock()
-			for i := range batch {
-				s.over.done(&batch[i])
-			}
-			s.mu.Unlock()
-			s.maybeReleaseMap()
-		}
-		for _, w := range batch {
-			w.c.finish(err)
-		}
-	}
-}
-
-// Close implements Store: it commits what is waiting, then closes the
-// file.
-func (s *Bolt) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		<-s.stopped
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	<-s.stopped
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("closing store: %w", err)
 	}
 	return nil
 }
@@ -428,6 +377,9 @@ func (s *Bolt) LookupKey(ctx context.Context, queue, idemKey string) (string, bo
 
 // List implements Store.
 func (s *Bolt) List(ctx context.Context, f Filter) ([]Job, string, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, "", err
+	}
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -559,6 +511,9 @@ func hasPrefix(b, prefix []byte) bool {
 // Live implements Store. The records carry no payload, result or last
 // error: only what the queue keeps in memory (and PayloadSize).
 func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		recs := tx.Bucket([]byte(bucketJobs))
@@ -598,6 +553,9 @@ func (s *Bolt) Live(ctx context.Context, fn func(Job) error) error {
 
 // Finished implements Store.
 func (s *Bolt) Finished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	var ids []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket([]byte(bucketFinished)).Cursor()
@@ -617,6 +575,9 @@ func (s *Bolt) Finished(ctx context.Context, before time.Time, limit int) ([]str
 
 // Counts implements Store.
 func (s *Bolt) Counts(ctx context.Context) (map[QueueState]int, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	out := map[QueueState]int{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte(bucketCounts)).ForEach(func(k, v []byte) error {

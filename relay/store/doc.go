@@ -9,10 +9,13 @@
 // that. Until then Get and LookupKey already see them (an overlay of the
 // pending writes), so the queue keeps no copy of a record.
 //
-// Bolt, the embedded implementation, is one bbolt file. A single committer
-// goroutine takes every record waiting, writes them in one transaction and
-// fsyncs once (group commit), so many concurrent callers share one fsync
-// and durability does not cap throughput. A job is two binary records: a
+// Bolt, the embedded implementation, is one bbolt file and a journal
+// beside it. A single committer goroutine takes every record waiting,
+// appends them to the journal as one frame and fsyncs once (group commit),
+// so many concurrent callers share one fsync and durability does not cap
+// throughput; an applier goroutine writes the journaled records into the
+// file many commits at a time, and at open the journal's segments the file
+// does not hold yet are replayed (journal.go, apply.go, commit.go). A job is two binary records: a
 // body (payload, idempotency key, creation time) written once, and a meta
 // record (state, attempts, lease, outcome) rewritten at each change.
 // Indexes by queue and by queue and state, the idempotency keys, a

@@ -88,7 +88,7 @@ func upgradeV1(db *bolt.DB, log *slog.Logger) error {
 	}
 }
 
-// upgradeV2 makes a file of schema version 2 version 3, in tx: version 3
+// upgradeV2 makes a file of schema version 2 the current version, in tx: version 3
 // has no index by state alone (by_s). Every record changed one state
 // twice in it, for the one caller that listed by state across queues,
 // which now merges the queues' runs of by_qs instead.

@@ -41,8 +41,8 @@ func newWriteTx(tx *bolt.Tx) *writeTx {
 // first record of a job writes its body too; later ones only its meta
 // (see merge).
 func (w *writeTx) put(j *Job) error {
-	if j.ID == "" || j.Queue == "" || !j.State.Valid() {
-		return fmt.Errorf("invalid record (id %q, queue %q, state %q)", j.ID, j.Queue, j.State)
+	if err := validRecord(j); err != nil {
+		return err
 	}
 	id := []byte(j.ID)
 	var old Job

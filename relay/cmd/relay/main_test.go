@@ -289,8 +289,12 @@ func TestCrashSafety(t *testing.T) {
 	s := newSetup(t)
 	l := &ledger{jobs: map[string]string{}, results: map[string]string{}}
 	const rounds = 4
+	replays := 0 // restarts that found commits in the journal the file did not hold
 	for round := 0; round < rounds; round++ {
 		p := startRelay(t, s)
+		if round > 0 && strings.Contains(p.log(), "store replayed its journal") {
+			replays++
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for i := 0; i < 2; i++ {
@@ -319,6 +323,13 @@ func TestCrashSafety(t *testing.T) {
 	}
 
 	p := startRelay(t, s)
+	if strings.Contains(p.log(), "store replayed its journal") {
+		replays++
+	}
+	if replays == 0 {
+		t.Fatalf("no restart after a kill replayed the store's journal: the kills did not test it")
+	}
+	t.Logf("%d of %d restarts replayed the journal", replays, rounds)
 	ctx := context.Background()
 	ac := p.api(s)
 	l.mu.Lock()

@@ -1,0 +1,318 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// writeSegment writes frames as journal segment seg beside path, the way
+// the committer appends them, and returns the segment's bytes.
+func writeSegment(t *testing.T, path string, seg uint64, frames ...[]writeReq) []byte {
+	t.Helper()
+	var b []byte
+	for _, f := range frames {
+		b = appendFrame(b, f)
+	}
+	if err := os.WriteFile(segmentPath(path, seg), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writes(jobs ...Job) []writeReq {
+	var w []writeReq
+	for _, j := range jobs {
+		w = append(w, writeReq{jobs: []Job{j}})
+	}
+	return w
+}
+
+func segmentsLeft(t *testing.T, path string) []uint64 {
+	t.Helper()
+	segs, err := segments(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segs
+}
+
+// What a crash leaves, commits in the journal the file does not hold yet,
+// is there after the next open; a frame cut short at the end of the last
+// segment (a write the crash interrupted, never acknowledged) is not, and
+// nothing after it is lost.
+func TestJournalReplay(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	mustWrite(t, s, job("01OLD", "q", Queued))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := segmentsLeft(t, path); len(left) != 0 {
+		t.Fatalf("a closed store left journal segments %v", left)
+	}
+
+	leased := job("01A", "q", Leased)
+	leased.Attempt = 1
+	writeSegment(t, path, 7, writes(job("01A", "q", Queued), job("01B", "q", Queued)), writes(leased))
+	torn := writeSegment(t, path, 8, writes(job("01C", "q", Queued)), writes(job("01TORN", "q", Queued)))
+	torn = torn[:len(torn)-3]
+	if err := os.WriteFile(segmentPath(path, 8), torn, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path)
+	for id, st := range map[string]State{"01OLD": Queued, "01A": Leased, "01B": Queued, "01C": Queued} {
+		j, err := s.Get(ctx, id)
+		if err != nil || j.State != st || string(j.Payload) != "p-"+id {
+			t.Fatalf("job %s after replay: %+v %v; want %s with its payload", id, j, err, st)
+		}
+	}
+	if _, err := s.Get(ctx, "01TORN"); err == nil {
+		t.Fatal("the torn frame's job was replayed")
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[QueueState]int{{"q", Queued}: 3, {"q", Leased}: 1}; fmt.Sprint(counts) != fmt.Sprint(want) {
+		t.Fatalf("counts after replay = %v, want %v", counts, want)
+	}
+	if left := segmentsLeft(t, path); len(left) != 1 || left[0] != 9 {
+		t.Fatalf("segments after replay: %v, want only the new one, 9", left)
+	}
+
+	// Segments the file already holds (a crash between applying them and
+	// removing them) are removed, not applied again: a replayed enqueue
+	// would take back the job's later state.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeSegment(t, path, 9, writes(job("01A", "q", Queued)))
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketMeta)).Put([]byte(metaJournal), []byte("9"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	if j, err := s.Get(ctx, "01A"); err != nil || j.State != Leased {
+		t.Fatalf("job 01A after reopening over an applied segment: %+v %v; want leased", j, err)
+	}
+	if left := segmentsLeft(t, path); len(left) != 1 || left[0] != 10 {
+		t.Fatalf("segments: %v, want only the new one, 10", left)
+	}
+}
+
+// A damaged frame before the last segment is no torn write: relay refuses
+// to open rather than skip acknowledged commits.
+func TestJournalDamagedRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := writeSegment(t, path, 3, writes(job("01A", "q", Queued)))
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(segmentPath(path, 3), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeSegment(t, path, 4, writes(job("01B", "q", Queued)))
+	_, err := OpenBolt(BoltOptions{Path: path})
+	if err == nil || !strings.Contains(err.Error(), segmentPath(path, 3)) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("open over a damaged segment: %v; want an error naming it", err)
+	}
+	if left := segmentsLeft(t, path); len(left) != 2 {
+		t.Fatalf("a refused open removed segments: %v", left)
+	}
+}
+
+// Reads of the indexes see every acknowledged commit at once, and the
+// journal segments the file holds are removed.
+func TestJournalApplied(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	for i := range 3 {
+		mustWrite(t, s, job(fmt.Sprintf("01J%d", i), "q", Queued))
+		jobs, _, err := s.List(ctx, Filter{Queue: "q"})
+		if err != nil || len(jobs) != i+1 {
+			t.Fatalf("List right after commit %d: %d jobs, %v", i, len(jobs), err)
+		}
+		if left := segmentsLeft(t, path); len(left) != 1 {
+			t.Fatalf("after an apply, segments %v; want only the current one", left)
+		}
+	}
+	// Without a read waiting, commits are applied within applyAfter.
+	mustWrite(t, s, job("01LATER", "q", Queued))
+	deadline := time.Now().Add(10 * applyAfter)
+	for {
+		var inFile bool
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			inFile = tx.Bucket([]byte(bucketJobs)).Get([]byte("01LATER")) != nil
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if inFile {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a commit was not applied to the file within %v", 10*applyAfter)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := segmentsLeft(t, path); len(left) != 0 {
+		t.Fatalf("a closed store left journal segments %v", left)
+	}
+}
+
+// Applying a batch with each job's records merged into one write leaves
+// the file exactly as writing them one by one does: records, bodies,
+// every index and the counts.
+func TestApplyFoldedMatchesInOrder(t *testing.T) {
+	at := time.Unix(1_700_000_000, 0)
+	mk := func(id string, st State, attempt uint32, lastErr string) Job {
+		j := job(id, "q", st)
+		j.CreatedAt, j.UpdatedAt, j.RunAfter = at, at, at
+		j.Attempt, j.LastError = attempt, lastErr
+		if st == Succeeded || st == Dead {
+			j.FinishedAt = at.Add(time.Duration(attempt) * time.Second)
+		}
+		return j
+	}
+	keyed := mk("01K", Queued, 0, "")
+	keyed.IdempotencyKey = "key"
+	noBody := func(j Job) Job { j.Payload, j.IdempotencyKey = nil, ""; return j }
+	cases := []struct {
+		name   string
+		before []Job // already in the file
+		batch  []Job
+	}{
+		{"enqueue lease complete", nil, []Job{mk("01A", Queued, 0, ""), noBody(mk("01A", Leased, 1, "")), noBody(mk("01A", Succeeded, 1, ""))}},
+		{"retry keeps the last error", nil, []Job{mk("01A", Queued, 0, ""), noBody(mk("01A", Retrying, 1, "boom")), noBody(mk("01A", Leased, 2, ""))}},
+		{"job in the file", []Job{mk("01A", Queued, 0, "")}, []Job{noBody(mk("01A", Leased, 1, "")), noBody(mk("01A", Dead, 1, "gave up"))}},
+		{"idempotency key", nil, []Job{keyed, noBody(mk("01K", Leased, 1, "")), mk("01L", Queued, 0, "")}},
+		{"interleaved jobs", []Job{mk("01B", Leased, 1, "x")}, []Job{mk("01A", Queued, 0, ""), noBody(mk("01B", Succeeded, 1, "")), noBody(mk("01A", Leased, 1, "")), mk("01C", Queued, 0, "")}},
+	}
+	dump := func(t *testing.T, apply func(w *writeTx, batch []writeReq) error, c int) string {
+		path := filepath.Join(t.TempDir(), "relay.db")
+		s := openTest(t, path)
+		if len(cases[c].before) > 0 {
+			mustWrite(t, s, cases[c].before...)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var out bytes.Buffer
+		err = db.Update(func(tx *bolt.Tx) error {
+			w := newWriteTx(tx)
+			if err := apply(w, writes(cases[c].batch...)); err != nil {
+				return err
+			}
+			if err := w.flush(); err != nil {
+				return err
+			}
+			for _, name := range allBuckets() {
+				if name == bucketMeta {
+					continue
+				}
+				_ = tx.Bucket([]byte(name)).ForEach(func(k, v []byte) error {
+					fmt.Fprintf(&out, "%s %q %x\n", name, k, v)
+					return nil
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			folded := dump(t, (*writeTx).applyFolded, i)
+			inOrder := dump(t, (*writeTx).applyInOrder, i)
+			if folded != inOrder {
+				t.Fatalf("merged apply:\n%s\nrecord by record:\n%s", folded, inOrder)
+			}
+		})
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	j := job("01A", "q", Leased)
+	j.IdempotencyKey, j.LastError, j.Result = "k", "e", []byte("r")
+	f.Add(appendFrame(nil, append(writes(j), writeReq{del: []string{"01B"}})))
+	f.Add(appendFrame(nil, nil))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		recs, rest, err := readFrame(b)
+		if err != nil {
+			return
+		}
+		// What reads back writes the same frame again.
+		again := appendFrame(nil, recs)
+		if n := len(b) - len(rest); !bytes.Equal(again, b[:n]) {
+			recs2, _, err := readFrame(again)
+			if err != nil || fmt.Sprint(recs2) != fmt.Sprint(recs) {
+				t.Fatalf("frame does not read back: %v %v", recs2, err)
+			}
+		}
+	})
+}
+
+// A file of schema version 3 (no journal) opens as version 4 with its
+// jobs, and a relay that reads only version 3 is then kept out, since the
+// journal may hold commits the file does not.
+func TestUpgradeV3(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	mustWrite(t, s, job("01A", "q", Queued))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setSchema := func(v string) {
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte(bucketMeta)).Put([]byte("schema"), []byte(v))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setSchema("3")
+	s = openTest(t, path)
+	if j, err := s.Get(context.Background(), "01A"); err != nil || j.State != Queued {
+		t.Fatalf("job after the upgrade: %+v %v", j, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkUpgraded(t, path)
+}
