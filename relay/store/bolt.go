@@ -328,32 +328,53 @@ func (s *Bolt) Get(ctx context.Context, id string) (Job, error) {
 	return j, nil
 }
 
-// Bodies implements Store.
+// Bodies implements Store. A body is in the file or, until the file
+// holds it, in the overlay; a read of the file begun just before an apply
+// transaction can miss what the overlay forgets after it, so the ids
+// found in neither are read again whenever an apply finished meanwhile.
 func (s *Bolt) Bodies(ctx context.Context, ids []string) ([]Job, []bool, error) {
 	out, found := make([]Job, len(ids)), make([]bool, len(ids))
-	err := s.db.View(func(tx *bolt.Tx) error {
-		bodies := tx.Bucket([]byte(bucketBodies))
-		for i, id := range ids {
-			rec := bodies.Get([]byte(id))
-			if rec == nil {
-				// Not in the file yet: a job whose enqueue is still
-				// being committed has its body in the pending write.
-				if p, ok := s.pendingJob(id); ok && !p.deleted {
-					out[i], found[i] = p.job, true
+	// Two passes cover one apply; more applies finishing during every pass
+	// only happen to ids that are truly gone.
+	for pass := 1; ; pass++ {
+		s.mu.Lock()
+		applied := s.done
+		s.mu.Unlock()
+		missing := 0
+		err := s.db.View(func(tx *bolt.Tx) error {
+			bodies := tx.Bucket([]byte(bucketBodies))
+			for i, id := range ids {
+				if found[i] {
+					continue
 				}
-				continue
+				rec := bodies.Get([]byte(id))
+				if rec == nil {
+					// Not in the file yet: a job whose enqueue is not
+					// applied has its body in the overlay.
+					if p, ok := s.pendingJob(id); ok && !p.deleted {
+						out[i], found[i] = p.job, true
+					} else {
+						missing++
+					}
+					continue
+				}
+				if err := decodeBody(&out[i], rec); err != nil {
+					return fmt.Errorf("decoding job %s: %w", id, err)
+				}
+				found[i] = true
 			}
-			if err := decodeBody(&out[i], rec); err != nil {
-				return fmt.Errorf("decoding job %s: %w", id, err)
-			}
-			found[i] = true
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading job bodies: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading job bodies: %w", err)
+		s.mu.Lock()
+		again := s.done != applied
+		s.mu.Unlock()
+		if missing == 0 || !again || pass == 4 {
+			return out, found, nil
+		}
 	}
-	return out, found, nil
 }
 
 // LookupKey implements Store.

@@ -316,3 +316,49 @@ func TestUpgradeV3(t *testing.T) {
 	}
 	checkUpgraded(t, path)
 }
+
+// An acknowledged job is found by Bodies however its apply to the file
+// interleaves with the read (a read of the file begun just before the
+// apply, and a look in the overlay just after it, found it in neither).
+func TestBodiesDuringApply(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "relay.db"))
+	stop := make(chan struct{})
+	settled := make(chan struct{})
+	go func() { // apply as often as the store will
+		defer close(settled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.Counts(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-settled }()
+	deadline := time.Now().Add(2 * time.Second)
+	for round := 0; round < 500 && time.Now().Before(deadline); round++ {
+		ids := make([]string, 2000)
+		jobs := make([]Job, len(ids))
+		for i := range ids {
+			ids[i] = fmt.Sprintf("01B%03d%04d", round, i)
+			jobs[i] = job(ids[i], "q", Queued)
+		}
+		mustWrite(t, s, jobs...) // durable: due to be applied any moment
+		for range 3 {
+			_, found, err := s.Bodies(ctx, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ok := range found {
+				if !ok {
+					t.Fatalf("round %d: Bodies did not find job %s, acknowledged", round, ids[i])
+				}
+			}
+		}
+	}
+}
