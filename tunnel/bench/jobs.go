@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tunnel-dev/tunnel/internal/leaseloop"
 	"github.com/tunnel-dev/tunnel/keys"
 	"github.com/tunnel-dev/tunnel/relay/api"
 	"github.com/tunnel-dev/tunnel/relay/client"
@@ -278,7 +279,7 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 			slots++
 		}
 		wg.Go(func() {
-			if err := leaseLoop(ctx, c, j.queue, slots, finished); err != nil {
+			if err := leaseloop.Run(ctx, c, j.queue, slots, finished); err != nil {
 				setErr(err)
 			}
 		})
@@ -288,58 +289,6 @@ func (j *jobRun) run(ctx context.Context, d time.Duration, rate float64) (int, [
 		return 0, nil, firstErr
 	}
 	return int(done.Load()), lat, nil
-}
-
-// leaseLoop works jobs on c with slots slots the way bunny does: one
-// lease call at a time for as many jobs as slots are free, each job
-// completed by its slot with CompleteShared (slots finishing together
-// share one call). It returns when ctx ends, or the first error.
-func leaseLoop(ctx context.Context, c *client.Client, queue string, slots int, finished func(client.Job)) error {
-	free := make(chan struct{}, slots)
-	for range slots {
-		free <- struct{}{}
-	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	errs := make(chan error, slots)
-	sess := client.NewLeaseSession() // as bunny's lease loop has
-	for ctx.Err() == nil {
-		select {
-		case <-free:
-		case <-ctx.Done():
-			return nil
-		case err := <-errs:
-			return err
-		}
-		n := 1
-		for n < slots {
-			select {
-			case <-free:
-				n++
-				continue
-			default:
-			}
-			break
-		}
-		jobs, err := c.Lease(ctx, client.LeaseOptions{Queues: []string{queue}, Max: n, Wait: time.Second, Session: sess})
-		if err != nil {
-			return fmt.Errorf("leasing: %w", err)
-		}
-		for range n - len(jobs) {
-			free <- struct{}{}
-		}
-		for _, job := range jobs {
-			wg.Go(func() {
-				defer func() { free <- struct{}{} }()
-				if _, err := c.CompleteShared(ctx, job.Lease, job.Payload); err != nil {
-					errs <- fmt.Errorf("completing: %w", err)
-					return
-				}
-				finished(job)
-			})
-		}
-	}
-	return nil
 }
 
 // measureJobs measures one path: direct to relay, or through two gateway
