@@ -72,7 +72,7 @@ func (s *Bolt) run() {
 			continue
 		}
 		start := time.Now()
-		err := s.jr.commit(batch)
+		size, err := s.jr.commit(batch)
 		s.commitSeconds.Observe(time.Since(start).Seconds())
 		s.batchJobs.Observe(float64(jobs))
 		if err != nil {
@@ -85,7 +85,7 @@ func (s *Bolt) run() {
 			}
 			s.unapplied = append(s.unapplied, batch...)
 			s.unappliedJobs += jobs
-			s.unappliedBytes += len(s.jr.buf)
+			s.unappliedBytes += size
 			s.durable++
 			s.mu.Unlock()
 		}

@@ -226,19 +226,21 @@ func createSegment(base string, seg uint64) (*journal, error) {
 	return &journal{base: base, seg: seg, f: f}, nil
 }
 
-// commit appends the frame of batch and makes it durable.
-func (j *journal) commit(batch []writeReq) error {
+// commit appends the frame of batch and makes it durable, and returns
+// the frame's size.
+func (j *journal) commit(batch []writeReq) (int, error) {
 	j.buf = appendFrame(j.buf[:0], batch)
+	n := len(j.buf)
 	if _, err := j.f.Write(j.buf); err != nil {
-		return fmt.Errorf("appending to journal segment %s: %w", j.f.Name(), err)
+		return n, fmt.Errorf("appending to journal segment %s: %w", j.f.Name(), err)
 	}
 	if err := datasync(j.f); err != nil {
-		return fmt.Errorf("syncing journal segment %s: %w", j.f.Name(), err)
+		return n, fmt.Errorf("syncing journal segment %s: %w", j.f.Name(), err)
 	}
 	if cap(j.buf) > 1<<20 {
 		j.buf = nil // one large commit does not pin its buffer
 	}
-	return nil
+	return n, nil
 }
 
 // next closes this segment and starts the one after it.
