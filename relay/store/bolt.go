@@ -20,9 +20,12 @@ import (
 // a relay that reads version 3 would ignore them, so it is kept out.
 const schemaVersion = "4"
 
-// maxBatchJobs bounds one transaction; more waiting records go into the
-// next one.
-const maxBatchJobs = 8192
+// maxBatchJobs and maxBatchBytes bound one group commit (a frame of the
+// journal); more waiting records go into the next one.
+const (
+	maxBatchJobs  = 8192
+	maxBatchBytes = 64 << 20
+)
 
 // Buckets of the file.
 const (
@@ -89,9 +92,29 @@ type Bolt struct {
 }
 
 type writeReq struct {
-	jobs []Job
-	del  []string // ids to delete, after jobs
-	c    *Commit
+	jobs  []Job
+	del   []string // ids to delete, after jobs
+	c     *Commit
+	bytes int // at least its size in the journal (recordBytes)
+}
+
+// recordBytes is at least the size of j's record in a journal frame: its
+// variable fields and a bound on the rest.
+func recordBytes(j *Job) int {
+	return 160 + len(j.ID) + len(j.Queue) + len(j.IdempotencyKey) + len(j.Payload) +
+		len(j.LeasedBy) + len(j.LeaseToken) + len(j.LastError) + len(j.Result)
+}
+
+// takeBatch is how many of pending, from the first, one group commit
+// takes: at least one, then as many as fit maxBatchJobs and maxBatchBytes.
+func takeBatch(pending []writeReq) (n, jobs int) {
+	bytes := 0
+	for n < len(pending) && (n == 0 || (jobs+len(pending[n].jobs) <= maxBatchJobs && bytes+pending[n].bytes <= maxBatchBytes)) {
+		jobs += len(pending[n].jobs)
+		bytes += pending[n].bytes
+		n++
+	}
+	return n, jobs
 }
 
 // OpenBolt opens (or creates) the store at opts.Path and starts its
@@ -223,16 +246,23 @@ func (s *Bolt) enqueue(w writeReq) *Commit {
 			s.mu.Unlock()
 			return failedCommit(fmt.Errorf("%w: %w", ErrFailed, err))
 		}
+		w.bytes += recordBytes(&w.jobs[i])
+	}
+	for _, id := range w.del {
+		w.bytes += 16 + len(id)
+	}
+	if w.bytes > maxFrame {
+		// Refused whole, before anything is written: the store stays
+		// usable. The queue's payload and result caps keep it far off.
+		s.mu.Unlock()
+		return failedCommit(fmt.Errorf("a write of %d records and about %d bytes is more than one journal frame holds (%d bytes)", len(w.jobs)+len(w.del), w.bytes, maxFrame))
 	}
 	c := newCommit()
 	w.c = c
 	s.pending = append(s.pending, w)
 	s.over.add(&w)
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.poke()
 	return c
 }
 

@@ -31,11 +31,7 @@ func (s *Bolt) run() {
 			<-ch
 			s.mu.Lock()
 		}
-		n, jobs := 0, 0
-		for n < len(s.pending) && (n == 0 || jobs+len(s.pending[n].jobs) <= maxBatchJobs) {
-			jobs += len(s.pending[n].jobs)
-			n++
-		}
+		n, jobs := takeBatch(s.pending)
 		batch := s.pending[:n:n]
 		s.pending = s.pending[n:]
 		if len(s.pending) == 0 {
@@ -157,10 +153,7 @@ func (s *Bolt) apply() {
 		if err == nil {
 			s.maybeReleaseMap()
 		}
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.poke()
 	}
 }
 
@@ -202,10 +195,7 @@ func (s *Bolt) settle(ctx context.Context) error {
 		s.applyNow = true
 		ch := s.appliedOne
 		s.mu.Unlock()
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.poke()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -215,6 +205,14 @@ func (s *Bolt) settle(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// poke wakes the committer, if it waits.
+func (s *Bolt) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // fail marks the store failed: what is in memory may be ahead of the
@@ -244,10 +242,7 @@ func (s *Bolt) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.poke()
 	<-s.stopped
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("closing store: %w", err)

@@ -30,8 +30,8 @@ import (
 
 const (
 	frameHeader = 8
-	// maxFrame bounds one frame: a commit of maxBatchJobs records with
-	// payloads at relay's largest.
+	// maxFrame bounds one frame: a group commit takes at most
+	// maxBatchBytes, and one Write larger than this is refused.
 	maxFrame = 1 << 30
 
 	recWrite  = 'W'

@@ -362,3 +362,27 @@ func TestBodiesDuringApply(t *testing.T) {
 		}
 	}
 }
+
+// A group commit takes at least one write, then as many as fit both its
+// bounds, records and bytes.
+func TestTakeBatch(t *testing.T) {
+	w := func(jobs, bytes int) writeReq { return writeReq{jobs: make([]Job, jobs), bytes: bytes} }
+	cases := []struct {
+		name          string
+		pending       []writeReq
+		wantN, wantJs int
+	}{
+		{"none", nil, 0, 0},
+		{"all fit", []writeReq{w(1, 100), w(2, 100), w(3, 100)}, 3, 6},
+		{"records bound", []writeReq{w(maxBatchJobs-1, 100), w(1, 100), w(1, 100)}, 2, maxBatchJobs},
+		{"bytes bound", []writeReq{w(1, maxBatchBytes/2), w(1, maxBatchBytes/2), w(1, 1)}, 2, 2},
+		{"one larger than both", []writeReq{w(maxBatchJobs+5, maxBatchBytes+1), w(1, 1)}, 1, maxBatchJobs + 5},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if n, js := takeBatch(c.pending); n != c.wantN || js != c.wantJs {
+				t.Fatalf("takeBatch = %d writes, %d records; want %d, %d", n, js, c.wantN, c.wantJs)
+			}
+		})
+	}
+}
