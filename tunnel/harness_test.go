@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -138,6 +139,25 @@ admin: {listen: "127.0.0.1:0"}
 `, listen, p.aksKey.Public(), p.aks.ListenPort(), o.eksPeers, p.udpEcho, p.tcpEcho, orEmpty(o.eksLimits)))
 	p.eks = startTuned(t, eksCfg, p.eksKey, o.tuning)
 	return p
+}
+
+// dialExposed dials eks's relay-tcp port from aks, as a test's proof
+// that the tunnel is up. When it fails, both gateways' status goes in the
+// log: which side stopped counting bytes, drops or handshakes says where
+// the SYN was lost.
+func (p *pair) dialExposed(t testing.TB, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := p.aks.Dial(ctx, "tcp", "10.99.0.1:8000")
+	if err != nil {
+		for _, g := range []*tunnel.Gateway{p.aks, p.eks} {
+			st, _ := json.Marshal(g.Status())
+			t.Logf("status of %s: %s", g.Status().Name, st)
+		}
+		t.Fatalf("exposed port: %v", err)
+	}
+	c.Close()
 }
 
 func (p *pair) forward(t testing.TB, name string) string {

@@ -33,13 +33,9 @@ func dialFails(t *testing.T, what string, dial func(ctx context.Context) (net.Co
 func TestUnexposedPortGetsNothing(t *testing.T) {
 	p := startPair(t, pairOpts{aksLimits: "{tcpDialTimeout: 2s}"})
 	// Make sure the tunnel is up: an exposed port answers.
+	p.dialExposed(t, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := p.aks.Dial(ctx, "tcp", "10.99.0.1:8000")
-	if err != nil {
-		t.Fatalf("exposed port: %v", err)
-	}
-	c.Close()
 	before := p.eks.Status().Ingress["not_exposed"]
 	dialFails(t, "tcp/8001", func(ctx context.Context) (net.Conn, error) { return p.aks.Dial(ctx, "tcp", "10.99.0.1:8001") })
 	// UDP: no answer either.
