@@ -89,8 +89,8 @@ func (q *Queue) Enqueue(ctx context.Context, jobs []NewJob) ([]Enqueued, error) 
 	}
 	now := time.Now()
 	out := make([]Enqueued, len(jobs))
-	var added []*entry
-	var recs []store.Job
+	added := make([]*entry, 0, len(jobs))
+	recs := make([]store.Job, 0, len(jobs))
 	var batchKeys map[keyRef]int // keys of this batch's new jobs → index in out
 	for i := range jobs {
 		n := &jobs[i]
