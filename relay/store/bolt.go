@@ -67,6 +67,9 @@ type Bolt struct {
 	jr      *journal  // the segment being appended to; the committer's
 	applyCh chan applyReq
 	applied chan struct{} // closed when the applier has stopped
+	// spareMu keeps the spare journal segment's name still: the applier
+	// makes an applied segment the spare, the committer takes it.
+	spareMu sync.Mutex
 
 	mu      sync.Mutex
 	pending []writeReq

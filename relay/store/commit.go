@@ -111,7 +111,9 @@ func (s *Bolt) handOff(final bool) {
 	s.applying = true
 	s.mu.Unlock()
 	if !final {
+		s.spareMu.Lock()
 		next, err := s.jr.next()
+		s.spareMu.Unlock()
 		if err != nil {
 			s.fail(err)
 			s.mu.Lock()
@@ -135,9 +137,14 @@ func (s *Bolt) apply() {
 		s.applySeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
 			s.fail(fmt.Errorf("applying the journal to the file: %w", err))
-		} else if err := removeSegments(s.path, req.seg); err != nil {
-			// Harmless: the next open removes what the file holds.
-			s.log.Warn("removing applied journal segments", "err", err)
+		} else {
+			s.spareMu.Lock()
+			err := removeSegments(s.path, req.seg, true)
+			s.spareMu.Unlock()
+			if err != nil {
+				// Harmless: the next open removes what the file holds.
+				s.log.Warn("removing applied journal segments", "err", err)
+			}
 		}
 		s.mu.Lock()
 		if err == nil {
@@ -180,7 +187,7 @@ func (s *Bolt) finish() {
 	whole := s.failed == nil && len(s.unapplied) == 0
 	s.mu.Unlock()
 	if whole {
-		if err := removeSegments(s.path, s.jr.seg); err != nil {
+		if err := removeSegments(s.path, s.jr.seg, false); err != nil {
 			s.log.Warn("removing the applied journal", "err", err)
 		}
 	}
@@ -287,7 +294,7 @@ func (s *Bolt) recover() (*journal, error) {
 	if len(segs) > 0 {
 		last = max(last, segs[len(segs)-1])
 	}
-	if err := removeSegments(s.path, last); err != nil {
+	if err := removeSegments(s.path, last, true); err != nil {
 		return nil, err
 	}
 	if replayed > 0 {

@@ -35,6 +35,21 @@ func writes(jobs ...Job) []writeReq {
 	return w
 }
 
+// closeClean closes s and fails unless it left no journal: no segment
+// and no spare.
+func closeClean(t *testing.T, s *Bolt, path string) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left := segmentsLeft(t, path); len(left) != 0 {
+		t.Fatalf("a closed store left journal segments %v", left)
+	}
+	if _, err := os.Stat(sparePath(path)); !os.IsNotExist(err) {
+		t.Fatalf("a closed store left the spare segment: %v", err)
+	}
+}
+
 func segmentsLeft(t *testing.T, path string) []uint64 {
 	t.Helper()
 	segs, err := segments(path)
@@ -53,12 +68,7 @@ func TestJournalReplay(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "relay.db")
 	s := openTest(t, path)
 	mustWrite(t, s, job("01OLD", "q", Queued))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if left := segmentsLeft(t, path); len(left) != 0 {
-		t.Fatalf("a closed store left journal segments %v", left)
-	}
+	closeClean(t, s, path)
 
 	leased := job("01A", "q", Leased)
 	leased.Attempt = 1
@@ -176,12 +186,7 @@ func TestJournalApplied(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if left := segmentsLeft(t, path); len(left) != 0 {
-		t.Fatalf("a closed store left journal segments %v", left)
-	}
+	closeClean(t, s, path)
 }
 
 // Applying a batch with each job's records merged into one write leaves
@@ -267,6 +272,7 @@ func FuzzReadFrame(f *testing.F) {
 	j.IdempotencyKey, j.LastError, j.Result = "k", "e", []byte("r")
 	f.Add(appendFrame(nil, append(writes(j), writeReq{del: []string{"01B"}})))
 	f.Add(appendFrame(nil, nil))
+	f.Add(endMark[:])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs, rest, err := readFrame(b)
@@ -384,5 +390,96 @@ func TestTakeBatch(t *testing.T) {
 				t.Fatalf("takeBatch = %d writes, %d records; want %d, %d", n, js, c.wantN, c.wantJs)
 			}
 		})
+	}
+}
+
+// An applied segment becomes the spare and the next segment reuses its
+// file; a clean Close leaves neither.
+func TestJournalReusesSegment(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	settle := func(id string) {
+		t.Helper()
+		mustWrite(t, s, job(id, "q", Queued))
+		if _, err := s.Counts(ctx); err != nil { // applies what the journal holds
+			t.Fatal(err)
+		}
+	}
+	settle("01A")
+	spare, err := os.Stat(sparePath(path))
+	if err != nil {
+		t.Fatalf("no spare after an apply: %v", err)
+	}
+	settle("01B")
+	left := segmentsLeft(t, path)
+	if len(left) != 1 {
+		t.Fatalf("segments after two applies: %v, want the current one", left)
+	}
+	cur, err := os.Stat(segmentPath(path, left[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(spare, cur) {
+		t.Fatal("the segment after the spare was made is a new file, not the spare's")
+	}
+	if _, err := os.Stat(sparePath(path)); err != nil {
+		t.Fatalf("no spare after the second apply: %v", err)
+	}
+	closeClean(t, s, path)
+}
+
+// A reused file holds stale frames after its end mark, valid ones of the
+// segment it was: they are never replayed, in the last segment or an
+// earlier one, and a segment begun from the spare starts at its mark.
+func TestJournalStaleFramesIgnored(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "relay.db")
+	s := openTest(t, path)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	leased := job("01A", "q", Leased)
+	leased.Attempt = 1
+	stale := func(b []byte, jobs ...Job) []byte {
+		b = append(b, endMark[:]...)
+		return appendFrame(b, writes(jobs...))
+	}
+	seg7 := stale(appendFrame(nil, writes(job("01A", "q", Queued), leased)), job("01A", "q", Queued), job("01STALE7", "q", Queued))
+	seg7 = append(seg7, "torn stale bytes"...)
+	seg8 := stale(appendFrame(nil, writes(job("01B", "q", Queued))), job("01STALE8", "q", Queued))
+	for seg, b := range map[uint64][]byte{7: seg7, 8: seg8} {
+		if err := os.WriteFile(segmentPath(path, seg), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(sparePath(path), stale(nil, job("01SPARE", "q", Queued)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path)
+	for id, st := range map[string]State{"01A": Leased, "01B": Queued} {
+		if j, err := s.Get(ctx, id); err != nil || j.State != st {
+			t.Fatalf("job %s after replay: %+v %v; want %s", id, j, err, st)
+		}
+	}
+	for _, id := range []string{"01STALE7", "01STALE8", "01SPARE"} {
+		if _, err := s.Get(ctx, id); err == nil {
+			t.Fatalf("stale frame of job %s was replayed", id)
+		}
+	}
+	// Segment 9 is segment 8's file: stale frames, behind a mark at 0.
+	if frames, err := readSegment(path, 9, true); err != nil || len(frames) != 0 {
+		t.Fatalf("the segment begun from the spare reads %d frames, %v; want none", len(frames), err)
+	}
+	mustWrite(t, s, job("01C", "q", Queued))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	for id, st := range map[string]State{"01A": Leased, "01B": Queued, "01C": Queued} {
+		if j, err := s.Get(ctx, id); err != nil || j.State != st {
+			t.Fatalf("job %s after reopening: %+v %v; want %s", id, j, err, st)
+		}
 	}
 }
