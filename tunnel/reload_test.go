@@ -254,7 +254,7 @@ func TestReloadRulesAndPeers(t *testing.T) {
 	if ch := eks.reload(t); len(ch.RulesStopped) != 1 {
 		t.Fatalf("changes: %+v", ch)
 	}
-	if _, err := udpRoundTrip(u, []byte("gone?"), 2, 300*time.Millisecond); err == nil {
+	if _, err := udpEcho(u, []byte("gone?"), 2, 300*time.Millisecond); err == nil {
 		t.Fatal("a removed rule still answers")
 	}
 	// A change only a restart can apply is refused whole.
