@@ -152,8 +152,9 @@ func (p *pair) dialExposed(t testing.TB, within time.Duration) {
 	c, err := p.aks.Dial(ctx, "tcp", "10.99.0.1:8000")
 	if err != nil {
 		for _, g := range []*tunnel.Gateway{p.aks, p.eks} {
-			st, _ := json.Marshal(g.Status())
-			t.Logf("status of %s: %s", g.Status().Name, st)
+			st := g.Status()
+			b, _ := json.Marshal(st)
+			t.Logf("status of %s: %s", st.Name, b)
 		}
 		t.Fatalf("exposed port: %v", err)
 	}
